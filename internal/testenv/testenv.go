@@ -1,0 +1,78 @@
+// Package testenv holds the helpers every nplab test uses to decide whether it
+// can run here: root, kernel SCTP, the netem qdisc.
+//
+// A test that cannot run skips with the missing capability in the message
+// ("requires root", "kernel lacks SCTP: ..."). Where a capability must be
+// present — in CI (root) and in the qemu VM test (SCTP, netem) — the
+// environment variable NPLAB_REQUIRE lists it (comma separated: "root",
+// "sctp", "netem") and the skip becomes a failure, so a missing feature can
+// never pass silently.
+package testenv
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// Required reports whether feature is listed in NPLAB_REQUIRE.
+func Required(feature string) bool {
+	for _, f := range strings.Split(os.Getenv("NPLAB_REQUIRE"), ",") {
+		if strings.TrimSpace(f) == feature {
+			return true
+		}
+	}
+	return false
+}
+
+// Need skips t with "<reason>" when err is non-nil, or fails it when
+// NPLAB_REQUIRE lists feature.
+func Need(t testing.TB, feature string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if Required(feature) {
+		t.Fatalf("%s is required here (NPLAB_REQUIRE=%s) but missing: %v", feature, os.Getenv("NPLAB_REQUIRE"), err)
+	}
+	t.Skipf("skipping: %v", err)
+}
+
+// RequireRoot skips t unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	var err error
+	if os.Geteuid() != 0 {
+		err = errors.New("requires root (run: sudo go test ./...)")
+	}
+	Need(t, "root", err)
+}
+
+var (
+	sctpOnce sync.Once
+	sctpErr  error
+)
+
+// SCTPError returns nil when the running kernel can open an SCTP socket, else
+// why not ("kernel lacks SCTP: protocol not supported").
+func SCTPError() error {
+	sctpOnce.Do(func() {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, syscall.IPPROTO_SCTP)
+		if err != nil {
+			sctpErr = errors.New("kernel lacks SCTP: " + err.Error())
+			return
+		}
+		syscall.Close(fd)
+	})
+	return sctpErr
+}
+
+// RequireSCTP skips t when the kernel has no SCTP (this fails instead under
+// NPLAB_REQUIRE=sctp, as in the VM test).
+func RequireSCTP(t testing.TB) {
+	t.Helper()
+	Need(t, "sctp", SCTPError())
+}

@@ -1,0 +1,46 @@
+// Command nplab is a NodePort lab: a Kubernetes-shaped network of real Linux
+// network namespaces with the Kubernetes control plane and kube-proxy
+// emulated on top. See README.md.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries an exit status without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func exitCode(err error) int {
+	if e, ok := err.(exitError); ok {
+		return e.code
+	}
+	fmt.Fprintln(os.Stderr, "error:", err)
+	return 1
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "nplab",
+		Short:         "A NodePort lab on real network namespaces",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	for _, add := range subcommands {
+		root.AddCommand(add())
+	}
+	return root
+}
+
+// subcommands is filled by each command's file (validate.go, up.go, ...).
+var subcommands []func() *cobra.Command

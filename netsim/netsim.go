@@ -1,0 +1,177 @@
+package netsim
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// ErrNotSupported is returned by every operation on a platform or kernel that
+// lacks what it needs (no Linux, no netem qdisc, no SCTP). Wrapped errors
+// name what is missing; test with errors.Is.
+var ErrNotSupported = errors.New("netsim: not supported here")
+
+// Network is one lab's network: every host and link it creates, and nothing
+// else. Closing it removes all of them. A Network is safe for concurrent use.
+type Network interface {
+	// Lab is the lab name; every namespace is called "nplab-<lab>-<host>".
+	Lab() string
+
+	// AddHost creates a host (a named network namespace whose lo is up).
+	// Equivalent to: ip netns add nplab-<lab>-<name>; ip -n ... link set lo up
+	AddHost(name string) (Host, error)
+	// Host returns a host by name, or nil.
+	Host(name string) Host
+	// RemoveHost deletes a host, its sockets' namespace and its links.
+	// Removing a host that is already gone is not an error.
+	RemoveHost(name string) error
+
+	// AddBridge creates a Linux bridge device inside host and sets it up.
+	// Equivalent to: ip -n <ns> link add <name> type bridge; ip -n <ns> link set <name> up
+	AddBridge(host Host, name string) error
+
+	// AddLink joins two hosts with a veth pair built in one netlink request,
+	// each end placed directly in its host, given its addresses and set up.
+	// Equivalent to: ip link add <A.Name> netns <A> type veth peer <B.Name> netns <B> ...
+	AddLink(spec LinkSpec) (Link, error)
+	// Link returns a link by its name (LinkSpec.Name), or nil.
+	Link(name string) Link
+
+	// Close removes every host and link of the lab and its state file.
+	// It keeps going after a failure and returns the first error.
+	Close() error
+}
+
+// LinkSpec describes one veth pair.
+type LinkSpec struct {
+	// Name identifies the link within the lab ("node-1", "pod/web-x").
+	Name string
+	A, B LinkEnd
+}
+
+// LinkEnd is one end of a veth pair.
+type LinkEnd struct {
+	Host Host
+	// Dev is the interface name inside Host, at most 15 bytes ("eth0").
+	Dev string
+	// Addrs are assigned to the interface.
+	Addrs []netip.Prefix
+	// Bridge, if set, names a bridge in Host (see AddBridge) to enslave Dev to.
+	Bridge string
+}
+
+// Route is one route in a host. Zero Table means the main table.
+type Route struct {
+	Dst netip.Prefix
+	// Via is the gateway; invalid means a directly connected (link-scope) route.
+	Via netip.Addr
+	// Dev names the outgoing interface; optional when Via is set.
+	Dev string
+	// Src is the preferred source address; optional.
+	Src netip.Addr
+	// Local makes it a "local" route (deliver to this host), used with a
+	// Table for transparent proxying:
+	// ip route add local 0.0.0.0/0 dev lo table 100
+	Local bool
+	Table int
+}
+
+// Rule is one policy-routing rule in a host (ip rule).
+type Rule struct {
+	Priority int
+	// IIF matches the incoming interface ("eth0"); empty matches any.
+	IIF string
+	// From matches the source prefix; invalid matches any.
+	From netip.Prefix
+	// Proto is "tcp", "udp" or "sctp"; empty matches any.
+	Proto string
+	// SPort and DPort match the source / destination port; 0 matches any.
+	SPort, DPort uint16
+	// Table to look up; ignored when Blackhole.
+	Table int
+	// Blackhole silently drops matching packets (ip rule ... blackhole);
+	// this is how a node drops NodePort traffic it has no local endpoint
+	// for. A blackhole rule takes effect before the local table.
+	Blackhole bool
+}
+
+// Host is one network namespace: a node, a pod, the client or the bridge.
+// Sockets it opens live in its namespace for their whole life and may be
+// used from any goroutine.
+type Host interface {
+	// Name is the host's name in the lab ("node-1").
+	Name() string
+	// Namespace is the name `ip netns list` shows ("nplab-demo-node-1").
+	Namespace() string
+
+	AddAddr(dev string, p netip.Prefix) error
+	DelAddr(dev string, p netip.Prefix) error
+	AddRoute(r Route) error
+	AddRule(r Rule) error
+	// DelRule deletes a rule added by AddRule; a missing rule is not an error.
+	DelRule(r Rule) error
+	// Sysctl sets a sysctl inside the namespace, key as in
+	// "net.ipv4.ip_forward".
+	Sysctl(key, value string) error
+
+	// Listen opens a stream listener: network "tcp", "tcp4" or "sctp".
+	// An SCTP listener's conns implement MessageConn. Closing the listener
+	// wakes a blocked Accept.
+	Listen(ctx context.Context, network, address string) (net.Listener, error)
+	// ListenPacket opens "udp"/"udp4" sockets.
+	ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error)
+	// Dial connects from this host: network "tcp", "udp" or "sctp".
+	Dial(ctx context.Context, network, address string) (net.Conn, error)
+	// DialFrom is Dial with options: a fixed local address, or a
+	// transparent socket (IP_TRANSPARENT) whose local address is not one of
+	// this host's, so the peer sees Local as the source.
+	DialFrom(ctx context.Context, d Dial) (net.Conn, error)
+}
+
+// Dial is a dial with its options, for Host.DialFrom.
+type Dial struct {
+	Network string // "tcp", "udp" or "sctp"
+	Local   netip.AddrPort
+	Remote  netip.AddrPort
+	// Transparent sets IP_TRANSPARENT so Local need not be this host's.
+	Transparent bool
+	Timeout     time.Duration
+}
+
+// Link is one veth pair.
+type Link interface {
+	Name() string
+	// SetUp sets both ends up or down.
+	// Equivalent to: ip -n <ns> link set <dev> down
+	SetUp(up bool) error
+	// SetRate limits the A→B and B→A rate with a tbf qdisc, in bits per
+	// second; 0 removes the limit.
+	SetRate(bitsPerSecond uint64) error
+	// SetImpairment adds delay and loss with netem; it returns an error
+	// wrapping ErrNotSupported where the kernel lacks netem.
+	SetImpairment(im Impairment) error
+}
+
+// Impairment is what netem adds to a link. Zero value: none.
+type Impairment struct {
+	Delay  time.Duration
+	Jitter time.Duration
+	// LossPercent is 0..100.
+	LossPercent float64
+}
+
+// MessageConn is a conn that keeps message boundaries (SCTP): one Read is
+// one message; stream ids and payload protocol ids travel with them.
+type MessageConn interface {
+	net.Conn
+	ReadMessage(b []byte) (n int, info MessageInfo, err error)
+	WriteMessage(b []byte, info MessageInfo) (int, error)
+}
+
+// MessageInfo is the SCTP stream and payload protocol id of one message.
+type MessageInfo struct {
+	Stream uint16
+	PPID   uint32
+}
