@@ -1,0 +1,207 @@
+package apps
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// loopback is a Host that opens every socket on 127.0.0.1 with a port the
+// kernel picks, so unit tests never bind fixed ports.
+type loopback struct{}
+
+func (loopback) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	var lc net.ListenConfig
+	return lc.Listen(ctx, network, "127.0.0.1:0")
+}
+
+func (loopback) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
+	var lc net.ListenConfig
+	return lc.ListenPacket(ctx, network, "127.0.0.1:0")
+}
+
+func TestFromContainer(t *testing.T) {
+	tests := []struct {
+		name       string
+		c          corev1.Container
+		kind       Kind
+		http, udp  []uint16
+		text       string
+		delay      time.Duration
+		wantNotice string // substring of one notice; "" = no notice
+	}{
+		{
+			name: "agnhost netexec defaults",
+			c:    corev1.Container{Name: "c", Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"netexec"}},
+			kind: KindNetexec, http: []uint16{8080}, udp: []uint16{8081},
+		},
+		{
+			name: "old registry, flags with spaces and equals, udp off",
+			c: corev1.Container{Name: "c", Image: "k8s.gcr.io/e2e-test-images/agnhost:2.32",
+				Command: []string{"/agnhost"}, Args: []string{"netexec", "--http-port", "9000", "--udp-port=-1", "--delay-shutdown=3"}},
+			kind: KindNetexec, http: []uint16{9000}, delay: 3 * time.Second,
+		},
+		{
+			name: "nginx behind 8080 gets a notice",
+			c: corev1.Container{Name: "web", Image: "nginx:1.27",
+				Ports: []corev1.ContainerPort{{ContainerPort: 8080}}},
+			kind: KindNginx, http: []uint16{80}, wantNotice: "nginx listens on 80, not 8080",
+		},
+		{
+			name: "http-echo",
+			c:    corev1.Container{Name: "e", Image: "hashicorp/http-echo", Args: []string{"-listen=:5680", "-text=hello world"}},
+			kind: KindHTTPEcho, http: []uint16{5680}, text: "hello world",
+		},
+		{
+			name: "curl runs nothing",
+			c:    corev1.Container{Name: "c", Image: "curlimages/curl:8.10.1"},
+			kind: KindNone,
+		},
+		{
+			name: "unknown image runs netexec on its ports",
+			c: corev1.Container{Name: "x", Image: "example.com/team/app:v1",
+				Ports: []corev1.ContainerPort{{ContainerPort: 7000}, {ContainerPort: 7001, Protocol: corev1.ProtocolUDP}}},
+			kind: KindNetexec, http: []uint16{7000}, udp: []uint16{7001}, wantNotice: "not in nplab's catalog",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, notices := FromContainer(tt.c)
+			if s.Kind != tt.kind || !slices.Equal(s.HTTP, tt.http) || !slices.Equal(s.UDP, tt.udp) || s.Text != tt.text || s.DelayShutdown != tt.delay {
+				t.Errorf("FromContainer = %+v, want kind %s http %v udp %v text %q delay %v", s, tt.kind, tt.http, tt.udp, tt.text, tt.delay)
+			}
+			got := strings.Join(notices, "\n")
+			if tt.wantNotice == "" && got != "" {
+				t.Errorf("unexpected notices: %s", got)
+			}
+			if tt.wantNotice != "" && !strings.Contains(got, tt.wantNotice) {
+				t.Errorf("notices %q do not contain %q", got, tt.wantNotice)
+			}
+		})
+	}
+}
+
+func TestRepository(t *testing.T) {
+	for in, want := range map[string]string{
+		"registry.k8s.io/e2e-test-images/agnhost:2.53": "registry.k8s.io/e2e-test-images/agnhost",
+		"localhost:5000/nginx":                         "localhost:5000/nginx",
+		"nginx@sha256:abc":                             "nginx",
+		"nginx":                                        "nginx",
+	} {
+		if got := Repository(in); got != want {
+			t.Errorf("Repository(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCommand(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"hostname", "web-1"},
+		{" HostName\n", "web-1"},
+		{"echo Hello There", "hello there"}, // netexec lower-cases the whole command
+		{"clientip", "10.0.0.1:5000"},
+	}
+	for _, tt := range tests {
+		got, ok := Command("web-1", tt.in, "10.0.0.1:5000")
+		if !ok || got != tt.want {
+			t.Errorf("Command(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
+		}
+	}
+	if _, ok := Command("web-1", "shell ls", ""); ok {
+		t.Errorf("an unknown command must get no answer")
+	}
+}
+
+func get(t *testing.T, addr net.Addr, path string) (int, http.Header, string) {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr.String() + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestNetexecServes(t *testing.T) {
+	spec, _ := FromContainer(corev1.Container{Name: "c", Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"netexec", "--delay-shutdown=2"}})
+	a, err := Start(context.Background(), loopback{}, "web-abc", []Spec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	var httpAddr, udpAddr net.Addr
+	for _, l := range a.Listening() {
+		switch l.Protocol {
+		case "TCP":
+			httpAddr = l.Addr
+		case "UDP":
+			udpAddr = l.Addr
+		}
+	}
+	if _, _, body := get(t, httpAddr, "/hostname"); body != "web-abc" {
+		t.Errorf("/hostname = %q", body)
+	}
+	if _, _, body := get(t, httpAddr, "/clientip"); !strings.HasPrefix(body, "127.0.0.1:") {
+		t.Errorf("/clientip = %q, want 127.0.0.1:port", body)
+	}
+	if _, _, body := get(t, httpAddr, "/echo?msg=hi%20there"); body != "hi there" {
+		t.Errorf("/echo = %q", body)
+	}
+	if code, _, _ := get(t, httpAddr, "/readyz"); code != 200 {
+		t.Errorf("/readyz = %d before SIGTERM", code)
+	}
+	c, err := net.Dial("udp", udpAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("hostname")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "web-abc" {
+		t.Errorf("UDP hostname = %q, %v", buf[:n], err)
+	}
+	if d := a.Terminate(); d != 2*time.Second {
+		t.Errorf("Terminate = %v, want the 2s delay", d)
+	}
+	if code, _, _ := get(t, httpAddr, "/readyz"); code != 503 {
+		t.Errorf("/readyz = %d after SIGTERM, want 503", code)
+	}
+	if _, _, body := get(t, httpAddr, "/hostname"); body != "web-abc" {
+		t.Errorf("still serving during delay-shutdown: /hostname = %q", body)
+	}
+	a.Stop()
+	if _, err := net.DialTimeout("tcp", httpAddr.String(), time.Second); err == nil {
+		t.Errorf("after Stop, %s still accepts", httpAddr)
+	}
+}
+
+func TestNginxAndHTTPEcho(t *testing.T) {
+	ng, _ := FromContainer(corev1.Container{Name: "n", Image: "nginx"})
+	he, _ := FromContainer(corev1.Container{Name: "e", Image: "hashicorp/http-echo:1.0", Args: []string{"-text=apple"}})
+	a, err := Start(context.Background(), loopback{}, "mix", []Spec{ng, he})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	ls := a.Listening()
+	_, h, body := get(t, ls[0].Addr, "/")
+	if h.Get("X-Pod-Name") != "mix" || body != "mix" {
+		t.Errorf("nginx: header %q body %q, want the pod name in both", h.Get("X-Pod-Name"), body)
+	}
+	if _, _, body := get(t, ls[1].Addr, "/anything"); body != "apple\n" {
+		t.Errorf("http-echo body = %q", body)
+	}
+}

@@ -1,0 +1,283 @@
+package apps
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Kind is which program a container runs, as the catalog recognises it.
+type Kind string
+
+const (
+	// KindNetexec is agnhost netexec, the Kubernetes e2e backend.
+	KindNetexec Kind = "netexec"
+	// KindServeHostname is agnhost serve-hostname: HTTP, the hostname on every path.
+	KindServeHostname Kind = "serve-hostname"
+	// KindNginx is nginx's default server: HTTP on port 80.
+	KindNginx Kind = "nginx"
+	// KindHTTPEcho is hashicorp/http-echo: the -text on every path.
+	KindHTTPEcho Kind = "http-echo"
+	// KindNone runs no server (curlimages/curl, busybox, agnhost pause).
+	KindNone Kind = "none"
+)
+
+// Spec is what one container's app listens on and how it answers. Ports are
+// container ports inside the pod's network namespace.
+type Spec struct {
+	Container string
+	Image     string
+	Kind      Kind
+	HTTP      []uint16 // TCP ports serving HTTP
+	UDP       []uint16 // UDP ports answering netexec commands
+	SCTP      []uint16 // SCTP ports answering netexec commands
+	// Text is http-echo's -text.
+	Text string
+	// DelayShutdown is netexec's --delay-shutdown: after SIGTERM the servers
+	// keep running this long while /readyz fails.
+	DelayShutdown time.Duration
+}
+
+// Listens reports whether the app serves protocol ("TCP", "UDP", "SCTP") on port.
+func (s Spec) Listens(protocol string, port uint16) bool {
+	switch strings.ToUpper(protocol) {
+	case "", "TCP":
+		return slices.Contains(s.HTTP, port)
+	case "UDP":
+		return slices.Contains(s.UDP, port)
+	case "SCTP":
+		return slices.Contains(s.SCTP, port)
+	}
+	return false
+}
+
+// Describe is a short human description ("netexec: HTTP 8080, UDP 8081").
+func (s Spec) Describe() string {
+	var parts []string
+	add := func(proto string, ports []uint16) {
+		if len(ports) == 0 {
+			return
+		}
+		ps := make([]string, len(ports))
+		for i, p := range ports {
+			ps[i] = strconv.Itoa(int(p))
+		}
+		parts = append(parts, proto+" "+strings.Join(ps, ","))
+	}
+	add("HTTP", s.HTTP)
+	add("UDP", s.UDP)
+	add("SCTP", s.SCTP)
+	if len(parts) == 0 {
+		return string(s.Kind) + ": no server"
+	}
+	return string(s.Kind) + ": " + strings.Join(parts, ", ")
+}
+
+// Repository returns an image reference without its tag or digest:
+// "registry.k8s.io/e2e-test-images/agnhost:2.53" → "registry.k8s.io/e2e-test-images/agnhost".
+func Repository(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		image = image[:i]
+	}
+	// A ':' after the last '/' is a tag; before it, a registry port.
+	if i := strings.LastIndex(image, ":"); i >= 0 && i > strings.LastIndex(image, "/") {
+		image = image[:i]
+	}
+	return image
+}
+
+// imageKind maps an image repository to the catalog entry.
+func imageKind(repo string) (Kind, bool) {
+	r := strings.ToLower(repo)
+	for _, p := range []string{"docker.io/", "index.docker.io/"} {
+		r = strings.TrimPrefix(r, p)
+	}
+	r = strings.TrimPrefix(r, "library/")
+	base := r[strings.LastIndex(r, "/")+1:]
+	switch {
+	case base == "agnhost" && (strings.HasPrefix(r, "registry.k8s.io/") || strings.HasPrefix(r, "k8s.gcr.io/") || strings.HasPrefix(r, "gcr.io/kubernetes-e2e-test-images/")):
+		return KindNetexec, true
+	case r == "nginx":
+		return KindNginx, true
+	case r == "hashicorp/http-echo":
+		return KindHTTPEcho, true
+	case r == "curlimages/curl", r == "busybox", r == "alpine":
+		return KindNone, true
+	}
+	return "", false
+}
+
+// FromContainer reads a container's image, command and args the way the
+// real image would and returns what its app listens on, plus notices a
+// student should see (unknown image, a declared containerPort nothing
+// listens on). It never fails: a bad flag value is a notice and the
+// image's default is used, much as the program would refuse to start and
+// the lab would rather keep going.
+func FromContainer(c corev1.Container) (Spec, []string) {
+	s := Spec{Container: c.Name, Image: c.Image}
+	var notices []string
+	argv := append(slices.Clone(c.Command), c.Args...)
+	kind, known := imageKind(Repository(c.Image))
+	if !known {
+		s.Kind = KindNetexec
+		for _, p := range c.Ports {
+			switch proto(p.Protocol) {
+			case "TCP":
+				s.HTTP = appendPort(s.HTTP, p.ContainerPort)
+			case "UDP":
+				s.UDP = appendPort(s.UDP, p.ContainerPort)
+			case "SCTP":
+				s.SCTP = appendPort(s.SCTP, p.ContainerPort)
+			}
+		}
+		if len(c.Ports) == 0 {
+			s.Kind = KindNone
+			notices = append(notices, fmt.Sprintf("container %q: image %q is not in nplab's catalog and declares no containerPort; it runs no server", c.Name, c.Image))
+		} else {
+			notices = append(notices, fmt.Sprintf("container %q: image %q is not in nplab's catalog; nplab runs agnhost netexec on its declared containerPorts (%s)", c.Name, c.Image, s.Describe()))
+		}
+		return s, notices
+	}
+	s.Kind = kind
+	flag := func(names ...string) (string, bool) { return lookupFlag(argv, names...) }
+	intFlag := func(def int, names ...string) int {
+		v, ok := flag(names...)
+		if !ok {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			notices = append(notices, fmt.Sprintf("container %q: invalid value %q for --%s; using %d", c.Name, v, names[0], def))
+			return def
+		}
+		return n
+	}
+	switch kind {
+	case KindNetexec:
+		sub := agnhostSubcommand(argv)
+		switch sub {
+		case "", "netexec":
+			s.HTTP = appendPort(nil, int32(intFlag(8080, "http-port")))
+			s.UDP = appendPort(nil, int32(intFlag(8081, "udp-port")))
+			s.SCTP = appendPort(nil, int32(intFlag(-1, "sctp-port")))
+			if d := intFlag(0, "delay-shutdown"); d > 0 {
+				s.DelayShutdown = time.Duration(d) * time.Second
+			}
+			if sub == "" {
+				notices = append(notices, fmt.Sprintf("container %q: agnhost without a subcommand prints its help and exits; nplab runs netexec instead", c.Name))
+			}
+		case "serve-hostname":
+			s.Kind = KindServeHostname
+			s.HTTP = appendPort(nil, int32(intFlag(9376, "port")))
+		case "pause":
+			s.Kind = KindNone
+		default:
+			s.HTTP = []uint16{8080}
+			s.UDP = []uint16{8081}
+			notices = append(notices, fmt.Sprintf("container %q: nplab does not emulate agnhost %s; it runs netexec with its defaults (HTTP 8080, UDP 8081)", c.Name, sub))
+		}
+	case KindNginx:
+		s.HTTP = []uint16{80}
+	case KindHTTPEcho:
+		listen, ok := flag("listen")
+		if !ok {
+			listen = ":5678"
+		}
+		port := 5678
+		if i := strings.LastIndex(listen, ":"); i >= 0 {
+			if n, err := strconv.Atoi(listen[i+1:]); err == nil {
+				port = n
+			} else {
+				notices = append(notices, fmt.Sprintf("container %q: invalid -listen %q; using :5678", c.Name, listen))
+			}
+		}
+		s.HTTP = appendPort(nil, int32(port))
+		s.Text, _ = flag("text")
+		if s.Text == "" {
+			notices = append(notices, fmt.Sprintf("container %q: http-echo needs -text; the real image exits with \"Missing -text option!\", nplab answers with an empty line", c.Name))
+		}
+	}
+	for _, p := range c.Ports {
+		if !s.Listens(proto(p.Protocol), uint16(p.ContainerPort)) {
+			notices = append(notices, portNotice(s, proto(p.Protocol), p.ContainerPort))
+		}
+	}
+	return s, notices
+}
+
+// portNotice explains that containerPort is informational.
+func portNotice(s Spec, protocol string, port int32) string {
+	var ports []uint16
+	switch protocol {
+	case "UDP":
+		ports = s.UDP
+	case "SCTP":
+		ports = s.SCTP
+	default:
+		ports = s.HTTP
+	}
+	if len(ports) == 0 {
+		return fmt.Sprintf("container %q: %s does not listen on %s; containerPort %d/%s is informational, connections to it are refused", s.Container, s.Kind, protocol, port, protocol)
+	}
+	ps := make([]string, len(ports))
+	for i, p := range ports {
+		ps[i] = strconv.Itoa(int(p))
+	}
+	return fmt.Sprintf("container %q: %s listens on %s, not %d (%s); containerPort is informational, connections to %d are refused", s.Container, s.Kind, strings.Join(ps, ","), port, protocol, port)
+}
+
+func proto(p corev1.Protocol) string {
+	if p == "" {
+		return "TCP"
+	}
+	return strings.ToUpper(string(p))
+}
+
+func appendPort(ps []uint16, p int32) []uint16 {
+	if p <= 0 || p > 65535 || slices.Contains(ps, uint16(p)) {
+		return ps
+	}
+	return append(ps, uint16(p))
+}
+
+// agnhostSubcommand is the first argument that is not a flag and not the
+// agnhost binary itself.
+func agnhostSubcommand(argv []string) string {
+	for _, a := range argv {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		if a == "/agnhost" || a == "agnhost" {
+			continue
+		}
+		return a
+	}
+	return ""
+}
+
+// lookupFlag finds -name=v, --name=v, -name v or --name v in argv (the
+// last one wins, as with Go's flag and cobra).
+func lookupFlag(argv []string, names ...string) (string, bool) {
+	var val string
+	found := false
+	for i := 0; i < len(argv); i++ {
+		a := argv[i]
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		a = strings.TrimLeft(a, "-")
+		for _, n := range names {
+			if v, ok := strings.CutPrefix(a, n+"="); ok {
+				val, found = v, true
+			} else if a == n && i+1 < len(argv) {
+				val, found = argv[i+1], true
+				i++
+			}
+		}
+	}
+	return val, found
+}
