@@ -1,0 +1,69 @@
+// Package vmtest runs nplab's tests as root inside a qemu virtual machine that
+// boots a stock Debian kernel, so the code that needs kernel features this
+// machine lacks (SCTP, the netem qdisc) is tested for real instead of skipped.
+//
+// # Why a VM
+//
+// nplab's network is made of real namespaces, veth pairs and sockets, so its
+// tests are only as good as the kernel they run on. A CI host or a laptop
+// kernel may be built without SCTP or netem; Debian's own kernel has both as
+// modules. Rather than installing that kernel, vmtest unpacks it and boots it
+// under qemu's software emulation (no KVM needed), with a tiny initramfs for a
+// root file system. A boot takes a few seconds.
+//
+// # The steps (each is an exported function, so they can be used alone)
+//
+//  1. FetchKernel resolves the one exact kernel package Debian's
+//     linux-image-amd64 points at, downloads it with apt and unpacks it with
+//     dpkg-deb into a cache directory ($NPLAB_VM_CACHE, by default
+//     <repo>/.cache/vmtest). Later runs reuse the cache. Equivalent to:
+//
+//     PKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+//     apt-get download "$PKG" && dpkg-deb -x "$PKG"_*.deb kernel/
+//
+//  2. ListTestPackages and BuildTestBinaries compile every package of the
+//     module that has tests into a static test binary (CGO_ENABLED=0 go test
+//     -c), so it runs in the VM without a C library.
+//
+//  3. WriteInitramfs packs a gzip-compressed newc cpio archive (the format
+//     the kernel unpacks into its first root file system) with busybox, the
+//     kernel modules (dependencies resolved from each module's .modinfo, in
+//     load order, since there is no modprobe inside), the module's source tree
+//     (tests run in their package directory, as with go test, so testdata
+//     files are found), the test binaries and an init script.
+//
+//  4. Boot starts qemu-system-x86_64 with that kernel and initramfs. The init
+//     script loads the modules, runs each binary with -test.v as root with
+//     NPLAB_REQUIRE=root,sctp,netem (see package internal/testenv: a test
+//     that would skip for lack of SCTP or netem fails instead), prints one
+//     marker line per package and a final one, and makes qemu exit through
+//     the isa-debug-exit device with the overall status.
+//
+//  5. ParseConsole reads the serial console and turns the marker lines into a
+//     Report: which packages passed, which failed, whether the run finished.
+//
+// The marker lines look like this (anywhere in a console line, since the
+// kernel may prefix the first line with escape codes; lines end in \r\n):
+//
+//	NPLAB-VMTEST github.com/nplab/nplab/netsim PASS
+//	NPLAB-VMTEST github.com/nplab/nplab/nodes FAIL
+//	NPLAB-VMTEST-DONE FAIL
+//
+// # Running it
+//
+//	go test ./internal/vmtest -run TestVM -v
+//
+// TestVM runs when qemu-system-x86_64 is installed, or always when NPLAB_VM=1
+// (then a missing qemu is a failure, which is how CI runs it). It needs
+// Debian's apt (apt-cache, apt-get download, dpkg-deb), busybox-static and
+// qemu-system-x86; it does not need root on the host. The VM's console is
+// printed to the test log, so the -test.v lines of the tests inside show up
+// there by name. TestVMHarnessCatchesFailure boots a VM with one passing and
+// one deliberately failing package (internal/vmtest/testdata/selftest) and
+// checks the harness tells them apart; its passing package opens an SCTP
+// association and adds a netem qdisc, which proves the VM kernel has both.
+//
+// Environment: NPLAB_VM_CACHE (kernel cache directory), NPLAB_VM_TIMEOUT (a
+// Go duration for one boot, default 4m), NPLAB_VM_KEEP=1 (keep the work
+// directory with the binaries and the initramfs, and print its path).
+package vmtest

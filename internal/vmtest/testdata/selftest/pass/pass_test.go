@@ -1,0 +1,91 @@
+// Package pass is the VM harness self-test's passing package. It proves the
+// VM kernel has what nplab needs: an SCTP association over loopback, and a
+// netem qdisc. It only runs inside the VM test (go test ./... ignores
+// testdata directories); on a kernel without SCTP or netem it skips, and
+// fails under NPLAB_REQUIRE=sctp,netem as the VM sets it.
+package pass
+
+import (
+	"bytes"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ishidawataru/sctp"
+	"github.com/vishvananda/netlink"
+
+	"github.com/nplab/nplab/internal/testenv"
+)
+
+func TestSCTPAssociationInVM(t *testing.T) {
+	testenv.RequireSCTP(t)
+	loopback := []net.IPAddr{{IP: net.IPv4(127, 0, 0, 1)}}
+	ln, err := sctp.ListenSCTP("sctp4", &sctp.SCTPAddr{IPAddrs: loopback})
+	if err != nil {
+		t.Fatalf("listen sctp: %v", err)
+	}
+	defer ln.Close()
+	addr, ok := ln.Addr().(*sctp.SCTPAddr)
+	if !ok || addr.Port == 0 {
+		t.Fatalf("listener address %v has no port", ln.Addr())
+	}
+
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.AcceptSCTP()
+		if err != nil {
+			got <- []byte("accept: " + err.Error())
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			got <- []byte("read: " + err.Error())
+			return
+		}
+		got <- buf[:n]
+	}()
+
+	c, err := sctp.DialSCTP("sctp4", nil, &sctp.SCTPAddr{IPAddrs: loopback, Port: addr.Port})
+	if err != nil {
+		t.Fatalf("dial sctp %v: %v", addr, err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("hello over sctp")); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, []byte("hello over sctp")) {
+			t.Fatalf("server got %q, want %q", b, "hello over sctp")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no SCTP message within 10s")
+	}
+	t.Logf("SCTP association on 127.0.0.1:%d carried a message", addr.Port)
+}
+
+func TestNetemQdiscInVM(t *testing.T) {
+	testenv.RequireRoot(t)
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		t.Fatalf("lo: %v", err)
+	}
+	// Equivalent to: tc qdisc add dev lo root netem delay 1ms
+	q := netlink.NewNetem(netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Parent: netlink.HANDLE_ROOT, Handle: netlink.MakeHandle(1, 0)},
+		netlink.NetemQdiscAttrs{Latency: 1000})
+	testenv.Need(t, "netem", netlink.QdiscAdd(q))
+	defer netlink.QdiscDel(q)
+	qs, err := netlink.QdiscList(lo)
+	if err != nil {
+		t.Fatalf("qdisc list: %v", err)
+	}
+	for _, q := range qs {
+		if q.Type() == "netem" {
+			t.Logf("netem qdisc on lo: %+v", q.Attrs())
+			return
+		}
+	}
+	t.Fatalf("no netem qdisc on lo after adding one: %v", qs)
+}
