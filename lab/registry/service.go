@@ -1,0 +1,105 @@
+package registry
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CreateService is POST /api/v1/namespaces/{ns}/services, in kube-apiserver's
+// order (spec §2.0): v1 defaults → allocation (clusterIP, nodePorts,
+// healthCheckNodePort; the first allocation error is returned at once) →
+// clear status → full validation → store (AlreadyExists last). A failure
+// after allocation releases everything this request reserved.
+func (r *Registry) CreateService(in *corev1.Service) (*corev1.Service, error) {
+	if in == nil {
+		return nil, apierrors.NewBadRequest("no Service given")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	svc := in.DeepCopy()
+	r.beginCreateMeta(&svc.ObjectMeta)
+	SetServiceDefaults(svc)
+	normalizeClusterIPs(svc, nil)
+	t, err := r.allocateCreate(svc)
+	if err != nil {
+		return nil, err
+	}
+	svc.Status = corev1.ServiceStatus{}
+	if errs := r.validateService(svc); len(errs) > 0 {
+		t.revert()
+		return nil, apierrors.NewInvalid(serviceKind, svc.Name, errs)
+	}
+	k := objKey(svc.Namespace, svc.Name)
+	if old, ok := r.services[k]; ok {
+		t.revert()
+		return nil, alreadyExists(servicesResource, svc.Name, &old.ObjectMeta)
+	}
+	t.commit()
+	r.finishCreateMeta(&svc.ObjectMeta)
+	r.services[k] = svc
+	return svc.DeepCopy(), nil
+}
+
+// UpdateService is PUT of a whole Service (spec §2.0 update path, §4):
+// resourceVersion check → v1 defaults → fill in allocated values the client
+// left out (a nodePort is matched by port name) → allocate/reserve new
+// numbers → drop fields a type change made moot → validate → commit (old
+// numbers released only now). A failed update changes nothing. An update
+// that changes nothing keeps the resourceVersion.
+func (r *Registry) UpdateService(in *corev1.Service) (*corev1.Service, error) {
+	if in == nil {
+		return nil, apierrors.NewBadRequest("no Service given")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	svc := in.DeepCopy()
+	if svc.Namespace == "" {
+		svc.Namespace = metav1.NamespaceDefault
+	}
+	k := objKey(svc.Namespace, svc.Name)
+	old, ok := r.services[k]
+	if !ok {
+		return nil, apierrors.NewNotFound(servicesResource, svc.Name)
+	}
+	if err := checkRV(servicesResource, svc.Name, svc.ResourceVersion, old.ResourceVersion); err != nil {
+		return nil, err
+	}
+	SetServiceDefaults(svc)
+	patchAllocatedValues(svc, old)
+	normalizeClusterIPs(svc, old)
+	t, err := r.allocateUpdate(svc, old)
+	if err != nil {
+		return nil, err
+	}
+	beginUpdateMeta(&svc.ObjectMeta, &old.ObjectMeta)
+	svc.Status = old.Status
+	dropTypeDependentFields(svc, old)
+	if errs := r.validateServiceUpdate(svc, old); len(errs) > 0 {
+		t.revert()
+		return nil, apierrors.NewInvalid(serviceKind, svc.Name, errs)
+	}
+	t.commit()
+	if equality.Semantic.DeepEqual(svc, old) {
+		return old.DeepCopy(), nil
+	}
+	svc.ResourceVersion = r.nextRV()
+	r.services[k] = svc
+	return svc.DeepCopy(), nil
+}
+
+// DeleteService removes a Service and releases its clusterIP, nodePorts and
+// healthCheckNodePort synchronously: the numbers are reusable at once.
+func (r *Registry) DeleteService(namespace, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := objKey(nsOrDefault(namespace), name)
+	svc, ok := r.services[k]
+	if !ok {
+		return apierrors.NewNotFound(servicesResource, name)
+	}
+	delete(r.services, k)
+	r.releaseAll(svc)
+	return nil
+}
