@@ -28,7 +28,9 @@
 //  3. WriteInitramfs packs a gzip-compressed newc cpio archive (the format
 //     the kernel unpacks into its first root file system) with busybox, the
 //     kernel modules (dependencies resolved from each module's .modinfo, in
-//     load order, since there is no modprobe inside), the module's source tree
+//     load order, since there is no modprobe inside), iproute2's ip and tc
+//     with their shared libraries (busybox's ip has no netns), the module's
+//     source tree
 //     (tests run in their package directory, as with go test, so testdata
 //     files are found), the test binaries and an init script.
 //
@@ -61,7 +63,8 @@
 // there by name. TestVMHarnessCatchesFailure boots a VM with one passing and
 // one deliberately failing package (internal/vmtest/testdata/selftest) and
 // checks the harness tells them apart; its passing package opens an SCTP
-// association and adds a netem qdisc, which proves the VM kernel has both.
+// association, adds a netem qdisc and uses `ip netns`, which proves the VM
+// kernel and userland have what nplab's tests need.
 //
 // Environment: NPLAB_VM_CACHE (kernel cache directory), NPLAB_VM_TIMEOUT (a
 // Go duration for one boot, default 4m), NPLAB_VM_KEEP=1 (keep the work

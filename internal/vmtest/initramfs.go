@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 )
@@ -17,6 +18,9 @@ type Initramfs struct {
 	Binaries []Binary // test binaries, run in this order
 	SrcDir   string   // module root copied to /src, so tests find their files; "" for none
 	Env      []string // KEY=value for the tests, e.g. "NPLAB_REQUIRE=root,sctp,netem"
+	// HostTools are host programs copied to /usr/sbin with their libraries
+	// (see FindHostTool); they come before busybox's applets on PATH.
+	HostTools []HostTool
 	// TestTimeout is each binary's -test.timeout (a Go duration string);
 	// a binary that hangs then panics with its goroutines and fails.
 	TestTimeout string
@@ -67,8 +71,9 @@ func (fs *Initramfs) Write(path string) (err error) {
 }
 
 func (fs *Initramfs) pack(c *cpioWriter) error {
-	for _, d := range []string{"bin", "dev", "etc", "lib", "lib/modules", "proc", "root", "run", "sys", "tmp", "var", "nplab", "nplab/bin", "src"} {
-		if err := c.Dir(d, 0o755); err != nil {
+	written := map[string]bool{}
+	for _, d := range []string{"bin", "dev", "etc", "lib/modules", "proc", "root", "run", "sys", "tmp", "usr/sbin", "var", "nplab/bin", "src"} {
+		if err := mkdirs(c, d, written); err != nil {
 			return err
 		}
 	}
@@ -90,6 +95,26 @@ func (fs *Initramfs) pack(c *cpioWriter) error {
 	for name, content := range files {
 		if err := c.Bytes(name, 0o644, []byte(content)); err != nil {
 			return err
+		}
+	}
+
+	for _, tool := range fs.HostTools {
+		files := append([]string{tool.Path}, tool.Libs...)
+		for i, f := range files {
+			name := strings.TrimPrefix(f, "/")
+			if i == 0 {
+				name = "usr/sbin/" + filepath.Base(f)
+			}
+			if written[name] {
+				continue
+			}
+			if err := mkdirs(c, path.Dir(name), written); err != nil {
+				return err
+			}
+			if err := c.File(name, 0o755, f); err != nil {
+				return err
+			}
+			written[name] = true
 		}
 	}
 
@@ -125,6 +150,18 @@ func (fs *Initramfs) pack(c *cpioWriter) error {
 		}
 	}
 	return c.Bytes("init", 0o755, []byte(fs.initScript()))
+}
+
+// mkdirs adds dir and its parents unless done says they are there.
+func mkdirs(c *cpioWriter, dir string, done map[string]bool) error {
+	if dir == "." || dir == "/" || dir == "" || done[dir] {
+		return nil
+	}
+	if err := mkdirs(c, path.Dir(dir), done); err != nil {
+		return err
+	}
+	done[dir] = true
+	return c.Dir(dir, 0o755)
 }
 
 // packTree copies the source tree at dir into the archive under prefix,
@@ -184,7 +221,7 @@ func (fs *Initramfs) initScript() string {
 # system, load the kernel modules, run each test binary as root in its package
 # directory, print one marker line per package, and exit qemu with the verdict.
 /bin/busybox --install -s /bin
-export PATH=/bin
+export PATH=/usr/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev

@@ -20,7 +20,10 @@ type Config struct {
 	WorkDir  string   // where the initramfs is written (test binaries are already built)
 	Modules  []string // kernel modules to load; DefaultModules when nil
 	Env      []string // the tests' environment; DefaultEnv when nil
-	Boot     BootOptions
+	// HostTools are host programs to copy into the VM; DefaultHostTools
+	// when nil.
+	HostTools []string
+	Boot      BootOptions
 	// Logf, if not nil, is told about each step and its duration.
 	Logf func(format string, args ...any)
 }
@@ -50,6 +53,9 @@ func Run(ctx context.Context, cfg Config, bins []Binary) (*Report, error) {
 	if cfg.Env == nil {
 		cfg.Env = DefaultEnv
 	}
+	if cfg.HostTools == nil {
+		cfg.HostTools = DefaultHostTools
+	}
 	start := time.Now()
 	k, err := FetchKernel(ctx, cfg.CacheDir, logf)
 	if err != nil {
@@ -66,7 +72,15 @@ func Run(ctx context.Context, cfg Config, bins []Binary) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs := &Initramfs{Busybox: busybox, Modules: mods, Binaries: bins, SrcDir: cfg.ModRoot, Env: cfg.Env}
+	var tools []HostTool
+	for _, name := range cfg.HostTools {
+		tool, err := FindHostTool(name)
+		if err != nil {
+			return nil, fmt.Errorf("%w (apt-get install iproute2)", err)
+		}
+		tools = append(tools, tool)
+	}
+	fs := &Initramfs{Busybox: busybox, Modules: mods, Binaries: bins, SrcDir: cfg.ModRoot, Env: cfg.Env, HostTools: tools}
 	initrd := filepath.Join(cfg.WorkDir, "initrd.gz")
 	if err := fs.Write(initrd); err != nil {
 		return nil, err

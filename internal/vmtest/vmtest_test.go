@@ -171,7 +171,7 @@ func TestVMHarnessCatchesFailure(t *testing.T) {
 	if err := rep.Check([]string{passPkg, failPkg}); err == nil || !strings.Contains(err.Error(), failPkg+": FAIL") {
 		t.Errorf("Check = %v, want an error naming %s", err, failPkg)
 	}
-	for _, name := range []string{"--- PASS: TestSCTPAssociationInVM", "--- PASS: TestNetemQdiscInVM", "--- FAIL: TestDeliberateFailure"} {
+	for _, name := range []string{"--- PASS: TestSCTPAssociationInVM", "--- PASS: TestNetemQdiscInVM", "--- PASS: TestIproute2InVM", "--- FAIL: TestDeliberateFailure"} {
 		if !strings.Contains(console.String(), name) {
 			t.Errorf("console lacks %q", name)
 		}
@@ -289,5 +289,16 @@ func TestParseKernelDepends(t *testing.T) {
 	}
 	if _, err := parseKernelDepends([]byte("linux-image-amd64\n")); err == nil {
 		t.Error("parseKernelDepends of nothing: no error")
+	}
+}
+
+func TestParseLdd(t *testing.T) {
+	out := "\tlinux-vdso.so.1 (0x00007ffd0)\n" +
+		"\tlibmnl.so.0 => /lib/x86_64-linux-gnu/libmnl.so.0 (0x00007f81b5be1000)\n" +
+		"\t/lib64/ld-linux-x86-64.so.2 (0x00007f81b5d67000)\n"
+	got := parseLdd([]byte(out))
+	want := []string{"/lib/x86_64-linux-gnu/libmnl.so.0", "/lib64/ld-linux-x86-64.so.2"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("parseLdd = %q, want %q", got, want)
 	}
 }

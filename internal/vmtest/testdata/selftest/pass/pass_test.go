@@ -8,6 +8,8 @@ package pass
 import (
 	"bytes"
 	"net"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,4 +90,23 @@ func TestNetemQdiscInVM(t *testing.T) {
 		}
 	}
 	t.Fatalf("no netem qdisc on lo after adding one: %v", qs)
+}
+
+// TestIproute2InVM checks that iproute2's own ip (not busybox's, which has
+// no netns) is on PATH in the VM, as tests and students expect.
+func TestIproute2InVM(t *testing.T) {
+	testenv.RequireRoot(t)
+	const ns = "nplab-vmtest-probe"
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v\n%s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ns) {
+		t.Fatalf("ip netns list: %v\n%s", err, out)
+	}
+	out, err = exec.Command("tc", "qdisc", "show", "dev", "lo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tc qdisc show: %v\n%s", err, out)
+	}
 }
