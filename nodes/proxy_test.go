@@ -1,0 +1,304 @@
+package nodes
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nplab/nplab/netsim"
+	"github.com/nplab/nplab/nodes/apps"
+)
+
+// fakeHost is a netsim.Host on loopback for unit tests without root: every
+// socket is opened on 127.0.0.1 with a kernel-chosen port, and the address
+// asked for is remembered so the test can find the real one.
+type fakeHost struct {
+	mu     sync.Mutex
+	addrs  map[string]string // asked "0.0.0.0:30080/tcp4" → real "127.0.0.1:41234"
+	rules  map[netsim.Rule]bool
+	routes []netsim.Route
+}
+
+func newFakeHost() *fakeHost {
+	return &fakeHost{addrs: map[string]string{}, rules: map[netsim.Rule]bool{}}
+}
+
+func (h *fakeHost) Name() string      { return "node-1" }
+func (h *fakeHost) Namespace() string { return "fake-node-1" }
+
+func (h *fakeHost) real(asked, network string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.addrs[asked+"/"+network]
+}
+
+func (h *fakeHost) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
+	if err == nil {
+		h.mu.Lock()
+		h.addrs[address+"/tcp4"] = l.Addr().String()
+		h.mu.Unlock()
+	}
+	return l, err
+}
+
+func (h *fakeHost) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp4", "127.0.0.1:0")
+	if err == nil {
+		h.mu.Lock()
+		h.addrs[address+"/udp4"] = pc.LocalAddr().String()
+		h.mu.Unlock()
+	}
+	return pc, err
+}
+
+func (h *fakeHost) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, address)
+}
+
+func (h *fakeHost) DialFrom(ctx context.Context, d netsim.Dial) (net.Conn, error) {
+	var nd net.Dialer
+	if d.Local.IsValid() && !d.Transparent {
+		if d.Network == "udp" {
+			nd.LocalAddr = net.UDPAddrFromAddrPort(d.Local)
+		} else {
+			nd.LocalAddr = net.TCPAddrFromAddrPort(d.Local)
+		}
+	}
+	return nd.DialContext(ctx, d.Network, d.Remote.String())
+}
+
+func (h *fakeHost) AddAddr(string, netip.Prefix) error { return nil }
+func (h *fakeHost) DelAddr(string, netip.Prefix) error { return nil }
+func (h *fakeHost) Sysctl(string, string) error        { return nil }
+func (h *fakeHost) AddRoute(r netsim.Route) error {
+	h.mu.Lock()
+	h.routes = append(h.routes, r)
+	h.mu.Unlock()
+	return nil
+}
+func (h *fakeHost) AddRule(r netsim.Rule) error {
+	h.mu.Lock()
+	h.rules[r] = true
+	h.mu.Unlock()
+	return nil
+}
+func (h *fakeHost) DelRule(r netsim.Rule) error {
+	h.mu.Lock()
+	delete(h.rules, r)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *fakeHost) ruleList() []netsim.Rule {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var rs []netsim.Rule
+	for r := range h.rules {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// loopbackApp starts an agnhost netexec backend on loopback and returns
+// its HTTP and UDP addresses.
+func loopbackApp(t *testing.T, name string) (httpAddr, udpAddr netip.AddrPort) {
+	t.Helper()
+	spec, _ := apps.FromContainer(corev1.Container{Name: "c", Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"netexec"}})
+	a, err := apps.Start(context.Background(), newFakeHost(), name, []apps.Spec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	for _, l := range a.Listening() {
+		ap := netip.MustParseAddrPort(l.Addr.String())
+		if l.Protocol == "TCP" {
+			httpAddr = ap
+		} else {
+			udpAddr = ap
+		}
+	}
+	return httpAddr, udpAddr
+}
+
+func newTestProxy(t *testing.T, h *fakeHost, log *eventLog) *proxy {
+	p := newProxy(proxyEnv{
+		node: "node-1", host: h, nodeIP: netip.MustParseAddr("192.0.2.1"), podCIDR: netip.MustParsePrefix("10.244.1.0/24"),
+		isPodIP: func(netip.Addr) bool { return false }, isNodeIP: func(netip.Addr) bool { return false },
+		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: ProxyRandom, emit: log.add, seed: 42, noTransparent: true,
+	})
+	t.Cleanup(p.close)
+	return p
+}
+
+func httpGet(addr, path string) (string, error) {
+	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func TestProxyTCPOnLoopback(t *testing.T) {
+	aHTTP, _ := loopbackApp(t, "pod-a")
+	bHTTP, _ := loopbackApp(t, "pod-b")
+	h, log := newFakeHost(), &eventLog{}
+	p := newTestProxy(t, h, log)
+	sp := ServicePort{Service: "default/web", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",
+		Endpoints: []Endpoint{
+			{Pod: "pod-a", Node: "node-1", Addr: aHTTP, Ready: true, Serving: true},
+			{Pod: "pod-b", Node: "node-2", Addr: bHTTP, Ready: true, Serving: true},
+		}}
+	p.sync([]ServicePort{sp})
+	front := h.real("0.0.0.0:30080", "tcp4")
+	seen := map[string]int{}
+	for i := 0; i < 40 && len(seen) < 2; i++ {
+		body, err := httpGet(front, "/hostname")
+		if err != nil {
+			t.Fatalf("GET via the proxy: %v", err)
+		}
+		seen[body]++
+	}
+	if len(seen) != 2 || seen["pod-a"] == 0 || seen["pod-b"] == 0 {
+		t.Errorf("40 requests reached %v, want both pods", seen)
+	}
+	ev := log.wait(t, time.Second, "an ok flow", func(e Event) bool { return e.Kind == EventFlow && e.Flow.Result == FlowOK })
+	if ev.Flow.BytesIn == 0 || ev.Flow.BytesOut == 0 || ev.Flow.Service != "default/web" || ev.Flow.EntryNode != "node-1" || ev.Flow.SourceSeen != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("flow event incomplete: %+v", ev.Flow)
+	}
+
+	// Re-syncing the same state keeps the listener (same port).
+	p.sync([]ServicePort{sp})
+	if got := h.real("0.0.0.0:30080", "tcp4"); got != front {
+		t.Errorf("an unchanged sync reopened the listener: %s → %s", front, got)
+	}
+
+	// An endpoint that refuses: the proxy resets the client, and says so.
+	closed := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t))
+	sp.Endpoints = []Endpoint{{Pod: "gone", Node: "node-1", Addr: closed, Ready: true, Serving: true}}
+	p.sync([]ServicePort{sp})
+	if _, err := httpGet(front, "/hostname"); err == nil {
+		t.Errorf("a refusing endpoint answered")
+	}
+	log.wait(t, time.Second, "a refused flow", func(e Event) bool {
+		return e.Kind == EventFlow && e.Flow.Pod == "gone" && e.Flow.Result == FlowRefused
+	})
+
+	// No usable endpoint: the listener closes, the kernel refuses.
+	sp.Endpoints[0].Ready = false
+	p.sync([]ServicePort{sp})
+	_, err := net.DialTimeout("tcp", front, time.Second)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("no usable endpoint: dial = %v, want connection refused", err)
+	}
+}
+
+// freePort returns a loopback TCP port nothing listens on.
+func freePort(t *testing.T) uint16 {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	return port
+}
+
+func TestProxyUDPFlowsOnLoopback(t *testing.T) {
+	_, aUDP := loopbackApp(t, "pod-a")
+	_, bUDP := loopbackApp(t, "pod-b")
+	h, log := newFakeHost(), &eventLog{}
+	p := newTestProxy(t, h, log)
+	eps := []Endpoint{
+		{Pod: "pod-a", Node: "node-1", Addr: aUDP, Ready: true, Serving: true},
+		{Pod: "pod-b", Node: "node-1", Addr: bUDP, Ready: true, Serving: true},
+	}
+	sp := ServicePort{Service: "default/udp", Protocol: "UDP", NodePort: 30081, ExternalTrafficPolicy: "Cluster", Endpoints: eps}
+	p.sync([]ServicePort{sp})
+	front := h.real("0.0.0.0:30081", "udp4")
+	conn, err := net.Dial("udp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ask := func() string {
+		t.Helper()
+		buf := make([]byte, 100)
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := conn.Write([]byte("hostname")); err != nil {
+			t.Fatal(err)
+		}
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("UDP via the proxy: %v", err)
+		}
+		return string(buf[:n])
+	}
+	first := ask()
+	for i := 0; i < 10; i++ {
+		if got := ask(); got != first {
+			t.Fatalf("datagram %d of one flow went to %s, the flow is pinned to %s", i, got, first)
+		}
+	}
+	// The pinned endpoint leaves: the flow is flushed and the same client
+	// port moves to the other pod.
+	var rest []Endpoint
+	for _, e := range eps {
+		if e.Pod != first {
+			rest = append(rest, e)
+		}
+	}
+	sp.Endpoints = rest
+	p.sync([]ServicePort{sp})
+	if got := ask(); got != rest[0].Pod {
+		t.Errorf("after its endpoint left, the flow answered from %s, want %s", got, rest[0].Pod)
+	}
+	n := 0
+	for _, e := range log.all() {
+		if e.Kind == EventFlow && e.Flow.Protocol == "UDP" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d UDP flow events, want 2 (one per flow, not per datagram)", n)
+	}
+}
+
+func TestProxyLocalPolicyRules(t *testing.T) {
+	h, log := newFakeHost(), &eventLog{}
+	p := newTestProxy(t, h, log)
+	p.env.noTransparent = false
+	remote := Endpoint{Pod: "b", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}
+	local := Endpoint{Pod: "a", Node: "node-1", Addr: netip.MustParseAddrPort("10.244.1.10:8080"), Ready: true, Serving: true}
+	sp := ServicePort{Service: "default/local", Protocol: "TCP", NodePort: 30085, ExternalTrafficPolicy: "Local", Endpoints: []Endpoint{remote}}
+	p.sync([]ServicePort{sp})
+	blackhole := netsim.Rule{Priority: blackholePriority, IIF: "eth0", Proto: "tcp", DPort: 30085, Blackhole: true}
+	if rs := h.ruleList(); len(rs) != 1 || rs[0] != blackhole {
+		t.Errorf("endpoints only elsewhere: rules %+v, want just %+v", rs, blackhole)
+	}
+	sp.Endpoints = []Endpoint{remote, local}
+	p.sync([]ServicePort{sp})
+	tproxy := netsim.Rule{Priority: tproxyRulePriority, From: netip.MustParsePrefix("10.244.1.10/32"), Proto: "tcp", SPort: 8080, Table: tproxyTable}
+	if rs := h.ruleList(); len(rs) != 1 || rs[0] != tproxy {
+		t.Errorf("with a local endpoint: rules %+v, want just %+v", rs, tproxy)
+	}
+	p.sync(nil)
+	if rs := h.ruleList(); len(rs) != 0 {
+		t.Errorf("service gone: rules %+v left behind", rs)
+	}
+}

@@ -1,0 +1,147 @@
+package nodes
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func ep(pod, node, addr string, ready, serving, terminating bool) Endpoint {
+	return Endpoint{Pod: pod, Node: node, Addr: netip.MustParseAddrPort(addr), Ready: ready, Serving: serving, Terminating: terminating}
+}
+
+func TestUsableEndpoints(t *testing.T) {
+	a := ep("a", "node-1", "10.244.1.10:8080", true, true, false)
+	b := ep("b", "node-2", "10.244.2.10:8080", true, true, false)
+	unready := ep("u", "node-1", "10.244.1.11:8080", false, false, false)
+	termServing := ep("t", "node-2", "10.244.2.11:8080", false, true, true)
+	termGone := ep("g", "node-1", "10.244.1.12:8080", false, false, true)
+	tests := []struct {
+		name string
+		eps  []Endpoint
+		node string
+		want []string
+	}{
+		{"ready ones only", []Endpoint{b, unready, a, termServing}, "", []string{"a", "b"}},
+		{"none ready: serving and terminating", []Endpoint{unready, termServing, termGone}, "", []string{"t"}},
+		{"nothing usable", []Endpoint{unready, termGone}, "", nil},
+		{"Local: this node's only", []Endpoint{a, b}, "node-2", []string{"b"}},
+		{"Local: local terminating beats remote ready", []Endpoint{a, termServing}, "node-2", []string{"t"}},
+		{"Local: no local endpoint", []Endpoint{b, termServing}, "node-1", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := usableEndpoints(tt.eps, tt.node)
+			var pods []string
+			for _, e := range got {
+				pods = append(pods, e.Pod)
+			}
+			if len(pods) != len(tt.want) {
+				t.Fatalf("usable = %v, want %v", pods, tt.want)
+			}
+			for i := range pods {
+				if pods[i] != tt.want[i] {
+					t.Fatalf("usable = %v, want %v", pods, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestChooser(t *testing.T) {
+	cands := []Endpoint{
+		ep("a", "n", "10.0.0.1:80", true, true, false),
+		ep("b", "n", "10.0.0.2:80", true, true, false),
+		ep("c", "n", "10.0.0.3:80", true, true, false),
+	}
+	client := netip.MustParseAddr("172.18.0.100")
+	now := time.Unix(1000, 0)
+	t.Run("random is roughly uniform", func(t *testing.T) {
+		ch := newChooser(1)
+		counts := map[string]int{}
+		for i := 0; i < 3000; i++ {
+			e, _ := ch.pick(cands, client, ProxyRandom, 0, now)
+			counts[e.Pod]++
+		}
+		for _, p := range []string{"a", "b", "c"} {
+			if counts[p] < 850 || counts[p] > 1150 {
+				t.Errorf("random: %v is far from 1000 each", counts)
+			}
+		}
+	})
+	t.Run("round robin cycles", func(t *testing.T) {
+		ch := newChooser(1)
+		var got string
+		for i := 0; i < 6; i++ {
+			e, _ := ch.pick(cands, client, ProxyRoundRobin, 0, now)
+			got += e.Pod
+		}
+		if got != "abcabc" {
+			t.Errorf("round robin = %s, want abcabc", got)
+		}
+	})
+	t.Run("ClientIP affinity sticks until the timeout", func(t *testing.T) {
+		ch := newChooser(2)
+		first, _ := ch.pick(cands, client, ProxyRandom, 10*time.Second, now)
+		for i := 1; i <= 20; i++ {
+			e, _ := ch.pick(cands, client, ProxyRandom, 10*time.Second, now.Add(time.Duration(i)*time.Second))
+			if e.Pod != first.Pod {
+				t.Fatalf("pick %d went to %s, affinity said %s", i, e.Pod, first.Pod)
+			}
+		}
+		// A different client is chosen for independently.
+		spread := map[string]bool{}
+		for i := 0; i < 50; i++ {
+			e, _ := ch.pick(cands, netip.AddrFrom4([4]byte{172, 18, 1, byte(i)}), ProxyRandom, 10*time.Second, now)
+			spread[e.Pod] = true
+		}
+		if len(spread) < 2 {
+			t.Errorf("50 clients all went to %v", spread)
+		}
+		// After the timeout without traffic the choice is free again:
+		// over many tries it must leave the old endpoint at least once.
+		moved := false
+		for i := 0; i < 50 && !moved; i++ {
+			e, _ := ch.pick(cands, client, ProxyRandom, 10*time.Second, now.Add(time.Hour*time.Duration(i+1)))
+			moved = e.Pod != first.Pod
+		}
+		if !moved {
+			t.Errorf("affinity never expired")
+		}
+	})
+	t.Run("affinity to an endpoint that is gone", func(t *testing.T) {
+		ch := newChooser(3)
+		first, _ := ch.pick(cands, client, ProxyRandom, time.Hour, now)
+		var rest []Endpoint
+		for _, e := range cands {
+			if e.Pod != first.Pod {
+				rest = append(rest, e)
+			}
+		}
+		e, ok := ch.pick(rest, client, ProxyRandom, time.Hour, now)
+		if !ok || e.Pod == first.Pod {
+			t.Errorf("picked %v, %v after its endpoint left", e.Pod, ok)
+		}
+	})
+	t.Run("no candidates", func(t *testing.T) {
+		if _, ok := newChooser(1).pick(nil, client, ProxyRandom, 0, now); ok {
+			t.Errorf("pick from nothing succeeded")
+		}
+	})
+}
+
+func TestPodHostName(t *testing.T) {
+	long := "web-0123456789012345678901234567890123456789012345678901234567890"
+	tests := map[string]string{
+		"web-1": "pod-web-1",
+		long:    "pod-" + long[:39] + "-" + shortHash(long),
+	}
+	for in, want := range tests {
+		if got := podHostName(in); got != want {
+			t.Errorf("podHostName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if podHostName(long) == podHostName(long+"x") {
+		t.Errorf("long names must stay distinct")
+	}
+}
