@@ -255,8 +255,8 @@ func (r *Registry) allocHealthCheckNodePort(svc *corev1.Service, t *txn) error {
 
 // allocateCreate is the BeginCreate hook (spec §2.0 step 2). On error
 // everything it reserved is already released.
-func (r *Registry) allocateCreate(svc *corev1.Service) (t *txn, err error) {
-	t = &txn{r: r}
+func (r *Registry) allocateCreate(svc *corev1.Service) (_ *txn, err error) {
+	t := &txn{r: r}
 	defer func() {
 		if err != nil {
 			t.revert()
@@ -304,8 +304,8 @@ func clusterAddrs(svc *corev1.Service) []netip.Addr {
 }
 
 // allocateUpdate is the BeginUpdate hook (spec §2.0, §4).
-func (r *Registry) allocateUpdate(svc, old *corev1.Service) (t *txn, err error) {
-	t = &txn{r: r}
+func (r *Registry) allocateUpdate(svc, old *corev1.Service) (_ *txn, err error) {
+	t := &txn{r: r}
 	defer func() {
 		if err != nil {
 			t.revert()
