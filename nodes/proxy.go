@@ -271,10 +271,10 @@ func (p *proxy) open(fk frontKey, nodePort bool, st *svcState) (*frontend, error
 
 func (f *frontend) close() {
 	_ = f.closer.Close()
-	if f.flows != nil {
+	if f.key.proto == "UDP" {
 		f.mu.Lock()
 		flows := f.flows
-		f.flows = map[netip.AddrPort]*udpFlow{}
+		f.flows = nil // closed: newUDPFlow adds no more
 		f.mu.Unlock()
 		for _, fl := range flows {
 			fl.close()
