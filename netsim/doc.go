@@ -21,4 +21,100 @@
 //
 // A state file per lab under /run/nplab records what the lab created, so
 // Clean can remove what a killed lab left behind, and only that.
+//
+// # A two-host lab, and what it does in the kernel
+//
+//	n, _ := netsim.New("demo")                // /run/nplab/demo.json
+//	defer n.Close()                           // removes everything below
+//	a, _ := n.AddHost("a")                    // ip netns add nplab-demo-a; ip -n nplab-demo-a link set lo up
+//	b, _ := n.AddHost("b")
+//	n.AddLink(netsim.LinkSpec{Name: "ab",     // ip -n nplab-demo-a link add eth0 type veth peer eth0 netns nplab-demo-b
+//		A: netsim.LinkEnd{Host: a, Dev: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}},
+//		B: netsim.LinkEnd{Host: b, Dev: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/24")}},
+//	})
+//	l, _ := b.Listen(ctx, "tcp", "10.0.0.2:8080") // ip netns exec nplab-demo-b nc -l 8080
+//	c, _ := a.Dial(ctx, "tcp", "10.0.0.2:8080")   // ip netns exec nplab-demo-a nc 10.0.0.2 8080
+//
+// # Hosts
+//
+// A host's namespace is created the way `ip netns add` does it: /run/netns
+// is made a shared mount point, a new namespace is unshared on a throw-away
+// locked thread and bind-mounted at /run/netns/nplab-<lab>-<host>. The
+// thread is never unlocked, so the Go runtime discards it: no goroutine's
+// thread ever changes namespace behind its back. Removing a host deletes its
+// links, then unmounts and deletes the mount point; a socket still open in
+// the host keeps the (now nameless) namespace alive until it is closed,
+// so callers close their sockets first.
+//
+// # Routes, rules and link state
+//
+// Setting a link down makes the kernel delete every route through it, and
+// setting it up brings back only the routes of its own addresses. Hosts
+// remember the routes added with AddRoute and Link.SetUp(true) adds them
+// back, so "take a node's link down and up" leaves the node as it was.
+//
+// Every namespace starts with the rule "0: from all lookup local", which no
+// other rule can precede, so a blackhole rule could never drop traffic for
+// one of the host's own addresses. The first time a host gets a rule with a
+// priority below 100, netsim moves the local rule to priority 100 (ip rule
+// add pref 100 lookup local; ip rule del pref 0 lookup local). That is how
+// a node drops NodePort traffic it has no local endpoint for:
+//
+//	node.AddRule(netsim.Rule{Priority: 10, IIF: "eth0", Proto: "tcp", DPort: 30080, Blackhole: true})
+//
+// A client then times out (no RST), while the node's own traffic (iif lo)
+// still gets through.
+//
+// # Transparent proxying
+//
+// DialFrom with Transparent sets IP_TRANSPARENT before bind, so a proxy
+// can connect to a backend from the client's address. The backend's replies
+// are addressed to the client, so two more things are needed: the backend
+// routes the client's address back through the proxy's host (a pod's
+// default route via its node does that), and the proxy's host delivers
+// those replies locally instead of forwarding them:
+//
+//	ip rule add from <backend> ipproto tcp sport <port> lookup 100
+//	ip route add local 0.0.0.0/0 dev lo table 100
+//
+// TestTransparentDial runs exactly this recipe.
+//
+// # Rate limits and impairments
+//
+// Link.SetRate puts a tbf qdisc on each end's egress (burst: 10 ms at the
+// rate, at least 4 KiB; queue: 100 ms at the rate plus the burst).
+// Link.SetImpairment puts netem there instead, with the tbf as its child when
+// both are set. Kernels without sch_netem (like the development machine)
+// return an error wrapping ErrNotSupported that says "netem qdisc
+// unavailable".
+//
+// # SCTP
+//
+// SCTP sockets are one-to-one style (SOCK_STREAM), IPv4, non-blocking and
+// wrapped with os.NewFile so they live in the Go runtime's poller: closing
+// a listener wakes a blocked Accept, closing a conn wakes a blocked Read,
+// and deadlines work. Their conns implement MessageConn: one ReadMessage is
+// one message, with its stream id and PPID (github.com/ishidawataru/sctp's
+// SCTPRead/SCTPWrite, with the data I/O event subscribed). Each
+// association asks for SCTPStreams streams each way. Where the kernel has
+// no SCTP, Listen and Dial fail with the kernel's "protocol not supported".
+//
+// # Errors
+//
+// Errors name the object and the host ("add veth "node-1" (eth0 in host
+// "node-1", node-1 in host "bridge"): file exists"); socket errors wrap the
+// net package's *net.OpError ("in host "client": dial tcp
+// 10.244.2.5:80: connect: network is unreachable"), so errors.As and
+// net.Error's Timeout work on them.
+//
+// # Leftovers
+//
+// Every namespace and veth is recorded in /run/nplab/<lab>.json before it
+// is created. Network.Close removes everything and then the state file;
+// Clean(lab) does the same from the state file alone, for a lab whose
+// process was killed (`nplab clean --name <lab>`); CleanAll cleans every lab
+// with a state file. Nothing else is ever touched, whatever its name: a
+// namespace called nplab-foo-x that no state file lists survives CleanAll.
+// New refuses a lab name whose state file lists a namespace that still
+// exists, and says to run `nplab clean --name <lab>`.
 package netsim

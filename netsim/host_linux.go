@@ -522,6 +522,9 @@ func setQdiscs(nlh netlinksafe.Handle, dev string, rate uint64, im Impairment) e
 			Buffer:     netlink.Xmittime(bytesPerSec, uint32(min(burst, 1<<31))),
 		}
 		if err := nlh.QdiscAdd(q); err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
+				return fmt.Errorf("%w: tbf qdisc unavailable (the kernel lacks sch_tbf: %v)", ErrNotSupported, err)
+			}
 			return fmt.Errorf("add tbf qdisc: %w", err)
 		}
 	}

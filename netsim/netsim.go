@@ -80,6 +80,8 @@ type Route struct {
 
 // Rule is one policy-routing rule in a host (ip rule).
 type Rule struct {
+	// Priority is the rule's preference; 0 lets the kernel choose (just
+	// before the main table's rule, as plain `ip rule add` does).
 	Priority int
 	// IIF matches the incoming interface ("eth0"); empty matches any.
 	IIF string
@@ -93,7 +95,9 @@ type Rule struct {
 	Table int
 	// Blackhole silently drops matching packets (ip rule ... blackhole);
 	// this is how a node drops NodePort traffic it has no local endpoint
-	// for. A blackhole rule takes effect before the local table.
+	// for. A blackhole rule takes effect before the local table when its
+	// Priority is below 100: the host's "lookup local" rule is moved from
+	// priority 0 to 100 the first time such a rule is added.
 	Blackhole bool
 }
 
@@ -106,23 +110,40 @@ type Host interface {
 	// Namespace is the name `ip netns list` shows ("nplab-demo-node-1").
 	Namespace() string
 
+	// AddAddr adds an address to an interface; one already there is not an
+	// error. Equivalent to: ip -n <ns> addr add <p> dev <dev>
 	AddAddr(dev string, p netip.Prefix) error
+	// DelAddr removes an address; a missing one is not an error.
+	// Equivalent to: ip -n <ns> addr del <p> dev <dev>
 	DelAddr(dev string, p netip.Prefix) error
+	// AddRoute adds (or replaces) the route to r.Dst in r.Table. Routes
+	// through a link come back when the link is set up again.
+	// Equivalent to: ip -n <ns> route replace <dst> via <via> dev <dev> table <t>
 	AddRoute(r Route) error
+	// AddRule adds a policy-routing rule; one already there is not an
+	// error. The first rule with a priority below 100 moves the host's
+	// "lookup local" rule from priority 0 to 100 (see Rule.Blackhole).
+	// Equivalent to: ip -n <ns> rule add pref <p> iif <i> from <f> ipproto <x> sport <s> dport <d> lookup <t>|blackhole
 	AddRule(r Rule) error
 	// DelRule deletes a rule added by AddRule; a missing rule is not an error.
+	// Equivalent to: ip -n <ns> rule del <the same selectors>
 	DelRule(r Rule) error
 	// Sysctl sets a sysctl inside the namespace, key as in
 	// "net.ipv4.ip_forward".
+	// Equivalent to: ip netns exec <ns> sysctl -w <key>=<value>
 	Sysctl(key, value string) error
 
-	// Listen opens a stream listener: network "tcp", "tcp4" or "sctp".
+	// Listen opens a stream listener: network "tcp", "tcp4" or "sctp"
+	// (IPv4). Equivalent to: ip netns exec <ns> nc -l <port>
 	// An SCTP listener's conns implement MessageConn. Closing the listener
 	// wakes a blocked Accept.
 	Listen(ctx context.Context, network, address string) (net.Listener, error)
 	// ListenPacket opens "udp"/"udp4" sockets.
+	// Equivalent to: ip netns exec <ns> nc -u -l <port>
 	ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error)
-	// Dial connects from this host: network "tcp", "udp" or "sctp".
+	// Dial connects from this host: network "tcp", "udp" or "sctp",
+	// giving up at ctx's deadline.
+	// Equivalent to: ip netns exec <ns> nc <ip> <port>
 	Dial(ctx context.Context, network, address string) (net.Conn, error)
 	// DialFrom is Dial with options: a fixed local address, or a
 	// transparent socket (IP_TRANSPARENT) whose local address is not one of
@@ -148,13 +169,18 @@ type Link interface {
 	SetUp(up bool) error
 	// SetRate limits the A→B and B→A rate with a tbf qdisc, in bits per
 	// second; 0 removes the limit.
+	// Equivalent to: tc -n <ns> qdisc replace dev <dev> root tbf rate <bps>bit burst <b> limit <l> (both ends)
 	SetRate(bitsPerSecond uint64) error
-	// SetImpairment adds delay and loss with netem; it returns an error
-	// wrapping ErrNotSupported where the kernel lacks netem.
+	// SetImpairment adds delay and loss with netem on both ends' egress
+	// (a round trip gains 2×Delay); the zero Impairment removes it. It
+	// returns an error wrapping ErrNotSupported ("netem qdisc unavailable")
+	// where the kernel lacks netem.
+	// Equivalent to: tc -n <ns> qdisc replace dev <dev> root netem delay <d> <jitter> loss <p>% (both ends)
 	SetImpairment(im Impairment) error
 }
 
-// Impairment is what netem adds to a link. Zero value: none.
+// Impairment is what netem adds to a link, in each direction. Zero value:
+// none.
 type Impairment struct {
 	Delay  time.Duration
 	Jitter time.Duration
@@ -171,6 +197,7 @@ type MessageConn interface {
 }
 
 // MessageInfo is the SCTP stream and payload protocol id of one message.
+// Stream must be below SCTPStreams.
 type MessageInfo struct {
 	Stream uint16
 	PPID   uint32

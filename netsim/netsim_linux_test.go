@@ -55,15 +55,34 @@ func newLab(t *testing.T) Network {
 	return n
 }
 
+// netnsList returns what `ip netns list` prints. Where `ip` has no netns
+// command (busybox's, in the VM test) it lists /run/netns, which is what
+// `ip netns list` reads.
+func netnsList(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err == nil {
+		return string(out)
+	}
+	if !strings.Contains(string(out), "BusyBox") {
+		t.Fatalf("ip netns list: %v\n%s", err, out)
+	}
+	entries, err := os.ReadDir(netnsDir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		b.WriteString(e.Name() + "\n")
+	}
+	return b.String()
+}
+
 // labNamespaces returns the namespaces of lab that `ip netns list` shows.
 func labNamespaces(t *testing.T, lab string) []string {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns list: %v\n%s", err, out)
-	}
 	var found []string
-	for line := range strings.Lines(string(out)) {
+	for line := range strings.Lines(netnsList(t)) {
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		if strings.HasPrefix(name, "nplab-"+lab+"-") {
 			found = append(found, name)
@@ -490,10 +509,12 @@ func TestSetRate(t *testing.T) {
 		}
 	}()
 	const size = 512 << 10 // 512 KiB
-	const rate = 8_000_000 // 8 Mbit/s: ~0.5 s for size
+	const rate = 4_000_000 // 4 Mbit/s: ~1 s for size
 	sink := ln.Addr().String()
 	free := bulk(t, a, sink, size)
-	if err := l.SetRate(rate); err != nil {
+	if err := l.SetRate(rate); errors.Is(err, ErrNotSupported) {
+		testenv.Need(t, "tbf", err) // the VM test loads only the modules it is told to
+	} else if err != nil {
 		t.Fatal(err)
 	}
 	limited := bulk(t, a, sink, size)
@@ -502,10 +523,10 @@ func TestSetRate(t *testing.T) {
 	}
 	freeAgain := bulk(t, a, sink, size)
 	t.Logf("%d KiB: unlimited %v, at %d bit/s %v, limit removed %v", size>>10, free, rate, limited, freeAgain)
-	if limited < 5*free {
+	if limited < 3*free {
 		t.Errorf("the limited transfer (%v) is not clearly slower than the unlimited one (%v)", limited, free)
 	}
-	if freeAgain*5 > limited {
+	if freeAgain*3 > limited {
 		t.Errorf("after SetRate(0) the transfer (%v) is still about as slow as the limited one (%v)", freeAgain, limited)
 	}
 }
@@ -626,9 +647,15 @@ func TestCleanAllTouchesOnlyLabsWithStateFiles(t *testing.T) {
 
 	foreign := "nplab-foreign-" + labName(t)
 	if out, err := exec.Command("ip", "netns", "add", foreign).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v\n%s", foreign, err, out)
+		if !strings.Contains(string(out), "BusyBox") {
+			t.Fatalf("ip netns add %s: %v\n%s", foreign, err, out)
+		}
+		// busybox's ip (the VM test) has no netns: make it as ip would.
+		if err := createNamespace(filepath.Join(netnsDir, foreign)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", foreign).Run() })
+	t.Cleanup(func() { removeNamespace(filepath.Join(netnsDir, foreign)) })
 
 	lab := labName(t)
 	n, err := New(lab)
@@ -649,8 +676,7 @@ func TestCleanAllTouchesOnlyLabsWithStateFiles(t *testing.T) {
 	if got := labNamespaces(t, lab); len(got) != 0 {
 		t.Errorf("after CleanAll, ip netns list shows %v", got)
 	}
-	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
-	if !strings.Contains(string(out), foreign) {
+	if !strings.Contains(netnsList(t), foreign) {
 		t.Errorf("CleanAll removed %s, which no state file lists", foreign)
 	}
 	if labs, _ := Labs(); len(labs) != 0 {
@@ -814,5 +840,70 @@ func TestSCTPUnsupportedSaysSo(t *testing.T) {
 	_, err = a.Dial(context.Background(), "sctp", "10.0.0.2:9000")
 	if err == nil || !strings.Contains(err.Error(), "protocol not supported") {
 		t.Errorf("SCTP dial without kernel SCTP: %v, want protocol not supported", err)
+	}
+}
+
+func TestSCTPDialHonoursDeadline(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireSCTP(t)
+	n := newLab(t)
+	a, _, _ := pair(t, n)
+	// 10.0.0.99 is on a's subnet but nobody answers: INIT goes unanswered.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := a.Dial(ctx, "sctp", "10.0.0.99:9")
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("SCTP dial to a silent address: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the SCTP dial took %v with a 500ms deadline", d)
+	}
+}
+
+func TestSCTPCloseWakesRead(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireSCTP(t)
+	n := newLab(t)
+	a, b, _ := pair(t, n)
+	l, err := b.Listen(context.Background(), "sctp", "10.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := a.Dial(ctx, "sctp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case sc := <-accepted:
+		defer sc.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no association accepted")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 100))
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let Read block
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing the SCTP conn did not wake Read")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,21 +80,21 @@ func sctpAddr(sa unix.Sockaddr) *sctp.SCTPAddr {
 	return &sctp.SCTPAddr{}
 }
 
-// mapErr turns the poller's errors into the net package's.
-func mapErr(err error) error {
-	switch {
-	case errors.Is(err, os.ErrClosed):
+// mapErr turns the poller's errors into the net package's: the raw
+// conn of a closed os.File reports internal/poll's "use of closed file",
+// which is net.ErrClosed to a net.Conn's user.
+func mapErr(err error, closed *atomic.Bool) error {
+	if errors.Is(err, os.ErrClosed) || (err != nil && closed.Load() && !errors.Is(err, os.ErrDeadlineExceeded)) {
 		return net.ErrClosed
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return os.ErrDeadlineExceeded
 	}
 	return err
 }
 
 type sctpListener struct {
-	f    *os.File
-	rc   syscall.RawConn
-	addr *sctp.SCTPAddr
+	f      *os.File
+	rc     syscall.RawConn
+	addr   *sctp.SCTPAddr
+	closed atomic.Bool
 }
 
 func listenSCTP(h *host, address string) (net.Listener, error) {
@@ -151,7 +152,7 @@ func (l *sctpListener) Accept() (net.Conn, error) {
 		err = os.NewSyscallError("accept", aerr)
 	}
 	if err != nil {
-		return nil, &net.OpError{Op: "accept", Net: "sctp", Addr: l.addr, Err: mapErr(err)}
+		return nil, &net.OpError{Op: "accept", Net: "sctp", Addr: l.addr, Err: mapErr(err, &l.closed)}
 	}
 	c, err := newSCTPConn(nfd)
 	if err != nil {
@@ -160,7 +161,10 @@ func (l *sctpListener) Accept() (net.Conn, error) {
 	return c, nil
 }
 
-func (l *sctpListener) Close() error { return l.f.Close() }
+func (l *sctpListener) Close() error {
+	l.closed.Store(true)
+	return l.f.Close()
+}
 
 func (l *sctpListener) Addr() net.Addr { return l.addr }
 
@@ -170,6 +174,7 @@ type sctpConn struct {
 	rc           syscall.RawConn
 	sc           *sctp.SCTPConn // message I/O on f's descriptor; never closed itself
 	laddr, raddr *sctp.SCTPAddr
+	closed       atomic.Bool
 }
 
 var _ MessageConn = (*sctpConn)(nil)
@@ -193,7 +198,7 @@ func newSCTPConn(fd int) (*sctpConn, error) {
 }
 
 func (c *sctpConn) opErr(op string, err error) error {
-	return &net.OpError{Op: op, Net: "sctp", Source: c.laddr, Addr: c.raddr, Err: mapErr(err)}
+	return &net.OpError{Op: op, Net: "sctp", Source: c.laddr, Addr: c.raddr, Err: mapErr(err, &c.closed)}
 }
 
 // Read reads one message (its stream id and PPID are dropped; see
@@ -262,6 +267,7 @@ func (c *sctpConn) WriteMessage(b []byte, info MessageInfo) (int, error) {
 // Close ends the association gracefully (SHUTDOWN) and wakes blocked
 // reads and writes.
 func (c *sctpConn) Close() error {
+	c.closed.Store(true)
 	if err := c.f.Close(); err != nil {
 		return c.opErr("close", err)
 	}
@@ -277,10 +283,13 @@ func (c *sctpConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDead
 // dialSCTP creates the socket inside h (optionally transparent and bound
 // to d.Local), then connects without blocking a thread: the socket only
 // becomes writable once the association is established (or has failed), so
-// it waits for writability in the poller, bounded by ctx.
+// it waits for writability in the poller, bounded by ctx. Each wake-up (and
+// the first call, before any wait: the handshake over a veth may complete
+// inside connect itself) checks SO_ERROR and getpeername, which fails with
+// ENOTCONN until the association is up, as the net package does for TCP.
 func dialSCTP(ctx context.Context, h *host, d Dial) (net.Conn, error) {
 	opErr := func(err error) error {
-		return &net.OpError{Op: "dial", Net: "sctp", Addr: sctpAddr(sockaddr(d.Remote)), Err: mapErr(err)}
+		return &net.OpError{Op: "dial", Net: "sctp", Addr: sctpAddr(sockaddr(d.Remote)), Err: err}
 	}
 	if !d.Remote.Addr().Unmap().Is4() || (d.Local.IsValid() && !d.Local.Addr().Unmap().Is4()) {
 		return nil, opErr(errors.New("only IPv4 SCTP is supported"))
@@ -333,12 +342,7 @@ func dialSCTP(ctx context.Context, h *host, d Dial) (net.Conn, error) {
 			f.SetWriteDeadline(time.Unix(1, 0)) // wakes the wait below
 			close(expired)
 		})
-		first := true
 		err := rc.Write(func(fd uintptr) bool {
-			if first { // called once before waiting: the connect is still in progress
-				first = false
-				return false
-			}
 			soerr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
 			if err != nil {
 				cerr = os.NewSyscallError("getsockopt", err)
@@ -349,7 +353,7 @@ func dialSCTP(ctx context.Context, h *host, d Dial) (net.Conn, error) {
 				return false
 			case 0:
 				if _, err := unix.Getpeername(int(fd)); err == unix.ENOTCONN {
-					return false // spurious wake-up
+					return false // still in progress
 				}
 				cerr = nil
 				return true
