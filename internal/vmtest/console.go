@@ -21,6 +21,9 @@ type Report struct {
 	Done    bool     // the final marker was printed: every binary ran
 	Passed  bool     // the final marker said PASS
 	Warn    []string // NPLAB-VMTEST-WARN lines (a module that did not load)
+	// Modprobe lists the modules the kernel asked for on demand and did not
+	// get (NPLAB-VMTEST-MODPROBE lines): candidates for DefaultModules.
+	Modprobe []string
 
 	// ExitCode is qemu's exit status, set by Boot: 1 when the guest reported
 	// success through isa-debug-exit, 3 for failure, anything else if the
@@ -71,6 +74,7 @@ var (
 	doneRE   = regexp.MustCompile(`NPLAB-VMTEST-DONE (PASS|FAIL)\b`)
 	bootedRE = regexp.MustCompile(`NPLAB-VMTEST-BOOTED (\S+)`)
 	warnRE   = regexp.MustCompile(`NPLAB-VMTEST-WARN (.*)$`)
+	probeRE  = regexp.MustCompile(`NPLAB-VMTEST-MODPROBE (\S+)`)
 	// escapeRE matches terminal escape sequences the firmware prints.
 	escapeRE = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_]|c)`)
 )
@@ -125,5 +129,9 @@ func (rep *Report) add(line string) {
 	}
 	if m := warnRE.FindStringSubmatch(line); m != nil {
 		rep.Warn = append(rep.Warn, m[1])
+		return
+	}
+	if m := probeRE.FindStringSubmatch(line); m != nil {
+		rep.Modprobe = append(rep.Modprobe, m[1])
 	}
 }

@@ -66,7 +66,8 @@
 // association, adds a netem qdisc and uses `ip netns`, which proves the VM
 // kernel and userland have what nplab's tests need.
 //
-// Environment: NPLAB_VM_CACHE (kernel cache directory), NPLAB_VM_TIMEOUT (a
+// Environment: NPLAB_VM_PKGS (package patterns for TestVM instead of ./...,
+// e.g. "./netsim ./nodes"), NPLAB_VM_CACHE (kernel cache directory), NPLAB_VM_TIMEOUT (a
 // Go duration for one boot, default 4m), NPLAB_VM_KEEP=1 (keep the work
 // directory with the binaries and the initramfs, and print its path).
 package vmtest

@@ -149,6 +149,9 @@ func (fs *Initramfs) pack(c *cpioWriter) error {
 			return err
 		}
 	}
+	if err := c.Bytes("nplab/modprobe", 0o755, []byte(modprobeScript)); err != nil {
+		return err
+	}
 	return c.Bytes("init", 0o755, []byte(fs.initScript()))
 }
 
@@ -206,6 +209,15 @@ func packTree(c *cpioWriter, dir, prefix string) error {
 	})
 }
 
+// modprobeScript stands in for modprobe, which the kernel runs (as
+// "modprobe -q -- NAME") to load a module on demand: it says which module was
+// wanted, so a test failing with ENOENT on an unlisted qdisc explains itself.
+const modprobeScript = `#!/bin/busybox sh
+for arg in "$@"; do name=$arg; done
+echo "NPLAB-VMTEST-MODPROBE $name" > /dev/console
+exit 1
+`
+
 // initScript is the VM's /init, run by busybox sh as process 1.
 func (fs *Initramfs) initScript() string {
 	timeout := fs.TestTimeout
@@ -236,6 +248,7 @@ hostname nplab-vm
 while read -r mod; do
 	insmod "/lib/modules/$mod.ko" || echo "NPLAB-VMTEST-WARN insmod $mod failed"
 done < /nplab/modules
+echo /nplab/modprobe > /proc/sys/kernel/modprobe
 ip link set lo up
 
 export HOME=/root TMPDIR=/tmp

@@ -126,11 +126,17 @@ func findKernel(pkg, root string) (*Kernel, error) {
 	return nil, fmt.Errorf("unpacked %s has no lib/modules/%s", pkg, version)
 }
 
-// DefaultModules are the kernel modules the VM loads. Their dependencies are
-// added automatically (see ModuleLoadOrder). crc32c_generic is listed by hand:
-// libcrc32c (needed by sctp) only names it as a soft dependency, and without
-// modprobe nothing would load it.
-var DefaultModules = []string{"crc32c_generic", "sctp", "veth", "bridge", "sch_netem"}
+// DefaultModules are the kernel modules the VM loads: SCTP, veth pairs, the
+// bridge, and the qdiscs netsim uses (netem for delay and loss, tbf for rate
+// limits). Their dependencies are added automatically (see ModuleLoadOrder).
+// crc32c_generic is listed by hand: libcrc32c (needed by sctp) only names it
+// as a soft dependency.
+//
+// The VM has no modprobe, so a module the kernel would load on demand on a
+// normal system (a qdisc kind, a netfilter table) must be listed here. When
+// the kernel asks for one that is not, the VM prints an
+// "NPLAB-VMTEST-MODPROBE <name>" line, which the report collects.
+var DefaultModules = []string{"crc32c_generic", "sctp", "veth", "bridge", "sch_netem", "sch_tbf"}
 
 // Module is one kernel module file to load in the VM.
 type Module struct {

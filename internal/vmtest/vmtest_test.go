@@ -98,7 +98,12 @@ func TestVM(t *testing.T) {
 	vmEnabled(t)
 	ctx, root, work := vmSetup(t)
 	self := reflect.TypeFor[Report]().PkgPath()
-	pkgs, err := ListTestPackages(ctx, root, []string{"./..."}, self)
+	patterns := []string{"./..."}
+	if s := os.Getenv("NPLAB_VM_PKGS"); s != "" {
+		patterns = strings.Fields(s)
+		t.Logf("vmtest: NPLAB_VM_PKGS: testing only %v", patterns)
+	}
+	pkgs, err := ListTestPackages(ctx, root, patterns, self)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +129,9 @@ func TestVM(t *testing.T) {
 	}
 	for _, w := range rep.Warn {
 		t.Errorf("VM warning: %s", w)
+	}
+	if len(rep.Modprobe) > 0 {
+		t.Logf("vmtest: the kernel asked for modules the VM does not load: %v (add them to DefaultModules if a test needs them)", rep.Modprobe)
 	}
 	if err := rep.Check(want); err != nil {
 		t.Error(err)
@@ -171,7 +179,7 @@ func TestVMHarnessCatchesFailure(t *testing.T) {
 	if err := rep.Check([]string{passPkg, failPkg}); err == nil || !strings.Contains(err.Error(), failPkg+": FAIL") {
 		t.Errorf("Check = %v, want an error naming %s", err, failPkg)
 	}
-	for _, name := range []string{"--- PASS: TestSCTPAssociationInVM", "--- PASS: TestNetemQdiscInVM", "--- PASS: TestIproute2InVM", "--- FAIL: TestDeliberateFailure"} {
+	for _, name := range []string{"--- PASS: TestSCTPAssociationInVM", "--- PASS: TestNetemQdiscInVM", "--- PASS: TestIproute2InVM", "--- PASS: TestSCTPBetweenNamespacesInVM", "--- FAIL: TestDeliberateFailure"} {
 		if !strings.Contains(console.String(), name) {
 			t.Errorf("console lacks %q", name)
 		}
@@ -192,6 +200,7 @@ func TestParseConsole(t *testing.T) {
 		"NPLAB-VMTEST-START example.com/m/b\r\n" +
 		"--- FAIL: TestB (0.00s)\r\nFAIL[   12.3] random: crng initNPLAB-VMTEST example.com/m/b FAIL\r\n" +
 		"NPLAB-VMTEST-WARN insmod sch_netem failed\r\n" +
+		"NPLAB-VMTEST-MODPROBE sch_htb\r\n" +
 		"NPLAB-VMTEST-DONE FAIL\r\n"
 	var lines []string
 	rep, err := ParseConsole(strings.NewReader(console), func(l string) { lines = append(lines, l) })
@@ -199,11 +208,12 @@ func TestParseConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Report{
-		Kernel:  "6.1.0-56-amd64",
-		Results: []Result{{"example.com/m/a", true}, {"example.com/m/b", false}},
-		Done:    true,
-		Passed:  false,
-		Warn:    []string{"insmod sch_netem failed"},
+		Kernel:   "6.1.0-56-amd64",
+		Results:  []Result{{"example.com/m/a", true}, {"example.com/m/b", false}},
+		Done:     true,
+		Passed:   false,
+		Warn:     []string{"insmod sch_netem failed"},
+		Modprobe: []string{"sch_htb"},
 	}
 	if !reflect.DeepEqual(rep, want) {
 		t.Errorf("ParseConsole:\n got %+v\nwant %+v", rep, want)
