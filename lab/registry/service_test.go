@@ -288,7 +288,11 @@ func TestServiceValidationErrors(t *testing.T) {
 			s.Spec.ExternalTrafficPolicy = ""
 			s.Spec.Ports = []corev1.ServicePort{{Name: "a", Port: 443}, {Name: "b", Port: 443}}
 		}, `spec.ports[1]: Duplicate value: core.ServicePort{Name:"", Protocol:"TCP", AppProtocol:(*string)(nil), Port:443, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:""}, NodePort:0}`},
-		{"nodePort on ClusterIP", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeClusterIP; s.Spec.ExternalTrafficPolicy = ""; s.Spec.Ports[0].NodePort = 30080 },
+		{"nodePort on ClusterIP", func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeClusterIP
+			s.Spec.ExternalTrafficPolicy = ""
+			s.Spec.Ports[0].NodePort = 30080
+		},
 			"spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"},
 		{"selector", func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "bad value"} },
 			`spec.selector: Invalid value: "bad value": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`},
@@ -317,7 +321,10 @@ func TestServiceValidationErrors(t *testing.T) {
 		}, "spec.healthCheckNodePort: Invalid value: 30100: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"},
 		{"allocateLoadBalancerNodePorts", func(s *corev1.Service) { f := false; s.Spec.AllocateLoadBalancerNodePorts = &f },
 			"spec.allocateLoadBalancerNodePorts: Forbidden: may only be used when `type` is 'LoadBalancer'"},
-		{"internalTrafficPolicy", func(s *corev1.Service) { p := corev1.ServiceInternalTrafficPolicy("Foo"); s.Spec.InternalTrafficPolicy = &p },
+		{"internalTrafficPolicy", func(s *corev1.Service) {
+			p := corev1.ServiceInternalTrafficPolicy("Foo")
+			s.Spec.InternalTrafficPolicy = &p
+		},
 			`spec.internalTrafficPolicy: Unsupported value: "Foo": supported values: "Cluster", "Local"`},
 		{"clusterIP out of range", func(s *corev1.Service) { s.Spec.ClusterIP = "1.2.3.4" },
 			`spec.clusterIPs: Invalid value: []string{"1.2.3.4"}: failed to allocate IP 1.2.3.4: the provided IP (1.2.3.4) is not in the valid range. The range of valid IPs is 10.96.0.0/12`},
