@@ -1,0 +1,178 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nplab/nplab/nodes"
+)
+
+// RunOptions configures the data plane of a lab started with Start.
+type RunOptions struct {
+	// ProxyMode is how every node's proxy picks an endpoint ("" = random,
+	// as kube-proxy's iptables mode; "roundrobin" as IPVS's rr).
+	ProxyMode nodes.ProxyMode
+	// ProbeScale multiplies readiness probe times and --delay-shutdown;
+	// 0 means real time. Tests use a small value.
+	ProbeScale float64
+}
+
+// Running is a lab with its data plane: nodes, pods and the client as real
+// network namespaces, and a proxy on every node. Its Lab is the control
+// plane; the methods below are the faults and the traffic a student uses.
+type Running struct {
+	*Lab
+	cluster *nodes.Cluster
+	once    sync.Once
+	err     error
+}
+
+// Start builds a lab whose pods run for real (root, Linux). On error
+// nothing of the lab is left behind. Close removes everything it created.
+func Start(ctx context.Context, cfg Config, opts RunOptions) (*Running, error) {
+	if cfg.DataPlane != nil {
+		return nil, fmt.Errorf("lab %q: Start builds its own data plane; Config.DataPlane must be nil", cfg.Name)
+	}
+	plane := &clusterPlane{}
+	cfg.DataPlane = plane
+	l, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &Running{Lab: l}
+	plane.lab = l
+	c, err := nodes.NewCluster(ctx, nodes.Config{
+		Topology:   l.Topology(),
+		ProxyMode:  opts.ProxyMode,
+		ProbeScale: opts.ProbeScale,
+		OnEvent:    r.onNodeEvent,
+	})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	plane.c = c
+	r.cluster = c
+	return r, nil
+}
+
+// Close stops the control plane and removes every namespace and link the
+// lab created. It is safe to call more than once.
+func (r *Running) Close() error {
+	r.once.Do(func() {
+		r.Lab.Close()
+		r.err = r.cluster.Close()
+	})
+	return r.err
+}
+
+// Send sends one request through the lab's network (a curl or nc run in a
+// host: "client", a node or a pod).
+func (r *Running) Send(ctx context.Context, req nodes.Request) (nodes.Reply, error) {
+	return r.cluster.Send(ctx, req)
+}
+
+// Command is the shell command a student can type for the same request.
+func (r *Running) Command(req nodes.Request) string { return r.cluster.Command(req) }
+
+// SetPodUnready forces a pod's readiness false (or lets it go back).
+func (r *Running) SetPodUnready(pod string, unready bool) error {
+	return r.cluster.SetPodUnready(pod, unready)
+}
+
+// StopApp stops a pod's servers; its probes then fail.
+func (r *Running) StopApp(pod string) error { return r.cluster.StopApp(pod) }
+
+// SetNodeLink takes a node's link to the cluster network down or up.
+func (r *Running) SetNodeLink(node string, up bool) error {
+	return r.cluster.SetNodeLink(node, up)
+}
+
+// Cluster is the data plane, for callers that need more than the methods
+// above (tests, benchmarks).
+func (r *Running) Cluster() *nodes.Cluster { return r.cluster }
+
+// onNodeEvent turns what the node agents report into control-plane state
+// (readiness, pod gone) and into events on the lab's stream.
+func (r *Running) onNodeEvent(ev nodes.Event) {
+	ref := "pod/" + ev.Pod
+	switch ev.Kind {
+	case nodes.EventPodReady:
+		_ = r.SetPodReady(ev.Pod, true)
+	case nodes.EventPodUnready:
+		_ = r.SetPodReady(ev.Pod, false)
+	case nodes.EventPodStopped:
+		_ = r.PodStopped(ev.Pod)
+	case nodes.EventPodStarted:
+		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: ref, Message: "started on " + ev.Node + ": " + ev.Message})
+	case nodes.EventPodNotice:
+		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: ref, Message: ev.Message})
+	case nodes.EventFlow:
+		if f := ev.Flow; f != nil {
+			r.Record(Event{Time: ev.Time, Type: EventFlow, Object: "service/" + serviceName(f.Service), Message: FlowString(f)})
+		}
+	case nodes.EventNodeLink:
+		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: "node/" + ev.Node, Message: ev.Message})
+	default:
+		obj := "node/" + ev.Node
+		if ev.Pod != "" {
+			obj = ref
+		}
+		r.Record(Event{Time: ev.Time, Type: EventWarning, Object: obj, Message: ev.Message})
+	}
+}
+
+// serviceName strips the namespace from "default/web".
+func serviceName(s string) string {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			return s[i+1:]
+		}
+	}
+	return s
+}
+
+// FlowString is one line for a forwarded connection:
+// "TCP 172.18.0.100:41234 → node-1 172.18.0.2:30080 → pod web-x (node-2) 10.244.2.2:8080: ok, 120 B in, 310 B out, 2ms".
+func FlowString(f *nodes.Flow) string {
+	s := fmt.Sprintf("%s %s → %s %s", f.Protocol, f.Client, f.EntryNode, f.Frontend)
+	if f.Pod != "" {
+		s += fmt.Sprintf(" → pod %s (%s) %s", f.Pod, f.PodNode, f.Backend)
+	}
+	s += ": " + string(f.Result)
+	if f.Result == nodes.FlowOK {
+		s += fmt.Sprintf(", %d B in, %d B out, %s", f.BytesIn, f.BytesOut, f.Duration.Round(100_000))
+		if f.SourceSeen.IsValid() {
+			s += ", pod saw " + f.SourceSeen.String()
+		}
+	}
+	return s
+}
+
+// clusterPlane adapts nodes.Cluster to DataPlane. StopPod runs in its own
+// goroutine: a pod may take its --delay-shutdown to stop, and the lab must
+// not wait for it (it hears back through EventPodStopped).
+type clusterPlane struct {
+	lab *Lab
+	c   *nodes.Cluster
+}
+
+func (p *clusterPlane) StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error {
+	return p.c.StartPod(ctx, node, pod, ip)
+}
+
+func (p *clusterPlane) StopPod(name string) error {
+	go func() {
+		if err := p.c.StopPod(name); err != nil {
+			p.lab.Record(Event{Type: EventWarning, Object: "pod/" + name, Message: "stopping: " + err.Error()})
+			_ = p.lab.PodStopped(name)
+		}
+	}()
+	return nil
+}
+
+func (p *clusterPlane) SyncServices(ports []nodes.ServicePort) { p.c.SyncServices(ports) }
