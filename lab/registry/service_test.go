@@ -650,3 +650,39 @@ func TestConcurrentCreates(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+// TestHealthCheckNodePortAndExternalName: LB+Local gets a
+// healthCheckNodePort from the same bitmap, released when no longer needed;
+// an ExternalName Service gets no clusterIP.
+func TestHealthCheckNodePortAndExternalName(t *testing.T) {
+	r := newRegistry(t, Config{})
+	lb := svc("lb", corev1.ServiceTypeLoadBalancer, port(80, 0))
+	lb.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	got, err := r.CreateService(lb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := int(got.Spec.HealthCheckNodePort)
+	if hc == 0 || !r.NodePortAllocated(hc) || r.NodePortsUsed() != 2 || got.Spec.AllocateLoadBalancerNodePorts == nil || !*got.Spec.AllocateLoadBalancerNodePorts {
+		t.Fatalf("LB+Local: hc %d used %d", hc, r.NodePortsUsed())
+	}
+	cluster := svc("lb", corev1.ServiceTypeLoadBalancer, port(80, 0))
+	cluster.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	up, err := r.UpdateService(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.Spec.HealthCheckNodePort != 0 || r.NodePortAllocated(hc) || r.NodePortsUsed() != 1 {
+		t.Errorf("LB Local -> Cluster: hc %d, %d still allocated %v", up.Spec.HealthCheckNodePort, hc, r.NodePortAllocated(hc))
+	}
+	en := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "ext"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "example.com"}}
+	got, err = r.CreateService(en)
+	if err != nil || got.Spec.ClusterIP != "" || got.Spec.IPFamilyPolicy != nil || got.Spec.InternalTrafficPolicy != nil {
+		t.Errorf("ExternalName: %+v %v", got.Spec, err)
+	}
+	en.Spec.ExternalName = ""
+	en.Name = "ext2"
+	if _, err := r.CreateService(en); errText(err) != `Service "ext2" is invalid: spec.externalName: Required value` {
+		t.Errorf("ExternalName without name: %v", err)
+	}
+}
