@@ -410,6 +410,11 @@ func (l *link) SetUp(up bool) error {
 		}
 	}
 	if up {
+		for _, e := range []linkEnd{l.a, l.b} {
+			if err := waitOperUp(e.h, e.dev); err != nil {
+				return fmt.Errorf("set link %q up: %w", l.name, err)
+			}
+		}
 		if err := l.a.h.replayRoutes(); err != nil {
 			return fmt.Errorf("set link %q up: %w", l.name, err)
 		}

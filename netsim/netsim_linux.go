@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -344,6 +345,12 @@ func (n *network) AddLink(spec LinkSpec) (Link, error) {
 	if err == nil {
 		err = configureEnd(b, spec.B)
 	}
+	if err == nil {
+		err = waitOperUp(a, spec.A.Dev)
+	}
+	if err == nil {
+		err = waitOperUp(b, spec.B.Dev)
+	}
 	if err != nil {
 		if derr := n.removeLinkLocked(l); derr != nil {
 			err = fmt.Errorf("%w (and undoing it: %v)", err, derr)
@@ -380,6 +387,38 @@ func configureEnd(h *host, e LinkEnd) error {
 		}
 		return nil
 	})
+}
+
+// operUpTimeout bounds how long a link end may take to become
+// operationally up after it is set up.
+const operUpTimeout = 3 * time.Second
+
+// waitOperUp waits until dev in h is operationally up. The kernel turns a
+// veth's carrier on asynchronously (linkwatch) and until then drops what
+// is sent through it, which would cost the first connection over a new
+// link a one-second SYN retransmission.
+func waitOperUp(h *host, dev string) error {
+	deadline := time.Now().Add(operUpTimeout)
+	for {
+		var state netlink.LinkOperState
+		err := h.withNetlink(func(nlh netlinksafe.Handle) error {
+			l, err := nlh.LinkByName(dev)
+			if err == nil {
+				state = l.Attrs().OperState
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%s in host %q: %w", dev, h.name, err)
+		}
+		if state == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s in host %q is still %s %v after it was set up", dev, h.name, state, operUpTimeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func (n *network) Link(name string) Link {

@@ -511,6 +511,7 @@ func TestSetRate(t *testing.T) {
 	const size = 512 << 10 // 512 KiB
 	const rate = 4_000_000 // 4 Mbit/s: ~1 s for size
 	sink := ln.Addr().String()
+	bulk(t, a, sink, 1) // warm up: neighbour entries, carrier
 	free := bulk(t, a, sink, size)
 	if err := l.SetRate(rate); errors.Is(err, ErrNotSupported) {
 		testenv.Need(t, "tbf", err) // the VM test loads only the modules it is told to
