@@ -35,7 +35,15 @@ func newRootCmd() *cobra.Command {
 		Short:         "A NodePort lab on real network namespaces",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Long: `nplab builds a small Kubernetes-shaped cluster out of Linux network
+namespaces and lets you watch, poke and break type: NodePort Services.
+With no command it runs the default lab (as "nplab up" does).`,
+		Args: cobra.NoArgs,
 	}
+	// Plain "nplab" runs the default lab in the foreground.
+	up := &upOptions{}
+	up.addFlags(root)
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return runUp(cmd, up) }
 	for _, add := range subcommands {
 		root.AddCommand(add())
 	}

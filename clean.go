@@ -1,0 +1,53 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nplab/nplab/netsim"
+)
+
+func init() { subcommands = append(subcommands, newCleanCmd) }
+
+func newCleanCmd() *cobra.Command {
+	var name string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "clean (--name LAB | --all)",
+		Short: "Remove what a killed lab left behind (only nplab's own namespaces)",
+		Long: `Remove the namespaces and links a lab created, using the state file the lab
+keeps under /run/nplab. Nothing that is not recorded there is touched, whatever
+its name.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (name == "") == !all {
+				return errors.New("name one lab with --name LAB, or use --all")
+			}
+			if os.Geteuid() != 0 {
+				return errors.New("nplab clean removes network namespaces and needs root: run it with sudo")
+			}
+			out := cmd.OutOrStdout()
+			if all {
+				labs, err := netsim.CleanAll()
+				for _, l := range labs {
+					fmt.Fprintf(out, "lab %q removed\n", l)
+				}
+				if len(labs) == 0 && err == nil {
+					fmt.Fprintln(out, "no labs to remove")
+				}
+				return err
+			}
+			if err := netsim.Clean(name); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "lab %q removed\n", name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "the lab to remove")
+	cmd.Flags().BoolVar(&all, "all", false, "remove every lab this machine has a state file for")
+	return cmd
+}

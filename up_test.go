@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nplab/nplab/internal/testenv"
+)
+
+// TestMain lets the test binary stand in for nplab: run with
+// NPLAB_TEST_MAIN=1 it is the command itself. So the CLI tests need no Go
+// toolchain (they also run in the qemu VM test) and test the same code.
+func TestMain(m *testing.M) {
+	if os.Getenv("NPLAB_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// nplabCmd is `nplab args...`, run by the test binary itself.
+func nplabCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "NPLAB_TEST_MAIN=1")
+	return cmd
+}
+
+// labNamespaces lists `ip netns list` entries of lab.
+func labNamespaces(t *testing.T, lab string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v\n%s", err, out)
+	}
+	var ns []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "nplab-"+lab+"-") {
+			ns = append(ns, f[0])
+		}
+	}
+	return ns
+}
+
+// hostLinksOf lists links in the host's own namespace whose name or
+// altname mentions lab (there should never be any).
+func hostLinksOf(t *testing.T, lab string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -o link: %v\n%s", err, out)
+	}
+	var links []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, lab) {
+			links = append(links, line)
+		}
+	}
+	return links
+}
+
+// startUp runs `nplab up --name lab` and waits (bounded) until it prints
+// the event log header, i.e. the lab is built, applied and ready.
+func startUp(t *testing.T, lab string) (*exec.Cmd, *lockedLog) {
+	t.Helper()
+	cmd := nplabCmd("up", "--name", lab, "--ready-timeout", "20s")
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = nplabCmd("clean", "--name", lab).Run()
+	})
+	log := &lockedLog{}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := false
+		for sc.Scan() {
+			log.add(sc.Text())
+			if !once && strings.HasPrefix(sc.Text(), "Events (") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("nplab up did not get ready within 60s")
+	}
+	return cmd, log
+}
+
+// lockedLog collects a command's output lines while the test reads them.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(line + "\n")
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		t.Fatalf("nplab up did not exit within %s", within)
+		return nil
+	}
+}
+
+func TestUpRemovesEverythingOnSIGTERM(t *testing.T) {
+	testenv.RequireRoot(t)
+	lab := "u" + randName(5)
+	cmd, log := startUp(t, lab)
+
+	ns := labNamespaces(t, lab)
+	// bridge + client + 3 nodes + 3 pods of the default lab.
+	if len(ns) != 8 {
+		t.Fatalf("while up, ip netns list shows %d namespaces of lab %s, want 8: %v", len(ns), lab, ns)
+	}
+	for _, want := range []string{"service/web", "80:30080/TCP,80:30080/UDP", "ip netns exec nplab-" + lab + "-client curl"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("nplab up output lacks %q:\n%s", want, log.String())
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd, 30*time.Second); err != nil {
+		t.Errorf("nplab up after SIGTERM: %v\n%s", err, log.String())
+	}
+	if ns := labNamespaces(t, lab); len(ns) != 0 {
+		t.Errorf("after SIGTERM, ip netns list still shows %v", ns)
+	}
+	if links := hostLinksOf(t, lab); len(links) != 0 {
+		t.Errorf("after SIGTERM, ip link shows %v", links)
+	}
+	if _, err := os.Stat("/run/nplab/" + lab + ".json"); !os.IsNotExist(err) {
+		t.Errorf("after SIGTERM the lab's state file is still there (stat: %v)", err)
+	}
+	if !strings.Contains(log.String(), "Lab \""+lab+"\" removed.") {
+		t.Errorf("nplab up did not say it removed the lab:\n%s", log.String())
+	}
+}
+
+func TestCleanAfterKill(t *testing.T) {
+	testenv.RequireRoot(t)
+	lab := "k" + randName(5)
+	cmd, _ := startUp(t, lab)
+
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = waitExit(t, cmd, 10*time.Second)
+	if ns := labNamespaces(t, lab); len(ns) == 0 {
+		t.Fatalf("after kill -9 the lab's namespaces are gone already; the test proves nothing")
+	}
+	out, err := nplabCmd("clean", "--name", lab).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nplab clean --name %s: %v\n%s", lab, err, out)
+	}
+	if !strings.Contains(string(out), "removed") {
+		t.Errorf("nplab clean printed %q", out)
+	}
+	if ns := labNamespaces(t, lab); len(ns) != 0 {
+		t.Errorf("after nplab clean, ip netns list still shows %v", ns)
+	}
+	if links := hostLinksOf(t, lab); len(links) != 0 {
+		t.Errorf("after nplab clean, ip link shows %v", links)
+	}
+	// Cleaning again is not an error.
+	if out, err := nplabCmd("clean", "--name", lab).CombinedOutput(); err != nil {
+		t.Errorf("second nplab clean: %v\n%s", err, out)
+	}
+}
+
+func TestCleanNeedsATarget(t *testing.T) {
+	cmd := newRootCmd()
+	cmd.SetArgs([]string{"clean"})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "--name LAB, or use --all") {
+		t.Fatalf("nplab clean with no flags: err = %v", err)
+	}
+}
+
+func randName(n int) string {
+	const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = letters[rand.IntN(len(letters))]
+	}
+	return string(b)
+}
