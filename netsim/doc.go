@@ -77,7 +77,10 @@
 //	ip rule add from <backend> ipproto tcp sport <port> lookup 100
 //	ip route add local 0.0.0.0/0 dev lo table 100
 //
-// TestTransparentDial runs exactly this recipe.
+// TestTransparentDial runs exactly this recipe, for TCP and UDP. Linux's
+// SCTP cannot send from a non-local address (it ignores IP_TRANSPARENT), so
+// a transparent SCTP dial fails at once with ErrTransparentSCTP, which
+// wraps ErrNotSupported; an SCTP proxy dials from its own address.
 //
 // # Rate limits and impairments
 //

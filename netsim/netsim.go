@@ -156,7 +156,8 @@ type Dial struct {
 	Network string // "tcp", "udp" or "sctp"
 	Local   netip.AddrPort
 	Remote  netip.AddrPort
-	// Transparent sets IP_TRANSPARENT so Local need not be this host's.
+	// Transparent sets IP_TRANSPARENT so Local need not be this host's
+	// (TCP and UDP; SCTP returns an error wrapping ErrNotSupported).
 	Transparent bool
 	Timeout     time.Duration
 }

@@ -396,36 +396,117 @@ func mustAtoi(t *testing.T, s string) int {
 // address as source; b routes its replies to that address back to a; a's
 // policy routing delivers them locally to the transparent socket.
 func TestTransparentDial(t *testing.T) {
+	for _, proto := range []string{"tcp", "udp", "sctp"} {
+		t.Run(proto, func(t *testing.T) {
+			if proto == "sctp" {
+				testenv.RequireRoot(t)
+				testenv.RequireSCTP(t)
+			}
+			if proto == "sctp" {
+				testTransparentSCTPRefused(t)
+				return
+			}
+			testTransparentDial(t, proto)
+		})
+	}
+}
+
+// testTransparentSCTPRefused: Linux SCTP cannot use a foreign source
+// address, so a transparent SCTP dial says so instead of timing out.
+func testTransparentSCTPRefused(t *testing.T) {
 	n := newLab(t)
 	a, b, _ := pair(t, n)
-	client := netip.MustParseAddr("192.0.2.7") // not one of a's addresses
-
-	l, err := b.Listen(context.Background(), "tcp4", "10.0.0.2:0")
+	port, _ := echoRecordingSource(t, b, "sctp")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := a.DialFrom(ctx, Dial{Network: "sctp", Transparent: true,
+		Local:  netip.MustParseAddrPort("192.0.2.7:40001"),
+		Remote: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), port)})
+	if !errors.Is(err, ErrTransparentSCTP) || !errors.Is(err, ErrNotSupported) {
+		t.Errorf("transparent SCTP dial: %v, want ErrTransparentSCTP (wrapping ErrNotSupported)", err)
+	}
+	// From one of its own addresses the same dial works.
+	c, err := a.DialFrom(ctx, Dial{Network: "sctp", Local: netip.MustParseAddrPort("10.0.0.1:40001"),
+		Remote: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), port)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	port := uint16(l.Addr().(*net.TCPAddr).Port)
-	seen := make(chan net.Addr, 1)
+	defer c.Close()
+	if err := roundTrip(c, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+	if got := c.LocalAddr().String(); got != "10.0.0.1:40001" {
+		t.Errorf("local address %s, want 10.0.0.1:40001", got)
+	}
+}
+
+// echoRecordingSource serves one echo backend for proto in b and reports
+// the source address of the first connection or datagram.
+func echoRecordingSource(t *testing.T, b Host, proto string) (port uint16, seen <-chan string) {
+	t.Helper()
+	ch := make(chan string, 1)
+	if proto == "udp" {
+		pc, err := b.ListenPacket(context.Background(), "udp4", "10.0.0.2:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				k, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				select {
+				case ch <- from.String():
+				default:
+				}
+				pc.WriteTo(buf[:k], from)
+			}
+		}()
+		return uint16(pc.LocalAddr().(*net.UDPAddr).Port), ch
+	}
+	l, err := b.Listen(context.Background(), proto, "10.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		seen <- c.RemoteAddr()
+		ch <- c.RemoteAddr().String()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.Copy(c, c)
+		buf := make([]byte, 2048)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			c.Write(buf[:k])
+		}
 	}()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return uint16(mustAtoi(t, p)), ch
+}
+
+func testTransparentDial(t *testing.T, proto string) {
+	n := newLab(t)
+	a, b, _ := pair(t, n)
+	client := netip.MustParseAddr("192.0.2.7") // not one of a's addresses
+	port, seen := echoRecordingSource(t, b, proto)
 
 	// In b (the pod): replies to the client go back through a (its node).
 	if err := b.AddRoute(Route{Dst: pfx("192.0.2.0/24"), Via: netip.MustParseAddr("10.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
 	// In a (the node):
-	//   ip rule add from 10.0.0.2 ipproto tcp sport <port> lookup 100
+	//   ip rule add from 10.0.0.2 ipproto <proto> sport <port> lookup 100
 	//   ip route add local 0.0.0.0/0 dev lo table 100
-	if err := a.AddRule(Rule{Priority: 200, From: pfx("10.0.0.2/32"), Proto: "tcp", SPort: port, Table: 100}); err != nil {
+	if err := a.AddRule(Rule{Priority: 200, From: pfx("10.0.0.2/32"), Proto: proto, SPort: port, Table: 100}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.AddRoute(Route{Dst: pfx("0.0.0.0/0"), Dev: "lo", Local: true, Table: 100}); err != nil {
@@ -434,32 +515,28 @@ func TestTransparentDial(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := a.DialFrom(ctx, Dial{Network: "tcp",
-		Local:       netip.AddrPortFrom(client, 40001),
-		Remote:      netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), port),
-		Transparent: true,
-	})
+	backend := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), port)
+	c, err := a.DialFrom(ctx, Dial{Network: proto, Local: netip.AddrPortFrom(client, 40001), Remote: backend, Transparent: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	if err := roundTrip(c, 5*time.Second); err != nil {
-		t.Errorf("round trip over the transparent connection: %v", err)
+		t.Errorf("round trip over the transparent %s connection: %v", proto, err)
 	}
 	select {
 	case from := <-seen:
-		if got, want := from.String(), "192.0.2.7:40001"; got != want {
-			t.Errorf("b's listener saw the connection from %s, want %s", got, want)
+		if want := "192.0.2.7:40001"; from != want {
+			t.Errorf("b's %s backend saw the client as %s, want %s", proto, from, want)
 		}
 	case <-time.After(5 * time.Second):
-		t.Errorf("b's listener accepted nothing")
+		t.Errorf("b's %s backend got nothing", proto)
 	}
 
 	// Without IP_TRANSPARENT the kernel refuses the foreign address.
-	_, err = a.DialFrom(ctx, Dial{Network: "tcp", Local: netip.AddrPortFrom(client, 40002),
-		Remote: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), port)})
+	_, err = a.DialFrom(ctx, Dial{Network: proto, Local: netip.AddrPortFrom(client, 40002), Remote: backend})
 	if err == nil || !strings.Contains(err.Error(), "cannot assign requested address") {
-		t.Errorf("non-transparent dial from a foreign address: %v, want cannot assign requested address", err)
+		t.Errorf("non-transparent %s dial from a foreign address: %v, want cannot assign requested address", proto, err)
 	}
 }
 

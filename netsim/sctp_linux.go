@@ -27,6 +27,14 @@ import (
 // subscription); its own Listen/Dial/Accept block in the kernel and could
 // not be woken, so they are not used.
 
+// ErrTransparentSCTP is returned (wrapped) by a transparent SCTP dial.
+// Linux's SCTP does not support IP_TRANSPARENT: its bind only accepts a
+// foreign address with IP_FREEBIND, and even then (tried on Debian's 6.1
+// kernel) the association never comes up, because SCTP routes its packets
+// without the "any source" flag that IP_TRANSPARENT gives TCP and UDP. An
+// SCTP proxy has to dial from one of its own addresses.
+var ErrTransparentSCTP = fmt.Errorf("transparent SCTP: %w (Linux SCTP cannot send from a non-local address)", ErrNotSupported)
+
 // sctpSocket opens a non-blocking SCTP socket in the calling thread's
 // namespace, asks for SCTPStreams streams and subscribes to data I/O
 // events (each received message then carries its stream id and PPID).
@@ -294,6 +302,9 @@ func dialSCTP(ctx context.Context, h *host, d Dial) (net.Conn, error) {
 	if !d.Remote.Addr().Unmap().Is4() || (d.Local.IsValid() && !d.Local.Addr().Unmap().Is4()) {
 		return nil, opErr(errors.New("only IPv4 SCTP is supported"))
 	}
+	if d.Transparent {
+		return nil, opErr(ErrTransparentSCTP)
+	}
 	var fd int
 	err := h.do(func() error {
 		var err error
@@ -304,6 +315,7 @@ func dialSCTP(ctx context.Context, h *host, d Dial) (net.Conn, error) {
 			unix.Close(fd)
 			return err
 		}
+
 		if d.Local.IsValid() {
 			if err := unix.Bind(fd, sockaddr(d.Local)); err != nil {
 				unix.Close(fd)
