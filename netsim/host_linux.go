@@ -175,8 +175,16 @@ func netlinkRoute(nlh netlinksafe.Handle, r Route) (*netlink.Route, error) {
 func (h *host) replayRoutes() error {
 	return h.withNetlink(func(nlh netlinksafe.Handle) error {
 		var first error
+		kept := h.routes[:0]
 		for _, r := range h.routes {
 			nr, err := netlinkRoute(nlh, r)
+			var gone netlink.LinkNotFoundError
+			if errors.As(err, &gone) {
+				// Its device went with a removed host (a pod's veth):
+				// the route is gone for good, forget it.
+				continue
+			}
+			kept = append(kept, r)
 			if err == nil {
 				err = nlh.RouteReplace(nr)
 			}
@@ -184,6 +192,7 @@ func (h *host) replayRoutes() error {
 				first = fmt.Errorf("restore route %s in host %q: %w", describeRoute(r), h.name, err)
 			}
 		}
+		h.routes = kept
 		return first
 	})
 }

@@ -348,7 +348,10 @@ func (p *proxy) decide(f *frontend, sp *ServicePort, st *svcState, client netip.
 	// Transparent only for clients outside the cluster: a node IP as
 	// source would need a local route for that node's address here, which
 	// would swallow that node's own proxied replies from our pods.
-	tr := external && !p.env.noTransparent && !p.env.isNodeIP(client)
+	// Linux SCTP cannot send from a foreign address even with
+	// IP_TRANSPARENT (netsim.ErrTransparentSCTP), so SCTP under Local keeps
+	// the node's address: the one place nplab cannot show the client's.
+	tr := external && !p.env.noTransparent && !p.env.isNodeIP(client) && sp.Protocol != "SCTP"
 	return route{ep: ep, ok: true, transparent: tr, result: FlowOK}
 }
 
