@@ -104,6 +104,9 @@
 //     the same pod still serves Cluster-policy hops from other nodes. For
 //     this reason an external client that is itself a node IP is dialed
 //     from the entry node instead (the pod sees the entry node).
+//     SCTP is the exception: Linux SCTP will not send from an address
+//     that is not the host's own, even with IP_TRANSPARENT, so under
+//     Local an SCTP pod sees the entry node's address, not the client's.
 //   - ClusterIP traffic from a pod: kube-proxy does not masquerade it, so
 //     the backend sees the calling pod's IP; nplab's pod sees its node's
 //     address.
