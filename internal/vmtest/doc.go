@@ -25,14 +25,14 @@
 //     module that has tests into a static test binary (CGO_ENABLED=0 go test
 //     -c), so it runs in the VM without a C library.
 //
-//  3. WriteInitramfs packs a gzip-compressed newc cpio archive (the format
+//  3. Initramfs.Write packs a gzip-compressed newc cpio archive (the format
 //     the kernel unpacks into its first root file system) with busybox, the
-//     kernel modules (dependencies resolved from each module's .modinfo, in
-//     load order, since there is no modprobe inside), iproute2's ip and tc
-//     with their shared libraries (busybox's ip has no netns), the module's
-//     source tree
-//     (tests run in their package directory, as with go test, so testdata
-//     files are found), the test binaries and an init script.
+//     kernel modules (ModuleLoadOrder: dependencies read from each module's
+//     .modinfo, in load order, since there is no modprobe inside), iproute2's
+//     ip and tc with their shared libraries (busybox's ip has no netns), the
+//     module's source tree (tests run in their package directory, as with go
+//     test, so testdata files are found), the test binaries and an init
+//     script.
 //
 //  4. Boot starts qemu-system-x86_64 with that kernel and initramfs. The init
 //     script loads the modules, runs each binary with -test.v as root with
@@ -41,8 +41,10 @@
 //     marker line per package and a final one, and makes qemu exit through
 //     the isa-debug-exit device with the overall status.
 //
-//  5. ParseConsole reads the serial console and turns the marker lines into a
+//  5. ParseConsole (called by Boot) reads the serial console and turns the marker lines into a
 //     Report: which packages passed, which failed, whether the run finished.
+//
+// Run does steps 1, 3 and 4 for binaries built in step 2.
 //
 // The marker lines look like this (anywhere in a console line, since the
 // kernel may prefix the first line with escape codes; lines end in \r\n):
