@@ -1,0 +1,428 @@
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/nplab/nplab/lab/kubectl"
+	"github.com/nplab/nplab/lab/manifest"
+)
+
+// Action is what applying or deleting did to an object.
+type Action string
+
+const (
+	Created    Action = "created"
+	Configured Action = "configured"
+	Unchanged  Action = "unchanged"
+	Deleted    Action = "deleted"
+)
+
+// Result is the outcome for one object of Apply or DeleteFile, or one
+// manifest error (then Object may be "").
+type Result struct {
+	// Object is kubectl's name: "service/frontend-service", "pod/backend",
+	// "deployment.apps/web".
+	Object string
+	Kind   string // "Service", "Pod", "Deployment"
+	Name   string
+	// File, Document (0-based) and Line say where the object came from.
+	File     string
+	Document int
+	Line     int
+	// Action is set when Err is nil.
+	Action Action
+	// Err is the API server's *apierrors.StatusError, a *manifest.Error, or
+	// a lab error (unknown node).
+	Err error
+	// Verb is kubectl's verb for the failed request ("creating",
+	// "patching", "deleting"), used to print Err.
+	Verb string
+}
+
+// String is what kubectl prints for the object: "service/web created",
+// `pod "backend" deleted`, or the error as kubectl prints it alone.
+func (r Result) String() string {
+	if r.Err != nil {
+		return kubectl.FormatError(r.Err, r.Verb, r.File)
+	}
+	if r.Action == Deleted {
+		return fmt.Sprintf("%s %q deleted", strings.SplitN(r.Object, "/", 2)[0], r.Name)
+	}
+	return r.Object + " " + string(r.Action)
+}
+
+// Sourced is the Result's error with its verb and file, for
+// kubectl.FormatErrors.
+func (r Result) Sourced() kubectl.Sourced {
+	return kubectl.Sourced{Err: r.Err, Verb: r.Verb, File: r.File}
+}
+
+// entry is a decoded object or a decoding error, in file order.
+type entry struct {
+	obj *manifest.Object
+	err *manifest.Error
+}
+
+func decodeInOrder(file string, data []byte) []entry {
+	objs, errs := manifest.Decode(file, data)
+	var out []entry
+	for i := range objs {
+		out = append(out, entry{obj: &objs[i]})
+	}
+	for _, e := range errs {
+		var me *manifest.Error
+		if errors.As(e, &me) {
+			out = append(out, entry{err: me})
+		}
+	}
+	key := func(e entry) (int, int) {
+		if e.obj != nil {
+			return e.obj.Document, e.obj.Item
+		}
+		return e.err.Document, e.err.Item
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		di, ii := key(out[i])
+		dj, ij := key(out[j])
+		if di != dj {
+			return di < dj
+		}
+		return ii < ij
+	})
+	return out
+}
+
+func errResult(e *manifest.Error) Result {
+	r := Result{Kind: e.ObjectKind, Name: e.Name, File: e.File, Document: e.Document, Line: e.Line, Err: e}
+	if e.ObjectKind != "" && e.Name != "" {
+		r.Object = manifest.ResourceOf(e.ObjectKind) + "/" + e.Name
+	}
+	return r
+}
+
+// Apply applies a manifest file as `kubectl apply -f file` would: every
+// object is created, or updated when an earlier Apply created it
+// (configured, or unchanged when the manifest is the same as last time).
+// A rejected object does not stop the others. The same object twice in one
+// file is created twice, and the second fails with AlreadyExists, as
+// `kubectl create -f` reports it. Results come in file order.
+func (l *Lab) Apply(file string, data []byte) []Result {
+	var results []Result
+	l.mu.Lock()
+	seen := map[string]bool{}
+	for _, e := range decodeInOrder(file, data) {
+		if e.err != nil {
+			r := errResult(e.err)
+			l.emit(EventRejected, r.Object, "%s", r.String())
+			results = append(results, r)
+			continue
+		}
+		o := e.obj
+		r := Result{Object: o.Ref(), Kind: o.Kind, Name: o.Name, File: file, Document: o.Document, Line: o.Line}
+		l.hold()
+		r.Action, r.Verb, r.Err = l.applyObject(o, seen[o.Ref()])
+		seen[o.Ref()] = true
+		if r.Err != nil {
+			l.release(Event{Type: EventRejected, Object: r.Object, Message: r.String()})
+		} else {
+			l.release(Event{Type: EventApplied, Object: r.Object, Message: r.String()})
+		}
+		l.afterChange()
+		results = append(results, r)
+	}
+	l.mu.Unlock()
+	l.drain()
+	return results
+}
+
+func notFoundNamespace(ns string) error {
+	return apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, ns)
+}
+
+// applyObject creates or updates one object; l.mu is held.
+func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error) {
+	if o.Namespace != "" && o.Namespace != Namespace {
+		return "", "creating", notFoundNamespace(o.Namespace)
+	}
+	js, _ := json.Marshal(o.Object)
+	applied := string(js)
+	key := o.Ref()
+
+	var exists bool
+	switch o.Kind {
+	case "Service":
+		_, exists = l.reg.GetService(Namespace, o.Name)
+	case "Pod":
+		_, exists = l.reg.GetPod(Namespace, o.Name)
+	case "Deployment":
+		_, exists = l.reg.GetDeployment(Namespace, o.Name)
+	}
+	if !exists || again {
+		var err error
+		switch obj := o.Object.(type) {
+		case *corev1.Service:
+			err = l.createService(obj.DeepCopy())
+		case *corev1.Pod:
+			err = l.createPod(obj.DeepCopy())
+		case *appsv1.Deployment:
+			err = l.createDeployment(obj.DeepCopy())
+		}
+		if err != nil {
+			return "", "creating", err
+		}
+		l.lastApplied[key] = applied
+		return Created, "", nil
+	}
+	if l.lastApplied[key] == applied {
+		return Unchanged, "", nil
+	}
+	var err error
+	switch obj := o.Object.(type) {
+	case *corev1.Service:
+		err = l.updateService(obj.DeepCopy())
+	case *corev1.Pod:
+		err = l.updatePod(obj.DeepCopy())
+	case *appsv1.Deployment:
+		err = l.updateDeployment(obj.DeepCopy())
+	}
+	if err != nil {
+		return "", "patching", err
+	}
+	l.lastApplied[key] = applied
+	return Configured, "", nil
+}
+
+// stamp sets what the API server would on create.
+func (l *Lab) stamp(m *metav1.ObjectMeta) {
+	m.Namespace = Namespace
+	if m.CreationTimestamp.IsZero() {
+		m.CreationTimestamp = metav1.NewTime(l.now())
+	}
+}
+
+// createService creates svc and reports what was allocated; l.mu is held.
+func (l *Lab) createService(svc *corev1.Service) error {
+	l.stamp(&svc.ObjectMeta)
+	out, err := l.reg.CreateService(svc)
+	if err != nil {
+		return err
+	}
+	ref := "service/" + out.Name
+	if ip := out.Spec.ClusterIP; ip != "" && ip != corev1.ClusterIPNone {
+		l.emit(EventClusterIP, ref, "clusterIP %s allocated", ip)
+	}
+	for _, np := range nodePorts(out) {
+		l.emit(EventNodePort, ref, "nodePort %s allocated", np)
+	}
+	return nil
+}
+
+// nodePorts lists a Service's nodePorts as "30080 (TCP port 80)", one per
+// distinct number (entries sharing a number are listed together).
+func nodePorts(svc *corev1.Service) []string {
+	byPort := map[int32][]string{}
+	var order []int32
+	for _, p := range svc.Spec.Ports {
+		if p.NodePort == 0 {
+			continue
+		}
+		if _, ok := byPort[p.NodePort]; !ok {
+			order = append(order, p.NodePort)
+		}
+		byPort[p.NodePort] = append(byPort[p.NodePort], fmt.Sprintf("%s port %d", p.Protocol, p.Port))
+	}
+	var out []string
+	for _, np := range order {
+		out = append(out, fmt.Sprintf("%d (%s)", np, strings.Join(byPort[np], ", ")))
+	}
+	return out
+}
+
+func nodePortSet(svc *corev1.Service) map[int32]bool {
+	m := map[int32]bool{}
+	if svc == nil {
+		return m
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.NodePort != 0 {
+			m[p.NodePort] = true
+		}
+	}
+	return m
+}
+
+func (l *Lab) updateService(svc *corev1.Service) error {
+	old, ok := l.reg.GetService(Namespace, svc.Name)
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "services"}, svc.Name)
+	}
+	svc.Namespace = Namespace
+	svc.UID = old.UID
+	svc.ResourceVersion = old.ResourceVersion
+	svc.CreationTimestamp = old.CreationTimestamp
+	out, err := l.reg.UpdateService(svc)
+	if err != nil {
+		return err
+	}
+	l.reportServiceChange(old, out)
+	return nil
+}
+
+// reportServiceChange emits the allocations and releases between old and new.
+func (l *Lab) reportServiceChange(old, new *corev1.Service) {
+	var ref string
+	switch {
+	case old != nil:
+		ref = "service/" + old.Name
+	case new != nil:
+		ref = "service/" + new.Name
+	default:
+		return
+	}
+	oldIP, newIP := "", ""
+	if old != nil {
+		oldIP = old.Spec.ClusterIP
+	}
+	if new != nil {
+		newIP = new.Spec.ClusterIP
+	}
+	if oldIP != newIP {
+		if oldIP != "" && oldIP != corev1.ClusterIPNone {
+			l.emit(EventClusterIP, ref, "clusterIP %s released", oldIP)
+		}
+		if newIP != "" && newIP != corev1.ClusterIPNone {
+			l.emit(EventClusterIP, ref, "clusterIP %s allocated", newIP)
+		}
+	}
+	was, is := nodePortSet(old), nodePortSet(new)
+	var released, allocated []int
+	for p := range was {
+		if !is[p] {
+			released = append(released, int(p))
+		}
+	}
+	for p := range is {
+		if !was[p] {
+			allocated = append(allocated, int(p))
+		}
+	}
+	sort.Ints(released)
+	sort.Ints(allocated)
+	for _, p := range released {
+		l.emit(EventNodePort, ref, "nodePort %d released", p)
+	}
+	for _, p := range allocated {
+		l.emit(EventNodePort, ref, "nodePort %d allocated", p)
+	}
+}
+
+// Delete deletes one object as `kubectl delete KIND NAME` would. kind is a
+// kind or kubectl resource name ("service", "svc", "pod", "po",
+// "deployment", "deploy"); namespace "" means default. Deleting a
+// Deployment deletes its pods.
+func (l *Lab) Delete(kind, namespace, name string) error {
+	l.mu.Lock()
+	k, err := canonicalKind(kind)
+	if err == nil {
+		err = l.deleteObject(k, namespace, name)
+	}
+	l.afterChange()
+	l.mu.Unlock()
+	l.drain()
+	return err
+}
+
+func canonicalKind(kind string) (string, error) {
+	switch strings.ToLower(kind) {
+	case "service", "services", "svc":
+		return "Service", nil
+	case "pod", "pods", "po":
+		return "Pod", nil
+	case "deployment", "deployments", "deploy", "deployment.apps":
+		return "Deployment", nil
+	}
+	return "", fmt.Errorf("the server doesn't have a resource type %q", kind)
+}
+
+// deleteObject deletes and reports; l.mu is held.
+func (l *Lab) deleteObject(kind, namespace, name string) error {
+	if namespace != "" && namespace != Namespace {
+		return notFoundNamespace(namespace)
+	}
+	ref := manifest.ResourceOf(kind) + "/" + name
+	switch kind {
+	case "Service":
+		old, _ := l.reg.GetService(Namespace, name)
+		if err := l.reg.DeleteService(Namespace, name); err != nil {
+			return err
+		}
+		l.emit(EventDeleted, ref, "service %q deleted", name)
+		l.reportServiceChange(old, nil)
+	case "Pod":
+		if _, ok := l.reg.GetPod(Namespace, name); !ok {
+			return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
+		}
+		owner := l.ownerDeployment(name)
+		l.emit(EventDeleted, ref, "pod %q deleted", name)
+		if err := l.deletePod(name); err != nil {
+			return err
+		}
+		// The ReplicaSet controller replaces a deleted pod at once (a
+		// terminating pod no longer counts toward replicas).
+		if owner != nil {
+			l.reconcile(owner)
+		}
+	case "Deployment":
+		d, ok := l.reg.GetDeployment(Namespace, name)
+		if !ok {
+			return apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, name)
+		}
+		if err := l.reg.DeleteDeployment(Namespace, name); err != nil {
+			return err
+		}
+		l.emit(EventDeleted, ref, "deployment.apps %q deleted", name)
+		for _, p := range l.ownedPods(d) {
+			if p.DeletionTimestamp == nil {
+				if err := l.deletePod(p.Name); err != nil {
+					l.emit(EventFailed, ref, "deleting pod %q: %v", p.Name, err)
+				}
+			}
+		}
+	}
+	delete(l.lastApplied, ref)
+	return nil
+}
+
+// DeleteFile deletes the objects of a manifest file as `kubectl delete -f
+// file` would, going on past errors.
+func (l *Lab) DeleteFile(file string, data []byte) []Result {
+	var results []Result
+	l.mu.Lock()
+	for _, e := range decodeInOrder(file, data) {
+		if e.err != nil {
+			results = append(results, errResult(e.err))
+			continue
+		}
+		o := e.obj
+		r := Result{Object: o.Ref(), Kind: o.Kind, Name: o.Name, File: file, Document: o.Document, Line: o.Line, Action: Deleted}
+		if err := l.deleteObject(o.Kind, o.Namespace, o.Name); err != nil {
+			r.Action, r.Err, r.Verb = "", err, "deleting"
+			l.emit(EventRejected, r.Object, "%s", r.String())
+		}
+		l.afterChange()
+		results = append(results, r)
+	}
+	l.mu.Unlock()
+	l.drain()
+	return results
+}

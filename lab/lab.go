@@ -1,0 +1,270 @@
+package lab
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/nplab/nplab/lab/portalloc"
+	"github.com/nplab/nplab/lab/registry"
+	"github.com/nplab/nplab/nodes"
+)
+
+// DefaultManifest is the default lab: a 3-replica agnhost netexec Deployment
+// "web" and a NodePort Service "web" answering TCP and UDP on 30080.
+//
+//go:embed testdata/default.yaml
+var DefaultManifest []byte
+
+// Namespace is where a lab's objects live.
+const Namespace = "default"
+
+// Config configures a Lab. The zero value (plus a name) is a valid 3-node lab.
+type Config struct {
+	// Name names the lab (namespaces are nplab-<name>-<host>).
+	Name string
+	// Nodes is the number of nodes; 0 means 3.
+	Nodes int
+	// NodePortRange is --service-node-port-range; "" means 30000-32767.
+	NodePortRange string
+	// ServiceCIDR is --service-cluster-ip-range; "" means 10.96.0.0/12.
+	ServiceCIDR string
+	// Rand drives every random choice (nodePorts, clusterIPs, pod name
+	// suffixes); nil means randomly seeded. With a seeded Rand and a fixed Now
+	// a lab is reproducible.
+	Rand *rand.Rand
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// DataPlane, when set, runs the pods and the proxies; nil means pods are
+	// Ready as soon as they are scheduled.
+	DataPlane DataPlane
+}
+
+// DataPlane is what the lab drives below it (package nodes: kubelet and
+// kube-proxy). The lab calls it outside its lock, in the order things
+// happened; the data plane may call back into the lab (SetPodReady,
+// PodStopped, Record) from any goroutine, including from inside these calls.
+type DataPlane interface {
+	// StartPod starts pod on node with address ip. Readiness is reported
+	// later through (*Lab).SetPodReady.
+	StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error
+	// StopPod stops a pod; the data plane calls (*Lab).PodStopped when it is gone.
+	StopPod(name string) error
+	// SyncServices hands over the complete set of service ports with their
+	// endpoints, after every change.
+	SyncServices(ports []nodes.ServicePort)
+}
+
+// Lab is the control plane of one lab: the emulated API server (package
+// registry) and the controllers on top of it (Deployments, scheduler, pod
+// IPs, endpoints), with one ordered event stream. It is safe for concurrent
+// use; controllers run synchronously inside each call.
+type Lab struct {
+	mu   sync.Mutex
+	name string
+	topo nodes.Topology
+	reg  *registry.Registry
+	rand *rand.Rand
+	now  func() time.Time
+	dp   DataPlane
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// lastApplied is the manifest JSON of each object as last applied
+	// ("service/web" → JSON), to tell "configured" from "unchanged".
+	lastApplied map[string]string
+	// podIPs maps a pod name to its IP; ipOwner the reverse.
+	podIPs  map[string]netip.Addr
+	ipOwner map[netip.Addr]string
+	// endpoints and slices per Service name; synced is what the data plane
+	// got last.
+	endpoints map[string]*corev1.Endpoints
+	slices    map[string][]discoveryv1.EndpointSlice
+	synced    []nodes.ServicePort
+	hasSynced bool
+
+	events  []Event
+	holding bool
+	held    []Event
+	subs    map[int]*subscriber
+	nextSub int
+
+	// queue holds data plane calls in order; draining is true while one
+	// goroutine runs them outside mu.
+	queue    []func()
+	draining bool
+}
+
+// New builds an empty lab. A bad NodePortRange or ServiceCIDR is an error
+// naming the flag.
+func New(cfg Config) (*Lab, error) {
+	n := cfg.Nodes
+	if n == 0 {
+		n = 3
+	}
+	if n < 0 || n > 250 {
+		return nil, fmt.Errorf("lab %q: %d nodes: a lab has 1 to 250 nodes", cfg.Name, n)
+	}
+	rangeStr := cfg.NodePortRange
+	if rangeStr == "" {
+		rangeStr = "30000-32767"
+	}
+	pr, err := portalloc.ParseRange(rangeStr)
+	if err != nil {
+		return nil, fmt.Errorf("invalid argument %q for \"--service-node-port-range\" flag: %w", cfg.NodePortRange, err)
+	}
+	if pr.Size == 0 {
+		return nil, fmt.Errorf("invalid argument %q for \"--service-node-port-range\" flag: the range is empty", cfg.NodePortRange)
+	}
+	topo := nodes.DefaultTopology(cfg.Name, n)
+	if cfg.ServiceCIDR != "" {
+		p, err := netip.ParsePrefix(cfg.ServiceCIDR)
+		if err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--service-cluster-ip-range\" flag: %w", cfg.ServiceCIDR, err)
+		}
+		topo.ServiceCIDR = p.Masked()
+	}
+	rng := cfg.Rand
+	if rng == nil {
+		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	// The registry gets its own generator, derived from ours, so the two
+	// never share one unsynchronised source.
+	reg, err := registry.New(registry.Config{
+		NodePortRange: pr,
+		ServiceCIDR:   topo.ServiceCIDR,
+		Rand:          rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())),
+		Now:           now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab %q: %w", cfg.Name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Lab{
+		name: cfg.Name, topo: topo, reg: reg, rand: rng, now: now, dp: cfg.DataPlane,
+		ctx: ctx, cancel: cancel,
+		lastApplied: map[string]string{},
+		podIPs:      map[string]netip.Addr{},
+		ipOwner:     map[netip.Addr]string{},
+		endpoints:   map[string]*corev1.Endpoints{},
+		slices:      map[string][]discoveryv1.EndpointSlice{},
+		subs:        map[int]*subscriber{},
+	}, nil
+}
+
+// Close cancels the context the lab gave to DataPlane.StartPod and stops
+// every subscription.
+func (l *Lab) Close() {
+	l.cancel()
+	l.mu.Lock()
+	subs := l.subs
+	l.subs = map[int]*subscriber{}
+	l.mu.Unlock()
+	for _, s := range subs {
+		s.once.Do(func() { close(s.done) })
+	}
+}
+
+// Name is the lab's name.
+func (l *Lab) Name() string { return l.name }
+
+// Topology is the lab's planned network: nodes, addresses, pod CIDRs.
+func (l *Lab) Topology() nodes.Topology {
+	t := l.topo
+	t.Nodes = append([]nodes.NodeSpec(nil), l.topo.Nodes...)
+	return t
+}
+
+// Nodes returns the lab's nodes.
+func (l *Lab) Nodes() []nodes.NodeSpec { return append([]nodes.NodeSpec(nil), l.topo.Nodes...) }
+
+// NodePortRange is the --service-node-port-range in force.
+func (l *Lab) NodePortRange() portalloc.Range { return l.reg.NodePortRange() }
+
+// Services returns copies of the Services, sorted by name.
+func (l *Lab) Services() []*corev1.Service {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.reg.ListServices()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Pods returns copies of the Pods, sorted by name.
+func (l *Lab) Pods() []*corev1.Pod {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.listPods()
+}
+
+func (l *Lab) listPods() []*corev1.Pod {
+	out := l.reg.ListPods()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Deployments returns copies of the Deployments, sorted by name.
+func (l *Lab) Deployments() []*appsv1.Deployment {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.reg.ListDeployments()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Endpoints returns copies of the Endpoints objects, one per Service with a
+// selector, sorted by name.
+func (l *Lab) Endpoints() []*corev1.Endpoints {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*corev1.Endpoints, 0, len(l.endpoints))
+	for _, e := range l.endpoints {
+		out = append(out, e.DeepCopy())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// EndpointSlices returns copies of the EndpointSlices of Service name (nil
+// when it has none), as `kubectl describe service` reads them.
+func (l *Lab) EndpointSlices(name string) []discoveryv1.EndpointSlice {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []discoveryv1.EndpointSlice
+	for _, s := range l.slices[name] {
+		out = append(out, *s.DeepCopy())
+	}
+	return out
+}
+
+// ServicePorts returns what the data plane was (or would be) given: every
+// port of every Service with its endpoints.
+func (l *Lab) ServicePorts() []nodes.ServicePort {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.servicePorts()
+}
+
+// Now is the lab's clock.
+func (l *Lab) Now() time.Time { return l.now() }
+
+func sprintf(format string, args ...any) string {
+	if len(args) == 0 {
+		return format
+	}
+	return fmt.Sprintf(format, args...)
+}

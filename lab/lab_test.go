@@ -1,0 +1,595 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nplab/nplab/lab/kubectl"
+	"github.com/nplab/nplab/nodes"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// clock is a fake clock tests move by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newLab(t *testing.T, dp DataPlane) (*Lab, *clock) {
+	t.Helper()
+	c := &clock{now: t0}
+	l, err := New(Config{Name: "test", Rand: rand.New(rand.NewPCG(1, 2)), Now: c.Now, DataPlane: dp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l, c
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func resultLines(rs []Result) string {
+	var b strings.Builder
+	for _, r := range rs {
+		b.WriteString(r.String() + "\n")
+	}
+	return b.String()
+}
+
+// TestDocsManifests applies the manifests of the NodePort notes, in the
+// notes' order, to one lab: each gives what a real cluster gives.
+func TestDocsManifests(t *testing.T) {
+	l, _ := newLab(t, nil)
+	var out strings.Builder
+	for _, f := range []string{
+		"frontend-service.yaml",
+		"backend-service.yaml",
+		"backend-service-300081.yaml",
+		"nodeport-service.yaml",
+		"backend-pods.yaml",
+		"backend-service-misindented.yaml",
+	} {
+		out.WriteString("$ kubectl apply -f " + f + "\n")
+		out.WriteString(resultLines(l.Apply(f, readFile(t, "docs/"+f))))
+	}
+	golden(t, "docs-apply", []byte(out.String()))
+
+	// What each line must say, pinned here as well as in the golden file.
+	for _, want := range []string{
+		"service/frontend-service created\n",
+		`The Service "backend-service" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated` + "\n",
+		`The Service "backend-service" is invalid: spec.ports[0].nodePort: Invalid value: 300081: provided port is not in the valid range. The range of valid ports is 30000-32767` + "\n",
+		`The Service "NodePort-Service" is invalid: metadata.name: Invalid value: "NodePort-Service": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')` + "\n",
+		"pod/backend created\n" + `Error from server (AlreadyExists): error when creating "backend-pods.yaml": pods "backend" already exists` + "\n",
+		`error: error parsing backend-service-misindented.yaml: error converting YAML to JSON: yaml: line 12: did not find expected '-' indicator` + "\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if n := len(l.Services()); n != 1 {
+		t.Errorf("%d services exist, want only frontend-service", n)
+	}
+}
+
+// TestDefaultManifest pins what kubectl would show for the default lab under
+// a fixed clock and seeded Rand.
+func TestDefaultManifest(t *testing.T) {
+	l, c := newLab(t, nil)
+	rs := l.Apply("default.yaml", DefaultManifest)
+	if got := resultLines(rs); got != "deployment.apps/web created\nservice/web created\n" {
+		t.Fatalf("apply:\n%s", got)
+	}
+	c.Add(5 * time.Minute)
+	var b bytes.Buffer
+	if _, err := kubectl.GetServicesAndPods(&b, l.Services(), l.Pods(), c.Now(), true); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "default-get-svc-pods-wide", b.Bytes())
+	b.Reset()
+	if err := kubectl.GetEndpoints(&b, l.Endpoints(), c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "default-get-endpoints", b.Bytes())
+	b.Reset()
+	svcs := l.Services()
+	if err := kubectl.DescribeService(&b, svcs[0], l.EndpointSlices("web")); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "default-describe-svc-web", b.Bytes())
+	b.Reset()
+	for _, e := range l.Events() {
+		b.WriteString(e.String() + "\n")
+	}
+	golden(t, "default-events", b.Bytes())
+
+	pods := l.Pods()
+	name := regexp.MustCompile(`^web-[bcdfghjklmnpqrstvwxz2456789]{1,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$`)
+	nodesSeen := map[string]bool{}
+	for _, p := range pods {
+		if !name.MatchString(p.Name) {
+			t.Errorf("pod name %q is not <deployment>-<pod-template-hash>-<suffix>", p.Name)
+		}
+		if p.Labels["app"] != "web" || p.Labels["pod-template-hash"] == "" {
+			t.Errorf("pod %s labels = %v", p.Name, p.Labels)
+		}
+		nodesSeen[p.Spec.NodeName] = true
+	}
+	if len(pods) != 3 || len(nodesSeen) != 3 {
+		t.Errorf("%d pods on %d nodes, want 3 on 3", len(pods), len(nodesSeen))
+	}
+	// Re-applying the same file changes nothing.
+	if got := resultLines(l.Apply("default.yaml", DefaultManifest)); got != "deployment.apps/web unchanged\nservice/web unchanged\n" {
+		t.Errorf("re-apply:\n%s", got)
+	}
+}
+
+func TestApplyConfiguredAndDuplicates(t *testing.T) {
+	l, _ := newLab(t, nil)
+	svc := "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - port: 80\n"
+	first := l.Apply("a.yaml", []byte(svc))
+	if first[0].String() != "service/web created" {
+		t.Fatalf("first apply: %s", first[0])
+	}
+	np := l.Services()[0].Spec.Ports[0].NodePort
+	changed := strings.Replace(svc, "app: web", "app: web2", 1)
+	if r := l.Apply("b.yaml", []byte(changed)); r[0].String() != "service/web configured" {
+		t.Errorf("changed apply: %s", r[0])
+	}
+	s := l.Services()[0]
+	if s.Spec.Selector["app"] != "web2" || s.Spec.Ports[0].NodePort != np {
+		t.Errorf("after configure: selector %v nodePort %d (want web2, kept %d)", s.Spec.Selector, s.Spec.Ports[0].NodePort, np)
+	}
+	twice := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: nginx\n---\n" +
+		"apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: nginx\n"
+	got := resultLines(l.Apply("twice.yaml", []byte(twice)))
+	want := "pod/p created\nError from server (AlreadyExists): error when creating \"twice.yaml\": pods \"p\" already exists\n"
+	if got != want {
+		t.Errorf("same pod twice in one file:\n%s\nwant\n%s", got, want)
+	}
+	other := strings.Replace(svc, "name: web", "name: other\n  namespace: kube-system", 1)
+	if r := l.Apply("ns.yaml", []byte(other)); r[0].String() != `Error from server (NotFound): error when creating "ns.yaml": namespaces "kube-system" not found` {
+		t.Errorf("other namespace: %s", r[0])
+	}
+}
+
+func TestScaleDeleteAndIPReuse(t *testing.T) {
+	l, _ := newLab(t, nil)
+	l.Apply("default.yaml", DefaultManifest)
+	if err := l.Scale("web", 5); err != nil {
+		t.Fatal(err)
+	}
+	ips := map[string]string{}
+	for _, p := range l.Pods() {
+		ips[p.Name] = p.Status.PodIP
+	}
+	if len(ips) != 5 {
+		t.Fatalf("%d pods after scaling to 5", len(ips))
+	}
+	byNode := map[string]int{}
+	for _, p := range l.Pods() {
+		byNode[p.Spec.NodeName]++
+	}
+	if byNode["node-1"] != 2 || byNode["node-2"] != 2 || byNode["node-3"] != 1 {
+		t.Errorf("pods per node = %v, want least-pods-first: 2,2,1", byNode)
+	}
+	if err := l.Scale("web", 2); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.Pods()); n != 2 {
+		t.Errorf("%d pods after scaling to 2", n)
+	}
+	if ep := l.ServicePorts(); len(ep) != 2 || len(ep[0].Endpoints) != 2 {
+		t.Errorf("service ports after scale down: %+v", ep)
+	}
+	// Freed addresses are handed out again, lowest first.
+	l.Scale("web", 3)
+	used := map[string]bool{}
+	for _, p := range l.Pods() {
+		used[p.Status.PodIP] = true
+	}
+	for ip := range used {
+		if !strings.HasSuffix(ip, ".2") && !strings.HasSuffix(ip, ".3") {
+			t.Errorf("IP %s: freed .2/.3 addresses should be reused first", ip)
+		}
+	}
+	// A deleted pod of a Deployment is replaced at once.
+	victim := l.Pods()[0].Name
+	if err := l.Delete("pod", "", victim); err != nil {
+		t.Fatal(err)
+	}
+	if pods := l.Pods(); len(pods) != 3 || pods[0].Name == victim && pods[1].Name == victim {
+		t.Errorf("after deleting %s: %d pods, want 3 with a replacement", victim, len(pods))
+	}
+	for _, p := range l.Pods() {
+		if p.Name == victim {
+			t.Errorf("deleted pod %s still listed", victim)
+		}
+	}
+	if err := l.Delete("deploy", "", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.Pods()); n != 0 {
+		t.Errorf("%d pods left after deleting the deployment", n)
+	}
+	if err := l.Delete("svc", "default", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Endpoints()) != 0 || len(l.ServicePorts()) != 0 {
+		t.Errorf("endpoints survived their service")
+	}
+	err := l.Delete("svc", "", "web")
+	if got := kubectl.FormatError(err, "deleting", ""); got != `Error from server (NotFound): services "web" not found` {
+		t.Errorf("deleting twice: %s", got)
+	}
+	var released bool
+	for _, e := range l.Events() {
+		if e.Type == EventNodePort && e.Message == "nodePort 30080 released" {
+			released = true
+		}
+	}
+	if !released {
+		t.Errorf("no event for the released nodePort")
+	}
+}
+
+func TestNodeName(t *testing.T) {
+	l, _ := newLab(t, nil)
+	pod := func(name, node string) []byte {
+		return []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: " + name + "\nspec:\n  nodeName: " + node + "\n  containers:\n  - name: c\n    image: nginx\n")
+	}
+	r := l.Apply("p.yaml", pod("pinned", "node-3"))
+	if r[0].Err != nil {
+		t.Fatal(r[0])
+	}
+	p := l.Pods()[0]
+	if p.Spec.NodeName != "node-3" || p.Status.PodIP != "10.244.3.2" {
+		t.Errorf("pinned pod on %s with %s, want node-3 10.244.3.2", p.Spec.NodeName, p.Status.PodIP)
+	}
+	r = l.Apply("q.yaml", pod("lost", "node-9"))
+	want := `error: pod "lost": spec.nodeName "node-9" is not a node of this lab (nodes: node-1, node-2, node-3)`
+	if r[0].String() != want {
+		t.Errorf("unknown node:\n%s\nwant\n%s", r[0], want)
+	}
+	if len(l.Pods()) != 1 {
+		t.Errorf("the pod for an unknown node was created")
+	}
+}
+
+// TestEndpointConditions checks spec §5.5: serving = Ready, terminating =
+// deletionTimestamp, ready = publishNotReadyAddresses || (serving && !terminating),
+// and targetPort resolution by number and by container port name.
+func TestEndpointConditions(t *testing.T) {
+	now := metav1.NewTime(t0)
+	mk := func(name, ip string, ready, terminating bool) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": "web"}},
+			Spec: corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{
+				Name: "c", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: "TCP"}},
+			}}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: condStatus(ready)}}},
+		}
+		if terminating {
+			p.DeletionTimestamp = &now
+		}
+		return p
+	}
+	pods := []*corev1.Pod{
+		mk("ready", "10.244.1.2", true, false),
+		mk("unready", "10.244.1.3", false, false),
+		mk("term-ready", "10.244.1.4", true, true),
+		mk("term-unready", "10.244.1.5", false, true),
+		mk("no-ip", "", true, false),
+	}
+	tests := []struct {
+		name    string
+		publish bool
+		target  intstr.IntOrString
+		want    string
+	}{
+		{"numbered target", false, intstr.FromInt32(9000),
+			"ready 10.244.1.2:9000 r=true s=true t=false|unready 10.244.1.3:9000 r=false s=false t=false|term-ready 10.244.1.4:9000 r=false s=true t=true|term-unready 10.244.1.5:9000 r=false s=false t=true|"},
+		{"named target", false, intstr.FromString("http"),
+			"ready 10.244.1.2:8080 r=true s=true t=false|unready 10.244.1.3:8080 r=false s=false t=false|term-ready 10.244.1.4:8080 r=false s=true t=true|term-unready 10.244.1.5:8080 r=false s=false t=true|"},
+		{"publishNotReadyAddresses", true, intstr.FromInt32(80),
+			"ready 10.244.1.2:80 r=true s=true t=false|unready 10.244.1.3:80 r=true s=false t=false|term-ready 10.244.1.4:80 r=true s=true t=true|term-unready 10.244.1.5:80 r=true s=false t=true|"},
+		{"unknown port name", false, intstr.FromString("grpc"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+				Spec: corev1.ServiceSpec{
+					Selector: map[string]string{"app": "web"}, PublishNotReadyAddresses: tt.publish,
+					Ports: []corev1.ServicePort{{Name: "p", Port: 80, Protocol: "TCP", TargetPort: tt.target}},
+				},
+			}
+			var got strings.Builder
+			for _, sl := range buildSlices(svc, pods) {
+				for _, pt := range sl.Ports {
+					for _, e := range sl.Endpoints {
+						got.WriteString(e.TargetRef.Name + " " + netip.AddrPortFrom(netip.MustParseAddr(e.Addresses[0]), uint16(*pt.Port)).String())
+						got.WriteString(" r=" + fmtBool(*e.Conditions.Ready) + " s=" + fmtBool(*e.Conditions.Serving) + " t=" + fmtBool(*e.Conditions.Terminating) + "|")
+					}
+				}
+			}
+			if got.String() != tt.want {
+				t.Errorf("slices:\n%s\nwant\n%s", got.String(), tt.want)
+			}
+			// The Endpoints object: terminating pods only with publishNotReadyAddresses.
+			ep := buildEndpoints(svc, pods, now)
+			var addrs, notReady int
+			for _, ss := range ep.Subsets {
+				addrs += len(ss.Addresses)
+				notReady += len(ss.NotReadyAddresses)
+			}
+			wantA, wantN := 1, 1
+			switch {
+			case tt.publish:
+				wantA, wantN = 4, 0
+			case tt.want == "":
+				wantA, wantN = 0, 0
+			}
+			if addrs != wantA || notReady != wantN {
+				t.Errorf("Endpoints: %d ready, %d not ready addresses, want %d, %d", addrs, notReady, wantA, wantN)
+			}
+		})
+	}
+}
+
+func fmtBool(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// fakeDataPlane records calls; with callback set, it reports pods ready from
+// inside StartPod and stopped from inside StopPod, as a fast data plane may.
+type fakeDataPlane struct {
+	mu       sync.Mutex
+	lab      *Lab
+	callback bool
+	started  []string
+	stopped  []string
+	syncs    [][]nodes.ServicePort
+}
+
+func (f *fakeDataPlane) StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error {
+	f.mu.Lock()
+	f.started = append(f.started, pod.Name+"@"+node+"/"+ip.String())
+	f.mu.Unlock()
+	if f.callback {
+		return f.lab.SetPodReady(pod.Name, true)
+	}
+	return nil
+}
+
+func (f *fakeDataPlane) StopPod(name string) error {
+	f.mu.Lock()
+	f.stopped = append(f.stopped, name)
+	f.mu.Unlock()
+	if f.callback {
+		return f.lab.PodStopped(name)
+	}
+	return nil
+}
+
+func (f *fakeDataPlane) SyncServices(ports []nodes.ServicePort) {
+	f.mu.Lock()
+	f.syncs = append(f.syncs, ports)
+	f.mu.Unlock()
+}
+
+func (f *fakeDataPlane) lastSync() []nodes.ServicePort {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.syncs) == 0 {
+		return nil
+	}
+	return f.syncs[len(f.syncs)-1]
+}
+
+func readyCount(ports []nodes.ServicePort) (ready, all int) {
+	for _, e := range ports[0].Endpoints {
+		all++
+		if e.Ready {
+			ready++
+		}
+	}
+	return
+}
+
+func TestDataPlaneLifecycle(t *testing.T) {
+	dp := &fakeDataPlane{}
+	l, _ := newLab(t, dp)
+	dp.lab = l
+	l.Apply("default.yaml", DefaultManifest)
+	if len(dp.started) != 3 {
+		t.Fatalf("StartPod called %d times, want 3", len(dp.started))
+	}
+	if r, a := readyCount(dp.lastSync()); r != 0 || a != 3 {
+		t.Errorf("before readiness: %d of %d endpoints ready, want 0 of 3", r, a)
+	}
+	var b bytes.Buffer
+	kubectl.GetPods(&b, l.Pods(), t0, false)
+	if !strings.Contains(b.String(), "0/1     Running") {
+		t.Errorf("pods before readiness:\n%s", b.String())
+	}
+	pods := l.Pods()
+	for _, p := range pods {
+		if err := l.SetPodReady(p.Name, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, _ := readyCount(dp.lastSync()); r != 3 {
+		t.Errorf("after readiness: %d endpoints ready, want 3", r)
+	}
+	// Deleting a pod: terminating (serving, not ready) until the data plane stops it.
+	victim := pods[0].Name
+	if err := l.Delete("pod", "", victim); err != nil {
+		t.Fatal(err)
+	}
+	if len(dp.stopped) != 1 || dp.stopped[0] != victim {
+		t.Errorf("StopPod calls = %v, want [%s]", dp.stopped, victim)
+	}
+	var term *nodes.Endpoint
+	for _, e := range dp.lastSync()[0].Endpoints {
+		if e.Pod == victim {
+			e := e
+			term = &e
+		}
+	}
+	if term == nil || term.Ready || !term.Serving || !term.Terminating {
+		t.Errorf("terminating endpoint = %+v, want serving, terminating, not ready", term)
+	}
+	b.Reset()
+	kubectl.GetPods(&b, l.Pods(), t0, false)
+	if !strings.Contains(b.String(), victim+"   1/1     Terminating") {
+		t.Errorf("pods while terminating:\n%s", b.String())
+	}
+	if err := l.PodStopped(victim); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range l.Pods() {
+		if p.Name == victim {
+			t.Errorf("pod %s still exists after PodStopped", victim)
+		}
+	}
+}
+
+// TestDataPlaneCallbacks: a data plane that calls back into the lab from
+// inside StartPod/StopPod does not deadlock, and its effects land.
+func TestDataPlaneCallbacks(t *testing.T) {
+	dp := &fakeDataPlane{callback: true}
+	l, _ := newLab(t, dp)
+	dp.lab = l
+	done := make(chan struct{})
+	go func() {
+		l.Apply("default.yaml", DefaultManifest)
+		l.Scale("web", 1)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("deadlock: Apply/Scale did not return")
+	}
+	if n := len(l.Pods()); n != 1 {
+		t.Errorf("%d pods, want 1", n)
+	}
+	if r, a := readyCount(dp.lastSync()); r != 1 || a != 1 {
+		t.Errorf("last sync: %d of %d ready, want 1 of 1", r, a)
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	l, _ := newLab(t, nil)
+	ch, cancel := l.Subscribe()
+	l.Apply("default.yaml", DefaultManifest)
+	history := l.Events()
+	if len(history) == 0 {
+		t.Fatal("no events")
+	}
+	for i, want := range history {
+		select {
+		case got := <-ch:
+			if got != want {
+				t.Fatalf("event %d = %v, want %v", i, got, want)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("event %d never arrived", i)
+		}
+	}
+	cancel()
+	for range ch { // drains and ends: cancel closes the channel
+	}
+	l.Record(Event{Type: EventNotice, Object: "node/node-1", Message: "after cancel"})
+	if last := l.Events()[len(l.Events())-1]; last.Message != "after cancel" || last.Time != t0 {
+		t.Errorf("recorded event = %+v", last)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{NodePortRange: "30000-2"}, `invalid argument "30000-2" for "--service-node-port-range" flag: end port cannot be less than start port: 30000-2`},
+		{Config{NodePortRange: "abc"}, `invalid argument "abc" for "--service-node-port-range" flag: unable to parse port range: abc: strconv.Atoi: parsing "abc": invalid syntax, expected hyphen in port range or a single port number`},
+		{Config{ServiceCIDR: "10.96.0.0"}, `invalid argument "10.96.0.0" for "--service-cluster-ip-range" flag: netip.ParsePrefix("10.96.0.0"): no '/'`},
+	}
+	for _, tt := range tests {
+		_, err := New(tt.cfg)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("New(%+v) = %v, want %s", tt.cfg, err, tt.want)
+		}
+	}
+	l, err := New(Config{Name: "x", Nodes: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := l.Nodes(); len(n) != 5 || n[4].Name != "node-5" || n[4].PodCIDR.String() != "10.244.5.0/24" {
+		t.Errorf("nodes = %+v", n)
+	}
+}
+
+func TestDeleteFile(t *testing.T) {
+	l, _ := newLab(t, nil)
+	l.Apply("default.yaml", DefaultManifest)
+	got := resultLines(l.DeleteFile("default.yaml", DefaultManifest))
+	if got != "deployment.apps \"web\" deleted\nservice \"web\" deleted\n" {
+		t.Errorf("delete -f:\n%s", got)
+	}
+	if len(l.Pods())+len(l.Services())+len(l.Deployments()) != 0 {
+		t.Errorf("objects left after delete -f")
+	}
+}

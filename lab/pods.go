@@ -1,0 +1,493 @@
+package lab
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+)
+
+// UnknownNodeError is returned for a pod whose spec.nodeName is not a node
+// of the lab. (A real API server accepts such a pod and it stays Pending
+// forever; nplab says why instead.)
+type UnknownNodeError struct {
+	Pod, Node string
+	Nodes     []string
+}
+
+func (e *UnknownNodeError) Error() string {
+	return fmt.Sprintf("pod %q: spec.nodeName %q is not a node of this lab (nodes: %s)", e.Pod, e.Node, strings.Join(e.Nodes, ", "))
+}
+
+func (l *Lab) nodeNames() []string {
+	var out []string
+	for _, n := range l.topo.Nodes {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+func (l *Lab) nodeIndex(name string) int {
+	for i, n := range l.topo.Nodes {
+		if n.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// schedule picks a node: spec.nodeName if set, else the node with the fewest
+// pods, ties to the lowest index (kube-scheduler's spreading, made
+// deterministic).
+func (l *Lab) schedule(pod *corev1.Pod) (int, error) {
+	if pod.Spec.NodeName != "" {
+		i := l.nodeIndex(pod.Spec.NodeName)
+		if i < 0 {
+			return -1, &UnknownNodeError{Pod: pod.Name, Node: pod.Spec.NodeName, Nodes: l.nodeNames()}
+		}
+		return i, nil
+	}
+	count := make([]int, len(l.topo.Nodes))
+	for _, p := range l.reg.ListPods() {
+		if i := l.nodeIndex(p.Spec.NodeName); i >= 0 {
+			count[i]++
+		}
+	}
+	best := 0
+	for i := range count {
+		if count[i] < count[best] {
+			best = i
+		}
+	}
+	return best, nil
+}
+
+// allocateIP gives the lowest free address from .2 up in the node's pod CIDR
+// (.1 is the node's side of the pod links).
+func (l *Lab) allocateIP(node int, pod string) (netip.Addr, error) {
+	cidr := l.topo.Nodes[node].PodCIDR
+	a := cidr.Addr().Next().Next()
+	for ; cidr.Contains(a); a = a.Next() {
+		if !a.Next().IsValid() || !cidr.Contains(a.Next()) {
+			break // keep the broadcast address free
+		}
+		if _, used := l.ipOwner[a]; !used {
+			l.ipOwner[a] = pod
+			l.podIPs[pod] = a
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("pod %q: no free address left in %s (node %s)", pod, cidr, l.topo.Nodes[node].Name)
+}
+
+func (l *Lab) releaseIP(pod string) {
+	if a, ok := l.podIPs[pod]; ok {
+		delete(l.ipOwner, a)
+		delete(l.podIPs, pod)
+	}
+}
+
+// createPod creates, schedules and starts a pod. l.mu is held.
+func (l *Lab) createPod(pod *corev1.Pod) error {
+	l.stamp(&pod.ObjectMeta)
+	node, err := l.schedule(pod)
+	if err != nil {
+		return err
+	}
+	nodeName := l.topo.Nodes[node].Name
+	pod.Spec.NodeName = nodeName
+	pod.Status = corev1.PodStatus{}
+	out, err := l.reg.CreatePod(pod)
+	if err != nil {
+		return err
+	}
+	ref := "pod/" + out.Name
+	ip, err := l.allocateIP(node, out.Name)
+	if err != nil {
+		l.emit(EventFailed, ref, "%v", err)
+		return nil // the pod exists, Pending, as a real one would
+	}
+	now := metav1.NewTime(l.now())
+	ready := l.dp == nil
+	out, err = l.reg.UpdatePodStatus(Namespace, out.Name, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.HostIP = l.topo.Nodes[node].IP.String()
+		p.Status.HostIPs = []corev1.HostIP{{IP: p.Status.HostIP}}
+		p.Status.PodIP = ip.String()
+		p.Status.PodIPs = []corev1.PodIP{{IP: ip.String()}}
+		p.Status.StartTime = &now
+		p.Status.Conditions = []corev1.PodCondition{
+			{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: condStatus(ready), LastTransitionTime: now},
+			{Type: corev1.ContainersReady, Status: condStatus(ready), LastTransitionTime: now},
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		}
+		p.Status.ContainerStatuses = nil
+		for _, c := range p.Spec.Containers {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+				Name: c.Name, Image: c.Image, Ready: ready, Started: ptr(true),
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			})
+		}
+	})
+	if err != nil {
+		l.releaseIP(pod.Name)
+		l.emit(EventFailed, ref, "setting the pod's status: %v", err)
+		return nil
+	}
+	l.emit(EventScheduled, ref, "Successfully assigned %s/%s to %s, IP %s", Namespace, out.Name, nodeName, ip)
+	if ready {
+		l.emit(EventPodReady, ref, "pod is ready (no data plane: ready once scheduled)")
+	} else {
+		p := out.DeepCopy()
+		l.enqueue(func() {
+			if err := l.dp.StartPod(l.ctx, nodeName, p, ip); err != nil {
+				l.Record(Event{Type: EventFailed, Object: ref, Message: fmt.Sprintf("starting pod on %s: %v", nodeName, err)})
+			}
+		})
+	}
+	return nil
+}
+
+func condStatus(b bool) corev1.ConditionStatus {
+	if b {
+		return corev1.ConditionTrue
+	}
+	return corev1.ConditionFalse
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// updatePod applies a changed Pod manifest, keeping what the scheduler and
+// the kubelet set (node, status), as kubectl apply's patch would.
+func (l *Lab) updatePod(pod *corev1.Pod) error {
+	old, ok := l.reg.GetPod(Namespace, pod.Name)
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, pod.Name)
+	}
+	pod.Namespace = Namespace
+	pod.UID = old.UID
+	pod.ResourceVersion = old.ResourceVersion
+	pod.CreationTimestamp = old.CreationTimestamp
+	pod.OwnerReferences = old.OwnerReferences
+	if pod.Spec.NodeName == "" {
+		pod.Spec.NodeName = old.Spec.NodeName
+	}
+	pod.Status = old.Status
+	_, err := l.reg.UpdatePod(pod)
+	return err
+}
+
+// deletePod deletes a pod: at once without a data plane, else it is marked
+// terminating and removed when the data plane reports it stopped. l.mu is held.
+func (l *Lab) deletePod(name string) error {
+	ref := "pod/" + name
+	if l.dp == nil {
+		if err := l.reg.DeletePod(Namespace, name); err != nil {
+			return err
+		}
+		l.releaseIP(name)
+		l.emit(EventPodDeleted, ref, "pod deleted")
+		return nil
+	}
+	now := metav1.NewTime(l.now())
+	if _, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
+		if p.DeletionTimestamp == nil {
+			p.DeletionTimestamp = &now
+			p.DeletionGracePeriodSeconds = ptr(int64(30))
+		}
+	}); err != nil {
+		return err
+	}
+	l.emit(EventPodTerminating, ref, "pod is terminating; waiting for the data plane to stop it")
+	l.enqueue(func() {
+		if err := l.dp.StopPod(name); err != nil {
+			l.Record(Event{Type: EventFailed, Object: ref, Message: fmt.Sprintf("stopping pod: %v", err)})
+		}
+	})
+	return nil
+}
+
+// SetPodReady is how the data plane reports a pod's readiness (its
+// readiness probe). It updates the Ready conditions and the endpoints.
+func (l *Lab) SetPodReady(name string, ready bool) error {
+	l.mu.Lock()
+	var changed bool
+	_, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
+		now := metav1.NewTime(l.now())
+		for i := range p.Status.Conditions {
+			c := &p.Status.Conditions[i]
+			if c.Type == corev1.PodReady || c.Type == corev1.ContainersReady {
+				if c.Status != condStatus(ready) {
+					changed = true
+					c.Status = condStatus(ready)
+					c.LastTransitionTime = now
+				}
+			}
+		}
+		for i := range p.Status.ContainerStatuses {
+			p.Status.ContainerStatuses[i].Ready = ready
+		}
+	})
+	if err == nil && changed {
+		if ready {
+			l.emit(EventPodReady, "pod/"+name, "pod is ready")
+		} else {
+			l.emit(EventPodUnready, "pod/"+name, "pod is not ready")
+		}
+		l.afterChange()
+	}
+	l.mu.Unlock()
+	l.drain()
+	return err
+}
+
+// PodStopped is how the data plane reports that a terminating pod is gone;
+// the lab removes it and frees its IP.
+func (l *Lab) PodStopped(name string) error {
+	l.mu.Lock()
+	err := l.reg.DeletePod(Namespace, name)
+	if err == nil {
+		l.releaseIP(name)
+		l.emit(EventPodDeleted, "pod/"+name, "pod deleted")
+		l.afterChange()
+	}
+	l.mu.Unlock()
+	l.drain()
+	return err
+}
+
+// ComputeHash is the pod-template-hash of a Deployment's template: the FNV-32a
+// hash of the template, rendered with SafeEncodeString, as Kubernetes'
+// controller.ComputeHash does. Kubernetes hashes a spew dump of the
+// defaulted template; nplab hashes its JSON, so the value has the same shape
+// but is not the one a cluster would compute.
+func ComputeHash(t *corev1.PodTemplateSpec) string {
+	h := fnv.New32a()
+	b, _ := json.Marshal(t)
+	h.Write(b)
+	return utilrand.SafeEncodeString(fmt.Sprint(h.Sum32()))
+}
+
+// suffixAlphabet is utilrand's alphabet (no vowels, no confusable digits).
+const suffixAlphabet = "bcdfghjklmnpqrstvwxz2456789"
+
+// randSuffix is utilrand.String(n) drawn from the lab's Rand, so pod names
+// are reproducible.
+func (l *Lab) randSuffix(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = suffixAlphabet[l.rand.IntN(len(suffixAlphabet))]
+	}
+	return string(b)
+}
+
+func (l *Lab) createDeployment(d *appsv1.Deployment) error {
+	l.stamp(&d.ObjectMeta)
+	out, err := l.reg.CreateDeployment(d)
+	if err != nil {
+		return err
+	}
+	l.reconcile(out)
+	return nil
+}
+
+func (l *Lab) updateDeployment(d *appsv1.Deployment) error {
+	old, ok := l.reg.GetDeployment(Namespace, d.Name)
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, d.Name)
+	}
+	d.Namespace = Namespace
+	d.UID = old.UID
+	d.ResourceVersion = old.ResourceVersion
+	d.CreationTimestamp = old.CreationTimestamp
+	d.Status = old.Status
+	out, err := l.reg.UpdateDeployment(d)
+	if err != nil {
+		return err
+	}
+	l.reconcile(out)
+	return nil
+}
+
+// Scale sets a Deployment's replicas, as `kubectl scale deployment NAME
+// --replicas=N`.
+func (l *Lab) Scale(deployment string, replicas int) error {
+	l.mu.Lock()
+	err := l.scale(deployment, replicas)
+	l.afterChange()
+	l.mu.Unlock()
+	l.drain()
+	return err
+}
+
+func (l *Lab) scale(name string, replicas int) error {
+	if replicas < 0 {
+		return fmt.Errorf("deployment.apps/%s: the replicas count must not be negative (got %d)", name, replicas)
+	}
+	d, ok := l.reg.GetDeployment(Namespace, name)
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, name)
+	}
+	was := int32(1)
+	if d.Spec.Replicas != nil {
+		was = *d.Spec.Replicas
+	}
+	d.Spec.Replicas = ptr(int32(replicas))
+	out, err := l.reg.UpdateDeployment(d)
+	if err != nil {
+		return err
+	}
+	l.emit(EventScaled, "deployment.apps/"+name, "scaled from %d to %d replicas", was, replicas)
+	l.reconcile(out)
+	return nil
+}
+
+// ownedPods are the pods of a Deployment's ReplicaSets: owned by a
+// ReplicaSet named <deployment>-<hash>.
+func (l *Lab) ownedPods(d *appsv1.Deployment) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, p := range l.listPods() {
+		for _, ref := range p.OwnerReferences {
+			if ref.Kind == "ReplicaSet" && ref.Controller != nil && *ref.Controller &&
+				strings.TrimSuffix(ref.Name, "-"+p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]) == d.Name {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// ownerDeployment is the Deployment whose ReplicaSet owns pod name, or nil.
+func (l *Lab) ownerDeployment(pod string) *appsv1.Deployment {
+	for _, d := range l.reg.ListDeployments() {
+		for _, p := range l.ownedPods(d) {
+			if p.Name == pod {
+				return d
+			}
+		}
+	}
+	return nil
+}
+
+// reconcile is the Deployment and ReplicaSet controllers in one step: the
+// pods of the current template are brought to spec.replicas (new ones
+// first), then pods of an older template are deleted. l.mu is held.
+func (l *Lab) reconcile(d *appsv1.Deployment) {
+	ref := "deployment.apps/" + d.Name
+	hash := ComputeHash(&d.Spec.Template)
+	want := 1
+	if d.Spec.Replicas != nil {
+		want = int(*d.Spec.Replicas)
+	}
+	var current, old []*corev1.Pod
+	for _, p := range l.ownedPods(d) {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		if p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash {
+			current = append(current, p)
+		} else {
+			old = append(old, p)
+		}
+	}
+	for n := len(current); n < want; n++ {
+		pod := l.podFromTemplate(d, hash)
+		if err := l.createPod(pod); err != nil {
+			l.emit(EventFailed, ref, "creating pod: %v", err)
+			break
+		}
+	}
+	if extra := len(current) - want; extra > 0 {
+		sortForScaleDown(current)
+		for _, p := range current[:extra] {
+			if err := l.deletePod(p.Name); err != nil {
+				l.emit(EventFailed, ref, "deleting pod %q: %v", p.Name, err)
+			}
+		}
+	}
+	for _, p := range old {
+		if err := l.deletePod(p.Name); err != nil {
+			l.emit(EventFailed, ref, "deleting pod %q: %v", p.Name, err)
+		}
+	}
+}
+
+// sortForScaleDown orders pods the way the ReplicaSet controller picks
+// victims, simplified: not ready before ready, then newest first.
+func sortForScaleDown(pods []*corev1.Pod) {
+	sort.SliceStable(pods, func(i, j int) bool {
+		ri, rj := podReady(pods[i]), podReady(pods[j])
+		if ri != rj {
+			return !ri
+		}
+		ti, tj := pods[i].CreationTimestamp.Time, pods[j].CreationTimestamp.Time
+		if !ti.Equal(tj) {
+			return ti.After(tj)
+		}
+		return pods[i].Name > pods[j].Name
+	})
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podFromTemplate is the ReplicaSet controller's pod: named
+// <deployment>-<hash>-<5 random chars>, the template's labels plus
+// pod-template-hash, owned by ReplicaSet <deployment>-<hash>.
+func (l *Lab) podFromTemplate(d *appsv1.Deployment, hash string) *corev1.Pod {
+	t := d.Spec.Template.DeepCopy()
+	rs := d.Name + "-" + hash
+	name := rs + "-" + l.randSuffix(5)
+	for {
+		if _, taken := l.reg.GetPod(Namespace, name); !taken {
+			break
+		}
+		name = rs + "-" + l.randSuffix(5)
+	}
+	lbls := labels.Set{}
+	for k, v := range t.Labels {
+		lbls[k] = v
+	}
+	lbls[appsv1.DefaultDeploymentUniqueLabelKey] = hash
+	return &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Namespace:   Namespace,
+			Labels:      lbls,
+			Annotations: t.Annotations,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs, UID: replicaSetUID(d, hash),
+				Controller: ptr(true), BlockOwnerDeletion: ptr(true),
+			}},
+		},
+		Spec: t.Spec,
+	}
+}
+
+// replicaSetUID is a stable UID for the ReplicaSet nplab does not store:
+// derived from the Deployment's UID and the template hash, in UUID form.
+func replicaSetUID(d *appsv1.Deployment, hash string) types.UID {
+	sum := sha256.Sum256([]byte(string(d.UID) + "/" + hash))
+	return types.UID(fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16]))
+}
