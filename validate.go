@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/lab/kubectl"
+)
+
+func init() { subcommands = append(subcommands, newValidateCmd) }
+
+// validateOptions are the flags of `nplab validate`.
+type validateOptions struct {
+	files     []string
+	portRange string
+	nodes     int
+	seed      uint64
+}
+
+func newValidateCmd() *cobra.Command {
+	o := &validateOptions{}
+	cmd := &cobra.Command{
+		Use:   "validate -f FILE [-f FILE...]",
+		Short: "Apply manifests to an empty control plane and print what kubectl would",
+		Long: `validate applies the files, in order, to an empty emulated cluster (no root
+needed, nothing is started) and prints for each object what
+"kubectl apply -f FILE" would print: "service/web created", "service/web
+configured" when a later file changes an earlier object, or the error exactly
+as a real cluster reports it. It goes on past a rejected object, as kubectl
+does, then prints "kubectl get services,pods -o wide".
+
+Exit status 1 if anything was rejected.`,
+		Example: `  nplab validate -f web.yaml
+  nplab validate -f frontend.yaml -f backend.yaml --service-node-port-range 30000-30100`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runValidate(cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVarP(&o.files, "filename", "f", nil, "manifest file to apply (repeatable; applied in order)")
+	f.StringVar(&o.portRange, "service-node-port-range", "30000-32767", "the API server's NodePort range")
+	f.IntVar(&o.nodes, "nodes", 3, "number of nodes")
+	f.Uint64Var(&o.seed, "seed", 0, "seed the random allocations (clusterIPs, nodePorts, pod names); 0 means random")
+	_ = f.MarkHidden("seed")
+	_ = cmd.MarkFlagRequired("filename")
+	return cmd
+}
+
+func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
+	cfg := lab.Config{Name: "validate", Nodes: o.nodes, NodePortRange: o.portRange}
+	if o.seed != 0 {
+		cfg.Rand = rand.New(rand.NewPCG(o.seed, o.seed))
+	}
+	l, err := lab.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	// kubectl reads every file before it sends anything; a missing one
+	// stops it.
+	data := make([][]byte, len(o.files))
+	for i, name := range o.files {
+		b, err := os.ReadFile(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(stderr, "error: the path %q does not exist\n", name)
+			return exitError{1}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			return exitError{1}
+		}
+		data[i] = b
+	}
+
+	var errs []kubectl.Sourced
+	applied := 0
+	for i, name := range o.files {
+		for _, r := range l.Apply(name, data[i]) {
+			if r.Err != nil {
+				errs = append(errs, r.Sourced())
+				continue
+			}
+			fmt.Fprintln(stdout, r.String())
+			applied++
+		}
+	}
+	// Like one kubectl run over all the files: the errors at the end, one
+	// alone in kubectl's short form, several each on its own line.
+	if len(errs) > 0 {
+		fmt.Fprintln(stderr, kubectl.FormatErrors(errs))
+	}
+
+	var tables bytes.Buffer
+	printed, err := kubectl.GetServicesAndPods(&tables, l.Services(), l.Pods(), time.Now(), true)
+	if err != nil {
+		return err
+	}
+	if printed {
+		if applied > 0 {
+			fmt.Fprintln(stdout)
+		}
+		if _, err := tables.WriteTo(stdout); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stderr, "No resources found in %s namespace.\n", lab.Namespace)
+	}
+	if len(errs) > 0 {
+		return exitError{1}
+	}
+	return nil
+}
