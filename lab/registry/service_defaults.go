@@ -203,9 +203,11 @@ func dropTypeDependentFields(svc, old *corev1.Service) {
 				svc.Spec.Ports[i].NodePort = 0
 			}
 		}
-		if old.Spec.HealthCheckNodePort == svc.Spec.HealthCheckNodePort {
-			svc.Spec.HealthCheckNodePort = 0
-		}
+	}
+	// Independent of the nodePorts: leaving LoadBalancer+Local (to Cluster
+	// policy, or to another type) drops an unchanged healthCheckNodePort.
+	if needsHealthCheck(old) && !needsHealthCheck(svc) && old.Spec.HealthCheckNodePort == svc.Spec.HealthCheckNodePort {
+		svc.Spec.HealthCheckNodePort = 0
 	}
 	if old.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		if svc.Spec.AllocateLoadBalancerNodePorts != nil && old.Spec.AllocateLoadBalancerNodePorts != nil &&

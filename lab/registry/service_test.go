@@ -686,3 +686,57 @@ func TestHealthCheckNodePortAndExternalName(t *testing.T) {
 		t.Errorf("ExternalName without name: %v", err)
 	}
 }
+
+// TestHealthCheckNodePortImmutable: while LB+Local stays LB+Local the
+// healthCheckNodePort may not change (spec §2.10); the rejected update
+// neither reserves the new number nor releases the old one.
+func TestHealthCheckNodePortImmutable(t *testing.T) {
+	r := newRegistry(t, Config{})
+	lb := svc("lb", corev1.ServiceTypeLoadBalancer, port(80, 0))
+	lb.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	lb.Spec.HealthCheckNodePort = 30100
+	if _, err := r.CreateService(lb); err != nil {
+		t.Fatal(err)
+	}
+	used := r.NodePortsUsed()
+	lb.Spec.HealthCheckNodePort = 30101
+	_, err := r.UpdateService(lb)
+	if want := `Service "lb" is invalid: spec.healthCheckNodePort: Forbidden: field is immutable`; errText(err) != want {
+		t.Errorf("changing healthCheckNodePort: %v\nwant %s", err, want)
+	}
+	if !r.NodePortAllocated(30100) || r.NodePortAllocated(30101) || r.NodePortsUsed() != used {
+		t.Errorf("after the rejected update: 30100 allocated %v, 30101 allocated %v, used %d (want %d)",
+			r.NodePortAllocated(30100), r.NodePortAllocated(30101), r.NodePortsUsed(), used)
+	}
+	// 30101 is really free: another Service can have it.
+	other := svc("other", corev1.ServiceTypeNodePort, port(80, 30101))
+	if _, err := r.CreateService(other); err != nil {
+		t.Errorf("30101 should be free: %v", err)
+	}
+	got, _ := r.GetService("default", "lb")
+	if got.Spec.HealthCheckNodePort != 30100 {
+		t.Errorf("stored healthCheckNodePort %d, want 30100", got.Spec.HealthCheckNodePort)
+	}
+}
+
+// TestHealthCheckNodePortDroppedLocalToCluster: LB Local → Cluster with the
+// old healthCheckNodePort still in the request succeeds (PrepareForUpdate
+// drops the unchanged value) and releases the number.
+func TestHealthCheckNodePortDroppedLocalToCluster(t *testing.T) {
+	r := newRegistry(t, Config{})
+	lb := svc("lb", corev1.ServiceTypeLoadBalancer, port(80, 30080))
+	lb.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	lb.Spec.HealthCheckNodePort = 30100
+	if _, err := r.CreateService(lb); err != nil {
+		t.Fatal(err)
+	}
+	lb.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	up, err := r.UpdateService(lb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.Spec.HealthCheckNodePort != 0 || r.NodePortAllocated(30100) || !r.NodePortAllocated(30080) {
+		t.Errorf("after Local -> Cluster: hc %d, 30100 allocated %v, 30080 allocated %v",
+			up.Spec.HealthCheckNodePort, r.NodePortAllocated(30100), r.NodePortAllocated(30080))
+	}
+}

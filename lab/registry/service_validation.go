@@ -373,5 +373,17 @@ func (r *Registry) validateServiceUpdate(svc, old *corev1.Service) field.ErrorLi
 			}
 		}
 	}
+	allErrs = append(allErrs, validateExternalTrafficFieldsUpdate(old, svc)...)
 	return append(allErrs, r.validateService(svc)...)
+}
+
+// validateExternalTrafficFieldsUpdate is validateServiceExternalTrafficFieldsUpdate
+// (spec §2.10): while a healthCheckNodePort is needed before and after, it
+// may not change. The allocator leaves the number alone in that case, so
+// rejecting here reserves and leaks nothing.
+func validateExternalTrafficFieldsUpdate(old, svc *corev1.Service) field.ErrorList {
+	if needsHealthCheck(old) && needsHealthCheck(svc) && svc.Spec.HealthCheckNodePort != old.Spec.HealthCheckNodePort {
+		return field.ErrorList{field.Forbidden(field.NewPath("spec", "healthCheckNodePort"), "field is immutable")}
+	}
+	return nil
 }
