@@ -9,9 +9,13 @@
 //   - the Deployment/ReplicaSet controller: replicas pods named
 //     <deployment>-<pod-template-hash>-<5 chars>, with the template's labels
 //     plus pod-template-hash; scale up and down; a deleted pod is replaced;
-//   - the scheduler: spec.nodeName if set (a node the lab does not have is
-//     an [UnknownNodeError]), else the node with the fewest pods, ties to the
-//     lowest index;
+//   - the scheduler, after the API server has validated and stored the pod:
+//     spec.nodeName if set (a node the lab does not have is an
+//     [UnknownNodeError] and the pod is not kept), else the node with the
+//     fewest pods among those below the kubelet's default maxPods
+//     ([MaxPods], 110), ties to the lowest index; a pod that fits nowhere
+//     stays Pending with no node and a FailedScheduling event
+//     ([UnschedulableError]), and is scheduled when a pod leaves a node;
 //   - the pod network's IPAM: each node's pod CIDR (10.244.N.0/24) from .2
 //     up, freed addresses reused lowest first;
 //   - the endpoints controllers: one corev1.Endpoints and EndpointSlices per

@@ -18,6 +18,7 @@ const (
 	EventClusterIP        EventType = "ClusterIP"        // a clusterIP was allocated or released
 	EventNodePort         EventType = "NodePort"         // a nodePort was allocated or released
 	EventScheduled        EventType = "Scheduled"        // a pod got a node and an IP
+	EventFailedScheduling EventType = "FailedScheduling" // no node can take the pod; it stays Pending
 	EventPodReady         EventType = "PodReady"         // Ready became true
 	EventPodUnready       EventType = "PodUnready"       // Ready became false
 	EventPodTerminating   EventType = "PodTerminating"   // deletionTimestamp set, waiting for the data plane

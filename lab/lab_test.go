@@ -302,6 +302,70 @@ func TestNodeName(t *testing.T) {
 	if len(l.Pods()) != 1 {
 		t.Errorf("the pod for an unknown node was created")
 	}
+	// The API server validates before anything is scheduled: a bad name
+	// is reported as such, not as the unknown node.
+	r = l.Apply("r.yaml", pod("Bad_Name", "node-9"))
+	if got := r[0].String(); !strings.HasPrefix(got, `The Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain`) {
+		t.Errorf("bad name and unknown node: %s", got)
+	}
+}
+
+// TestMaxPods: a node takes at most MaxPods (kubelet default 110) pods; a
+// pod that fits nowhere stays Pending without a node, with the
+// scheduler's FailedScheduling message, and is scheduled once room frees.
+func TestMaxPods(t *testing.T) {
+	l, _ := newLab(t, nil)
+	dep := strings.ReplaceAll(deploymentYAML, "REPLICAS", "331")
+	if r := l.Apply("d.yaml", []byte(dep)); r[0].Err != nil {
+		t.Fatal(r[0])
+	}
+	var pending []*corev1.Pod
+	perNode := map[string]int{}
+	for _, p := range l.Pods() {
+		if p.Spec.NodeName == "" {
+			pending = append(pending, p)
+		}
+		perNode[p.Spec.NodeName]++
+	}
+	if len(pending) != 1 || perNode["node-1"] != MaxPods || perNode["node-2"] != MaxPods || perNode["node-3"] != MaxPods {
+		t.Fatalf("pending %d, per node %v", len(pending), perNode)
+	}
+	p := pending[0]
+	if p.Status.Phase != corev1.PodPending || p.Status.PodIP != "" {
+		t.Errorf("unschedulable pod: phase %s IP %q", p.Status.Phase, p.Status.PodIP)
+	}
+	want := "0/3 nodes are available: 3 Too many pods. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+	found := false
+	for _, e := range l.Events() {
+		if e.Type == EventFailedScheduling && e.Object == "pod/"+p.Name && e.Message == want {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no FailedScheduling event %q for %s", want, p.Name)
+	}
+	var buf bytes.Buffer
+	if err := kubectl.GetPods(&buf, []*corev1.Pod{p}, t0, true); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^` + p.Name + `\s+0/1\s+Pending\s+0\s+\S+\s+<none>\s+<none>`).Match(buf.Bytes()) {
+		t.Errorf("get pods -o wide:\n%s", buf.String())
+	}
+	// Room on a node: the pending pod gets it.
+	var victim string
+	for _, q := range l.Pods() {
+		if q.Spec.NodeName == "node-2" {
+			victim = q.Name
+			break
+		}
+	}
+	if err := l.Delete("pod", "", victim); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := l.reg.GetPod(Namespace, p.Name)
+	if got.Spec.NodeName != "node-2" || got.Status.PodIP == "" {
+		t.Errorf("after a pod left node-2 the pending pod is on %q with IP %q", got.Spec.NodeName, got.Status.PodIP)
+	}
 }
 
 // TestEndpointConditions checks spec §5.5: serving = Ready, terminating =
@@ -593,3 +657,22 @@ func TestDeleteFile(t *testing.T) {
 		t.Errorf("objects left after delete -f")
 	}
 }
+
+const deploymentYAML = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: many
+spec:
+  replicas: REPLICAS
+  selector:
+    matchLabels:
+      app: many
+  template:
+    metadata:
+      labels:
+        app: many
+    spec:
+      containers:
+      - name: c
+        image: nginx
+`

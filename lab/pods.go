@@ -3,6 +3,7 @@ package lab
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
@@ -48,9 +49,29 @@ func (l *Lab) nodeIndex(name string) int {
 	return -1
 }
 
-// schedule picks a node: spec.nodeName if set, else the node with the fewest
-// pods, ties to the lowest index (kube-scheduler's spreading, made
-// deterministic).
+// MaxPods is the kubelet's default maxPods: a node takes at most this many
+// pods, and the scheduler's NodeResourcesFit filter says "Too many pods"
+// for a node that has them.
+const MaxPods = 110
+
+// UnschedulableError is the scheduler's FitError: no node can take the pod.
+// The pod stays Pending with no node; its FailedScheduling event carries
+// this message.
+type UnschedulableError struct {
+	Nodes int
+}
+
+func (e *UnschedulableError) Error() string {
+	// framework.FitError plus the DefaultPreemption plugin's diagnosis, as
+	// a real scheduler's FailedScheduling event reads.
+	return fmt.Sprintf("0/%d nodes are available: %d Too many pods. preemption: 0/%d nodes are available: %d No preemption victims found for incoming pod.",
+		e.Nodes, e.Nodes, e.Nodes, e.Nodes)
+}
+
+// schedule picks a node: spec.nodeName if set, else, among the nodes with
+// fewer than MaxPods pods, the one with the fewest pods, ties to the lowest
+// index (kube-scheduler's spreading, made deterministic). Every pod bound to
+// a node counts, terminating ones included, as in the scheduler's NodeInfo.
 func (l *Lab) schedule(pod *corev1.Pod) (int, error) {
 	if pod.Spec.NodeName != "" {
 		i := l.nodeIndex(pod.Spec.NodeName)
@@ -61,15 +82,24 @@ func (l *Lab) schedule(pod *corev1.Pod) (int, error) {
 	}
 	count := make([]int, len(l.topo.Nodes))
 	for _, p := range l.reg.ListPods() {
+		if p.Name == pod.Name {
+			continue
+		}
 		if i := l.nodeIndex(p.Spec.NodeName); i >= 0 {
 			count[i]++
 		}
 	}
-	best := 0
+	best := -1
 	for i := range count {
-		if count[i] < count[best] {
+		if count[i] >= MaxPods {
+			continue
+		}
+		if best < 0 || count[i] < count[best] {
 			best = i
 		}
+	}
+	if best < 0 {
+		return -1, &UnschedulableError{Nodes: len(l.topo.Nodes)}
 	}
 	return best, nil
 }
@@ -99,29 +129,59 @@ func (l *Lab) releaseIP(pod string) {
 	}
 }
 
-// createPod creates, schedules and starts a pod. l.mu is held.
+// createPod creates a pod in the API server (defaults, validation, name
+// taken), then schedules and starts it. l.mu is held. A pod whose
+// spec.nodeName is not a lab node is an *UnknownNodeError and is not kept;
+// a pod no node can take stays Pending without a node.
 func (l *Lab) createPod(pod *corev1.Pod) error {
 	l.stamp(&pod.ObjectMeta)
-	node, err := l.schedule(pod)
-	if err != nil {
-		return err
-	}
-	nodeName := l.topo.Nodes[node].Name
-	pod.Spec.NodeName = nodeName
 	pod.Status = corev1.PodStatus{}
 	out, err := l.reg.CreatePod(pod)
 	if err != nil {
 		return err
 	}
-	ref := "pod/" + out.Name
-	ip, err := l.allocateIP(node, out.Name)
+	node, err := l.schedule(out)
+	var unknown *UnknownNodeError
+	if errors.As(err, &unknown) {
+		// A real cluster would keep it Pending forever; nplab says why.
+		_ = l.reg.DeletePod(Namespace, out.Name)
+		return err
+	}
+	if err != nil {
+		msg := err.Error()
+		now := metav1.NewTime(l.now())
+		_, _ = l.reg.UpdatePodStatus(Namespace, out.Name, func(p *corev1.Pod) {
+			p.Status.Conditions = []corev1.PodCondition{{
+				Type: corev1.PodScheduled, Status: corev1.ConditionFalse, LastTransitionTime: now,
+				Reason: corev1.PodReasonUnschedulable, Message: msg,
+			}}
+		})
+		l.emit(EventFailedScheduling, "pod/"+out.Name, "%s", msg)
+		return nil
+	}
+	l.bind(out.Name, node)
+	return nil
+}
+
+// bind is the scheduler's binding plus the kubelet's start: the pod gets
+// its node and an IP, Running (and Ready without a data plane). l.mu is held.
+func (l *Lab) bind(name string, node int) {
+	nodeName := l.topo.Nodes[node].Name
+	ref := "pod/" + name
+	if _, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
+		p.Spec.NodeName = nodeName
+	}); err != nil {
+		l.emit(EventFailed, ref, "binding the pod to %s: %v", nodeName, err)
+		return
+	}
+	ip, err := l.allocateIP(node, name)
 	if err != nil {
 		l.emit(EventFailed, ref, "%v", err)
-		return nil // the pod exists, Pending, as a real one would
+		return // the pod exists, Pending, as a real one would
 	}
 	now := metav1.NewTime(l.now())
 	ready := l.dp == nil
-	out, err = l.reg.UpdatePodStatus(Namespace, out.Name, func(p *corev1.Pod) {
+	out, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
 		p.Status.Phase = corev1.PodRunning
 		p.Status.HostIP = l.topo.Nodes[node].IP.String()
 		p.Status.HostIPs = []corev1.HostIP{{IP: p.Status.HostIP}}
@@ -144,9 +204,9 @@ func (l *Lab) createPod(pod *corev1.Pod) error {
 		}
 	})
 	if err != nil {
-		l.releaseIP(pod.Name)
+		l.releaseIP(name)
 		l.emit(EventFailed, ref, "setting the pod's status: %v", err)
-		return nil
+		return
 	}
 	l.emit(EventScheduled, ref, "Successfully assigned %s/%s to %s, IP %s", Namespace, out.Name, nodeName, ip)
 	if ready {
@@ -159,7 +219,28 @@ func (l *Lab) createPod(pod *corev1.Pod) error {
 			}
 		})
 	}
-	return nil
+}
+
+// schedulePending is the scheduler's retry after a pod left a node: pods
+// still Pending without a node get one, oldest first, while any fits.
+// l.mu is held.
+func (l *Lab) schedulePending() {
+	var pending []*corev1.Pod
+	for _, p := range l.reg.ListPods() {
+		if p.Spec.NodeName == "" && p.DeletionTimestamp == nil {
+			pending = append(pending, p)
+		}
+	}
+	sort.SliceStable(pending, func(i, j int) bool {
+		return pending[i].CreationTimestamp.Before(&pending[j].CreationTimestamp)
+	})
+	for _, p := range pending {
+		node, err := l.schedule(p)
+		if err != nil {
+			return
+		}
+		l.bind(p.Name, node)
+	}
 }
 
 func condStatus(b bool) corev1.ConditionStatus {
@@ -195,12 +276,17 @@ func (l *Lab) updatePod(pod *corev1.Pod) error {
 // terminating and removed when the data plane reports it stopped. l.mu is held.
 func (l *Lab) deletePod(name string) error {
 	ref := "pod/" + name
-	if l.dp == nil {
+	// No kubelet to wait for: without a data plane, or for a pod that never
+	// got a node (or an IP), the API server deletes it at once.
+	p, _ := l.reg.GetPod(Namespace, name)
+	_, started := l.podIPs[name]
+	if l.dp == nil || (p != nil && !started) {
 		if err := l.reg.DeletePod(Namespace, name); err != nil {
 			return err
 		}
 		l.releaseIP(name)
 		l.emit(EventPodDeleted, ref, "pod deleted")
+		l.schedulePending()
 		return nil
 	}
 	now := metav1.NewTime(l.now())
@@ -263,6 +349,7 @@ func (l *Lab) PodStopped(name string) error {
 	if err == nil {
 		l.releaseIP(name)
 		l.emit(EventPodDeleted, "pod/"+name, "pod deleted")
+		l.schedulePending()
 		l.afterChange()
 	}
 	l.mu.Unlock()
