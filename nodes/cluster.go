@@ -144,6 +144,10 @@ func (c *Cluster) build(ctx context.Context) error {
 		return err
 	}
 	bits := t.ClusterNet.Bits()
+	var podCIDRs []netip.Prefix
+	for _, ns := range t.Nodes {
+		podCIDRs = append(podCIDRs, ns.PodCIDR.Masked())
+	}
 	for i, ns := range t.Nodes {
 		h, err := c.netw.AddHost(ns.Name)
 		if err != nil {
@@ -169,7 +173,7 @@ func (c *Cluster) build(ctx context.Context) error {
 		}
 		n := &node{spec: ns, host: h, link: l, events: newEmitter(c.cfg.OnEvent)}
 		n.proxy = newProxy(proxyEnv{
-			node: ns.Name, host: h, nodeIP: ns.IP, podCIDR: ns.PodCIDR,
+			node: ns.Name, host: h, nodeIP: ns.IP, podCIDR: ns.PodCIDR, podCIDRs: podCIDRs,
 			isPodIP: c.isPodIP, isNodeIP: c.isNodeIP, serviceCIDR: t.ServiceCIDR,
 			mode: c.cfg.ProxyMode, emit: n.events.emit, seed: c.seed + uint64(i)*104729,
 		})

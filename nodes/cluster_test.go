@@ -137,6 +137,19 @@ func TestCluster(t *testing.T) {
 		if rep.Result != FlowOK || rep.Body != "web-2" {
 			t.Errorf("from pod web-1 via its node's Local nodePort: %s %q %v, want web-2", rep.Result, rep.Body, rep.Err)
 		}
+		// So does a pod on another node: it reaches node-1 over eth0, like
+		// the client, but pod traffic goes to cluster-wide endpoints
+		// (§5.3 4(a)), and the blackhole must not drop it.
+		for _, proto := range []string{"TCP", "UDP"} {
+			port, msg := uint16(30085), "/hostname"
+			if proto == "UDP" {
+				port, msg = 30086, "hostname"
+			}
+			rep = send(t, c, Request{From: "web-3", Protocol: proto, Target: nodeAddr(1, port), Message: msg, Timeout: 2 * time.Second})
+			if rep.Result != FlowOK || rep.Body != "web-2" {
+				t.Errorf("%s from pod web-3 (node-3) via node-1's Local nodePort: %s %q %v, want web-2", proto, rep.Result, rep.Body, rep.Err)
+			}
+		}
 		rep = send(t, c, Request{From: "node-1", Protocol: "TCP", Target: nodeAddr(1, 30085), Message: "/hostname"})
 		if rep.Result != FlowOK || rep.Body != "web-2" {
 			t.Errorf("from node-1 itself: %s %q %v, want web-2", rep.Result, rep.Body, rep.Err)

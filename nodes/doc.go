@@ -65,7 +65,12 @@
 //     node's endpoints; a node without one drops it with a blackhole rule
 //     (`ip rule add pref 10 iif eth0 ipproto tcp dport <nodePort>
 //     blackhole`), so the client times out, while traffic from pods and
-//     from the node itself still goes to any endpoint (§5.3, §5.6).
+//     from the node itself still goes to any endpoint (§5.3, §5.6). A pod
+//     on another node arrives over eth0 too, so just before each blackhole
+//     one rule per node's pod range lets pods through
+//     (`ip rule add pref 9 iif eth0 from 10.244.M.0/24 ipproto tcp dport
+//     <nodePort> lookup local`), like kube-proxy's local-traffic detector
+//     by cluster CIDR.
 //   - UDP flows are pinned like conntrack entries, keyed by the client's
 //     address and port, idle after 30 s, and flushed when their endpoint
 //     stops serving (§5.9), so a client on a fixed source port moves to a

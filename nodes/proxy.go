@@ -30,6 +30,9 @@ var (
 // proxy's transparent sockets under externalTrafficPolicy: Local.
 const tproxyTable = 100
 
+// localTable is the kernel's local routing table (RT_TABLE_LOCAL).
+const localTable = 255
+
 // tproxyRulePriority puts the reply rules after the local table (which
 // netsim moves to 100 once a blackhole exists) and before the main table.
 const tproxyRulePriority = 200
@@ -39,12 +42,22 @@ const tproxyRulePriority = 200
 // it is delivered.
 const blackholePriority = 10
 
+// podBypassPriority puts, just before each blackhole rule, one rule per
+// pod range of the cluster that sends pod traffic to the local table
+// anyway: under Local policy traffic from pods (on any node) still goes to
+// cluster-wide endpoints (spec §5.3 4(a), §5.6), and a pod on another node
+// reaches this node over eth0 like an external client does.
+const podBypassPriority = blackholePriority - 1
+
 // proxyEnv is what a node's proxy knows of the cluster around it.
 type proxyEnv struct {
 	node    string
 	host    netsim.Host
 	nodeIP  netip.Addr
 	podCIDR netip.Prefix
+	// podCIDRs are every node's pod range (the cluster CIDR, piece by
+	// piece): the sources that bypass Local policy's blackhole rules.
+	podCIDRs []netip.Prefix
 	// isPodIP reports whether an address is in any node's pod range (the
 	// "local traffic detector" by cluster CIDR).
 	isPodIP func(netip.Addr) bool
@@ -176,7 +189,11 @@ func (p *proxy) sync(ports []ServicePort) {
 					// Endpoints elsewhere but none here: external
 					// traffic is dropped (the client times out), while
 					// pods and the node itself still get through.
-					wantRules[netsim.Rule{Priority: blackholePriority, IIF: "eth0", Proto: strings.ToLower(sp.Protocol), DPort: sp.NodePort, Blackhole: true}] = true
+					proto := strings.ToLower(sp.Protocol)
+					wantRules[netsim.Rule{Priority: blackholePriority, IIF: "eth0", Proto: proto, DPort: sp.NodePort, Blackhole: true}] = true
+					for _, pc := range p.env.podCIDRs {
+						wantRules[netsim.Rule{Priority: podBypassPriority, IIF: "eth0", From: pc.Masked(), Proto: proto, DPort: sp.NodePort, Table: localTable}] = true
+					}
 				}
 				if !p.env.noTransparent {
 					for _, e := range local {

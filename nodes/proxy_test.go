@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -136,6 +137,7 @@ func loopbackApp(t *testing.T, name string) (httpAddr, udpAddr netip.AddrPort) {
 func newTestProxy(t *testing.T, h *fakeHost, log *eventLog) *proxy {
 	p := newProxy(proxyEnv{
 		node: "node-1", host: h, nodeIP: netip.MustParseAddr("192.0.2.1"), podCIDR: netip.MustParsePrefix("10.244.1.0/24"),
+		podCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.2.0/24")},
 		isPodIP: func(netip.Addr) bool { return false }, isNodeIP: func(netip.Addr) bool { return false },
 		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: ProxyRandom, emit: log.add, seed: 42, noTransparent: true,
 	})
@@ -287,9 +289,15 @@ func TestProxyLocalPolicyRules(t *testing.T) {
 	local := Endpoint{Pod: "a", Node: "node-1", Addr: netip.MustParseAddrPort("10.244.1.10:8080"), Ready: true, Serving: true}
 	sp := ServicePort{Service: "default/local", Protocol: "TCP", NodePort: 30085, ExternalTrafficPolicy: "Local", Endpoints: []Endpoint{remote}}
 	p.sync([]ServicePort{sp})
-	blackhole := netsim.Rule{Priority: blackholePriority, IIF: "eth0", Proto: "tcp", DPort: 30085, Blackhole: true}
-	if rs := h.ruleList(); len(rs) != 1 || rs[0] != blackhole {
-		t.Errorf("endpoints only elsewhere: rules %+v, want just %+v", rs, blackhole)
+	// The blackhole, and before it one rule per pod range that lets pods
+	// (on any node) through to the proxy.
+	want := []netsim.Rule{
+		{Priority: blackholePriority, IIF: "eth0", Proto: "tcp", DPort: 30085, Blackhole: true},
+		{Priority: podBypassPriority, IIF: "eth0", From: netip.MustParsePrefix("10.244.1.0/24"), Proto: "tcp", DPort: 30085, Table: localTable},
+		{Priority: podBypassPriority, IIF: "eth0", From: netip.MustParsePrefix("10.244.2.0/24"), Proto: "tcp", DPort: 30085, Table: localTable},
+	}
+	if rs := h.ruleList(); !sameRules(rs, want) {
+		t.Errorf("endpoints only elsewhere: rules %+v, want %+v", rs, want)
 	}
 	sp.Endpoints = []Endpoint{remote, local}
 	p.sync([]ServicePort{sp})
@@ -301,4 +309,16 @@ func TestProxyLocalPolicyRules(t *testing.T) {
 	if rs := h.ruleList(); len(rs) != 0 {
 		t.Errorf("service gone: rules %+v left behind", rs)
 	}
+}
+
+func sameRules(got, want []netsim.Rule) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			return false
+		}
+	}
+	return true
 }
