@@ -85,7 +85,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		files = []manifestFile{{"default.yaml", lab.DefaultManifest}}
 	}
 
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C, kill, a closed terminal or ssh session, Ctrl-\: every way a
+	// foreground lab is told to stop removes what it built.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer stop()
 
 	fmt.Fprintf(out, "Starting lab %q: %d nodes, an outside client, the cluster bridge...\n", o.name, o.nodes)

@@ -49,21 +49,36 @@ func labNamespaces(t *testing.T, lab string) []string {
 	return ns
 }
 
-// hostLinksOf lists links in the host's own namespace whose name or
-// altname mentions lab (there should never be any).
-func hostLinksOf(t *testing.T, lab string) []string {
+// hostLinks lists the links of the host's own network namespace by name
+// (ip -o link: "2: eth0: <...>"). A lab must never add one.
+func hostLinks(t *testing.T) map[string]bool {
 	t.Helper()
 	out, err := exec.Command("ip", "-o", "link").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip -o link: %v\n%s", err, out)
 	}
-	var links []string
+	links := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, lab) {
-			links = append(links, line)
+		if f := strings.SplitN(line, ": ", 3); len(f) == 3 {
+			links[strings.SplitN(f[1], "@", 2)[0]] = true
 		}
 	}
 	return links
+}
+
+// newHostLinks reports links in the host namespace that were not in before.
+// Other tests may add links at the same time, so only ours count: nplab
+// names its veths "veth" + 8 hex digits, "eth0", "node-N" or "client",
+// which never appear in the host namespace on their own.
+func newHostLinks(t *testing.T, before map[string]bool) []string {
+	t.Helper()
+	var added []string
+	for name := range hostLinks(t) {
+		if !before[name] {
+			added = append(added, name)
+		}
+	}
+	return added
 }
 
 // startUp runs `nplab up --name lab` and waits (bounded) until it prints
@@ -132,10 +147,22 @@ func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration) error {
 	}
 }
 
-func TestUpRemovesEverythingOnSIGTERM(t *testing.T) {
+// TestUpRemovesEverythingOnSignal: whichever way a foreground lab is told
+// to stop (kill, a closed terminal, Ctrl-C), nothing of it stays.
+func TestUpRemovesEverythingOnSignal(t *testing.T) {
 	testenv.RequireRoot(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { testUpStopsOn(t, sig) })
+	}
+}
+
+func testUpStopsOn(t *testing.T, sig syscall.Signal) {
 	lab := "u" + randName(5)
+	linksBefore := hostLinks(t)
 	cmd, log := startUp(t, lab)
+	if added := newHostLinks(t, linksBefore); len(added) != 0 {
+		t.Errorf("while up, the host's own namespace gained links %v", added)
+	}
 
 	ns := labNamespaces(t, lab)
 	// bridge + client + 3 nodes + 3 pods of the default lab.
@@ -148,20 +175,20 @@ func TestUpRemovesEverythingOnSIGTERM(t *testing.T) {
 		}
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	if err := waitExit(t, cmd, 30*time.Second); err != nil {
-		t.Errorf("nplab up after SIGTERM: %v\n%s", err, log.String())
+		t.Errorf("nplab up after %s: %v\n%s", sig, err, log.String())
 	}
 	if ns := labNamespaces(t, lab); len(ns) != 0 {
-		t.Errorf("after SIGTERM, ip netns list still shows %v", ns)
+		t.Errorf("after %s, ip netns list still shows %v", sig, ns)
 	}
-	if links := hostLinksOf(t, lab); len(links) != 0 {
-		t.Errorf("after SIGTERM, ip link shows %v", links)
+	if added := newHostLinks(t, linksBefore); len(added) != 0 {
+		t.Errorf("after %s, the host's own namespace has new links %v", sig, added)
 	}
 	if _, err := os.Stat("/run/nplab/" + lab + ".json"); !os.IsNotExist(err) {
-		t.Errorf("after SIGTERM the lab's state file is still there (stat: %v)", err)
+		t.Errorf("after %s the lab's state file is still there (stat: %v)", sig, err)
 	}
 	if !strings.Contains(log.String(), "Lab \""+lab+"\" removed.") {
 		t.Errorf("nplab up did not say it removed the lab:\n%s", log.String())
@@ -171,6 +198,7 @@ func TestUpRemovesEverythingOnSIGTERM(t *testing.T) {
 func TestCleanAfterKill(t *testing.T) {
 	testenv.RequireRoot(t)
 	lab := "k" + randName(5)
+	linksBefore := hostLinks(t)
 	cmd, _ := startUp(t, lab)
 
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -190,8 +218,8 @@ func TestCleanAfterKill(t *testing.T) {
 	if ns := labNamespaces(t, lab); len(ns) != 0 {
 		t.Errorf("after nplab clean, ip netns list still shows %v", ns)
 	}
-	if links := hostLinksOf(t, lab); len(links) != 0 {
-		t.Errorf("after nplab clean, ip link shows %v", links)
+	if added := newHostLinks(t, linksBefore); len(added) != 0 {
+		t.Errorf("after nplab clean, the host's own namespace has new links %v", added)
 	}
 	// Cleaning again is not an error.
 	if out, err := nplabCmd("clean", "--name", lab).CombinedOutput(); err != nil {
