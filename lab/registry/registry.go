@@ -67,9 +67,10 @@ var (
 	deploymentKind      = schema.GroupKind{Group: "apps", Kind: "Deployment"}
 )
 
-// New builds an empty control plane. The first address of the service CIDR
-// (10.96.0.1 by default) is reserved at once: it belongs to the "kubernetes"
-// Service of every real cluster, so user Services never get it.
+// New builds an empty control plane with the one Service every cluster has:
+// default/kubernetes on the first address of the service CIDR (10.96.0.1 by
+// default), see EnsureKubernetesService. User Services never get that
+// address, and a user cannot create another "kubernetes".
 func New(cfg Config) (*Registry, error) {
 	if cfg.NodePortRange.Size == 0 {
 		cfg.NodePortRange = portalloc.DefaultRange
@@ -95,10 +96,7 @@ func New(cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ips.Allocate(ips.First()); err != nil {
-		return nil, fmt.Errorf("reserving %v for the kubernetes service: %w", ips.First(), err)
-	}
-	return &Registry{
+	r := &Registry{
 		cfg:         cfg,
 		now:         cfg.Now,
 		rng:         rand.New(rand.NewPCG(seed.Uint64(), seed.Uint64())),
@@ -107,7 +105,11 @@ func New(cfg Config) (*Registry, error) {
 		services:    map[string]*corev1.Service{},
 		pods:        map[string]*corev1.Pod{},
 		deployments: map[string]*appsv1.Deployment{},
-	}, nil
+	}
+	if err := r.EnsureKubernetesService(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // NodePortRange is the configured --service-node-port-range.

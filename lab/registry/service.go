@@ -1,10 +1,13 @@
 package registry
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // CreateService is POST /api/v1/namespaces/{ns}/services, in kube-apiserver's
@@ -101,5 +104,50 @@ func (r *Registry) DeleteService(namespace, name string) error {
 	}
 	delete(r.services, k)
 	r.releaseAll(svc)
+	return nil
+}
+
+// KubernetesServiceName is the Service kube-apiserver's bootstrap controller
+// keeps in namespace default.
+const KubernetesServiceName = "kubernetes"
+
+// EnsureKubernetesService creates default/kubernetes if it is missing, as
+// kube-apiserver's bootstrap controller does at start and after a delete:
+// ClusterIP on the first address of the service CIDR, port "https"
+// 443/TCP → 6443, no selector (its endpoints are the API server's own
+// address, which nplab does not have), labels component=apiserver and
+// provider=kubernetes.
+func (r *Registry) EnsureKubernetesService() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := objKey(metav1.NamespaceDefault, KubernetesServiceName)
+	if _, ok := r.services[k]; ok {
+		return nil
+	}
+	ip := r.ips.First()
+	if err := r.ips.Allocate(ip); err != nil {
+		return fmt.Errorf("reserving %v for the kubernetes service: %w", ip, err)
+	}
+	policy := corev1.IPFamilyPolicySingleStack
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      KubernetesServiceName,
+			Namespace: metav1.NamespaceDefault,
+			Labels:    map[string]string{"component": "apiserver", "provider": "kubernetes"},
+		},
+		Spec: corev1.ServiceSpec{
+			Type:           corev1.ServiceTypeClusterIP,
+			ClusterIP:      ip.String(),
+			ClusterIPs:     []string{ip.String()},
+			IPFamilies:     []corev1.IPFamily{r.clusterFamily()},
+			IPFamilyPolicy: &policy,
+			Ports: []corev1.ServicePort{{
+				Name: "https", Protocol: corev1.ProtocolTCP, Port: 443, TargetPort: intstr.FromInt32(6443),
+			}},
+		},
+	}
+	SetServiceDefaults(svc)
+	r.finishCreateMeta(&svc.ObjectMeta)
+	r.services[k] = svc
 	return nil
 }

@@ -46,7 +46,7 @@ func TestServiceDefaults(t *testing.T) {
 		{"nodePort in dynamic band", p.NodePort >= 30086 && p.NodePort <= 32767, true},
 		{"healthCheckNodePort", s.HealthCheckNodePort, int32(0)},
 		{"creationTimestamp", got.CreationTimestamp.Time.Equal(testNow), true},
-		{"resourceVersion", got.ResourceVersion, "1"},
+		{"resourceVersion", got.ResourceVersion, "2"}, // 1 is default/kubernetes
 		{"uid set", len(got.UID) == 36, true},
 		{"generation", got.Generation, int64(0)},
 	}
@@ -606,7 +606,7 @@ func TestListsAndCopies(t *testing.T) {
 	for _, s := range r.ListServices() {
 		got = append(got, s.Namespace+"/"+s.Name)
 	}
-	if strings.Join(got, ",") != "a/b,a/y,b/x" {
+	if strings.Join(got, ",") != "a/b,a/y,b/x,default/kubernetes" {
 		t.Errorf("order: %v", got)
 	}
 	l := r.ListServices()
@@ -738,5 +738,43 @@ func TestHealthCheckNodePortDroppedLocalToCluster(t *testing.T) {
 	if up.Spec.HealthCheckNodePort != 0 || r.NodePortAllocated(30100) || !r.NodePortAllocated(30080) {
 		t.Errorf("after Local -> Cluster: hc %d, 30100 allocated %v, 30080 allocated %v",
 			up.Spec.HealthCheckNodePort, r.NodePortAllocated(30100), r.NodePortAllocated(30080))
+	}
+}
+
+// TestKubernetesService: every cluster has default/kubernetes on the first
+// service IP; a user cannot create another one, and the failed create
+// leaves nothing allocated.
+func TestKubernetesService(t *testing.T) {
+	r := newRegistry(t, Config{})
+	k, ok := r.GetService("default", "kubernetes")
+	if !ok {
+		t.Fatal("no default/kubernetes")
+	}
+	s := k.Spec
+	if s.ClusterIP != "10.96.0.1" || len(s.ClusterIPs) != 1 || s.Type != corev1.ServiceTypeClusterIP ||
+		len(s.Ports) != 1 || s.Ports[0].Name != "https" || s.Ports[0].Port != 443 || s.Ports[0].Protocol != corev1.ProtocolTCP ||
+		s.Ports[0].TargetPort.IntValue() != 6443 || s.Ports[0].NodePort != 0 || len(s.Selector) != 0 ||
+		s.SessionAffinity != corev1.ServiceAffinityNone || s.IPFamilyPolicy == nil || *s.IPFamilyPolicy != corev1.IPFamilyPolicySingleStack ||
+		k.Labels["component"] != "apiserver" || k.Labels["provider"] != "kubernetes" || len(k.Labels) != 2 {
+		t.Errorf("kubernetes service: %+v %+v", k.ObjectMeta, s)
+	}
+	if errs := r.validateService(k); len(errs) > 0 {
+		t.Errorf("kubernetes service does not validate: %v", errs)
+	}
+	mine := svc("kubernetes", corev1.ServiceTypeNodePort, port(80, 30080))
+	if _, err := r.CreateService(mine); errText(err) != `services "kubernetes" already exists` {
+		t.Errorf("second kubernetes: %v", err)
+	}
+	if r.NodePortAllocated(30080) || r.NodePortsUsed() != 0 {
+		t.Error("the rejected create left its nodePort allocated")
+	}
+	if err := r.DeleteService("default", "kubernetes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.EnsureKubernetesService(); err != nil {
+		t.Fatal(err)
+	}
+	if k2, _ := r.GetService("default", "kubernetes"); k2.Spec.ClusterIP != "10.96.0.1" || k2.UID == k.UID {
+		t.Errorf("recreated kubernetes: %s %s", k2.Spec.ClusterIP, k2.UID)
 	}
 }
