@@ -15,6 +15,7 @@ import (
 
 	"github.com/nplab/nplab/lab/kubectl"
 	"github.com/nplab/nplab/lab/manifest"
+	"github.com/nplab/nplab/lab/registry"
 )
 
 // Action is what applying or deleting did to an object.
@@ -167,7 +168,11 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 	case "Deployment":
 		_, exists = l.reg.GetDeployment(Namespace, o.Name)
 	}
-	if !exists || again {
+	// The cluster's own default/kubernetes is not the user's to apply:
+	// nplab creates (and so refuses) it rather than patching it. kubectl
+	// apply would patch it, and the API server would put it back.
+	system := o.Kind == "Service" && o.Name == registry.KubernetesServiceName && l.lastApplied[key] == ""
+	if !exists || again || system {
 		var err error
 		switch obj := o.Object.(type) {
 		case *corev1.Service:
@@ -183,23 +188,60 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 		l.lastApplied[key] = applied
 		return Created, "", nil
 	}
-	if l.lastApplied[key] == applied {
-		return Unchanged, "", nil
-	}
-	var err error
-	switch obj := o.Object.(type) {
-	case *corev1.Service:
-		err = l.updateService(obj.DeepCopy())
-	case *corev1.Pod:
-		err = l.updatePod(obj.DeepCopy())
-	case *appsv1.Deployment:
-		err = l.updateDeployment(obj.DeepCopy())
-	}
+	// kubectl apply: the three-way merge of the last applied manifest,
+	// this one and the live object. "unchanged" means the merge changed
+	// nothing (kubectl's patch against live is {}).
+	changed, err := l.applyUpdate(o, []byte(l.lastApplied[key]), js)
 	if err != nil {
 		return "", "patching", err
 	}
 	l.lastApplied[key] = applied
+	if !changed {
+		return Unchanged, "", nil
+	}
 	return Configured, "", nil
+}
+
+// applyUpdate merges and updates an existing object; l.mu is held. It
+// reports whether the stored object changed.
+func (l *Lab) applyUpdate(o *manifest.Object, original, modified []byte) (bool, error) {
+	var live any
+	switch o.Kind {
+	case "Service":
+		live, _ = l.reg.GetService(Namespace, o.Name)
+	case "Pod":
+		live, _ = l.reg.GetPod(Namespace, o.Name)
+	case "Deployment":
+		live, _ = l.reg.GetDeployment(Namespace, o.Name)
+	}
+	liveJS, err := json.Marshal(live)
+	if err != nil {
+		return false, err
+	}
+	merged, err := applyMerge(original, modified, liveJS)
+	if err != nil {
+		return false, err
+	}
+	switch o.Kind {
+	case "Service":
+		svc := &corev1.Service{}
+		if err := json.Unmarshal(merged, svc); err != nil {
+			return false, err
+		}
+		return l.updateService(svc)
+	case "Pod":
+		pod := &corev1.Pod{}
+		if err := json.Unmarshal(merged, pod); err != nil {
+			return false, err
+		}
+		return l.updatePod(pod)
+	default:
+		d := &appsv1.Deployment{}
+		if err := json.Unmarshal(merged, d); err != nil {
+			return false, err
+		}
+		return l.updateDeployment(d)
+	}
 }
 
 // stamp sets what the API server would on create.
@@ -261,10 +303,10 @@ func nodePortSet(svc *corev1.Service) map[int32]bool {
 	return m
 }
 
-func (l *Lab) updateService(svc *corev1.Service) error {
+func (l *Lab) updateService(svc *corev1.Service) (bool, error) {
 	old, ok := l.reg.GetService(Namespace, svc.Name)
 	if !ok {
-		return apierrors.NewNotFound(schema.GroupResource{Resource: "services"}, svc.Name)
+		return false, apierrors.NewNotFound(schema.GroupResource{Resource: "services"}, svc.Name)
 	}
 	svc.Namespace = Namespace
 	svc.UID = old.UID
@@ -272,10 +314,10 @@ func (l *Lab) updateService(svc *corev1.Service) error {
 	svc.CreationTimestamp = old.CreationTimestamp
 	out, err := l.reg.UpdateService(svc)
 	if err != nil {
-		return err
+		return false, err
 	}
 	l.reportServiceChange(old, out)
-	return nil
+	return out.ResourceVersion != old.ResourceVersion, nil
 }
 
 // reportServiceChange emits the allocations and releases between old and new.
@@ -368,6 +410,14 @@ func (l *Lab) deleteObject(kind, namespace, name string) error {
 		}
 		l.emit(EventDeleted, ref, "service %q deleted", name)
 		l.reportServiceChange(old, nil)
+		if name == registry.KubernetesServiceName {
+			// kube-apiserver's bootstrap controller recreates it.
+			if err := l.reg.EnsureKubernetesService(); err != nil {
+				l.emit(EventFailed, ref, "recreating the kubernetes service: %v", err)
+			} else if k, ok := l.reg.GetService(Namespace, name); ok {
+				l.emit(EventClusterIP, ref, "clusterIP %s allocated", k.Spec.ClusterIP)
+			}
+		}
 	case "Pod":
 		if _, ok := l.reg.GetPod(Namespace, name); !ok {
 			return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)

@@ -115,8 +115,8 @@ func TestDocsManifests(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	if n := len(l.Services()); n != 1 {
-		t.Errorf("%d services exist, want only frontend-service", n)
+	if svcs := l.Services(); len(svcs) != 2 || svcs[0].Name != "frontend-service" || svcs[1].Name != "kubernetes" {
+		t.Errorf("services %v, want only frontend-service besides kubernetes", svcs)
 	}
 }
 
@@ -140,8 +140,7 @@ func TestDefaultManifest(t *testing.T) {
 	}
 	golden(t, "default-get-endpoints", b.Bytes())
 	b.Reset()
-	svcs := l.Services()
-	if err := kubectl.DescribeService(&b, svcs[0], l.EndpointSlices("web")); err != nil {
+	if err := kubectl.DescribeService(&b, service(t, l, "web"), l.EndpointSlices("web")); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "default-describe-svc-web", b.Bytes())
@@ -179,12 +178,12 @@ func TestApplyConfiguredAndDuplicates(t *testing.T) {
 	if first[0].String() != "service/web created" {
 		t.Fatalf("first apply: %s", first[0])
 	}
-	np := l.Services()[0].Spec.Ports[0].NodePort
+	np := service(t, l, "web").Spec.Ports[0].NodePort
 	changed := strings.Replace(svc, "app: web", "app: web2", 1)
 	if r := l.Apply("b.yaml", []byte(changed)); r[0].String() != "service/web configured" {
 		t.Errorf("changed apply: %s", r[0])
 	}
-	s := l.Services()[0]
+	s := service(t, l, "web")
 	if s.Spec.Selector["app"] != "web2" || s.Spec.Ports[0].NodePort != np {
 		t.Errorf("after configure: selector %v nodePort %d (want web2, kept %d)", s.Spec.Selector, s.Spec.Ports[0].NodePort, np)
 	}
@@ -227,7 +226,7 @@ func TestScaleDeleteAndIPReuse(t *testing.T) {
 	if n := len(l.Pods()); n != 2 {
 		t.Errorf("%d pods after scaling to 2", n)
 	}
-	if ep := l.ServicePorts(); len(ep) != 2 || len(ep[0].Endpoints) != 2 {
+	if ep := webPorts(l.ServicePorts()); len(ep) != 2 || len(ep[0].Endpoints) != 2 {
 		t.Errorf("service ports after scale down: %+v", ep)
 	}
 	// Freed addresses are handed out again, lowest first.
@@ -263,7 +262,7 @@ func TestScaleDeleteAndIPReuse(t *testing.T) {
 	if err := l.Delete("svc", "default", "web"); err != nil {
 		t.Fatal(err)
 	}
-	if len(l.Endpoints()) != 0 || len(l.ServicePorts()) != 0 {
+	if len(l.Endpoints()) != 0 || len(webPorts(l.ServicePorts())) != 0 {
 		t.Errorf("endpoints survived their service")
 	}
 	err := l.Delete("svc", "", "web")
@@ -503,7 +502,7 @@ func (f *fakeDataPlane) lastSync() []nodes.ServicePort {
 }
 
 func readyCount(ports []nodes.ServicePort) (ready, all int) {
-	for _, e := range ports[0].Endpoints {
+	for _, e := range webPorts(ports)[0].Endpoints {
 		all++
 		if e.Ready {
 			ready++
@@ -546,7 +545,7 @@ func TestDataPlaneLifecycle(t *testing.T) {
 		t.Errorf("StopPod calls = %v, want [%s]", dp.stopped, victim)
 	}
 	var term *nodes.Endpoint
-	for _, e := range dp.lastSync()[0].Endpoints {
+	for _, e := range webPorts(dp.lastSync())[0].Endpoints {
 		if e.Pod == victim {
 			e := e
 			term = &e
@@ -653,7 +652,7 @@ func TestDeleteFile(t *testing.T) {
 	if got != "deployment.apps \"web\" deleted\nservice \"web\" deleted\n" {
 		t.Errorf("delete -f:\n%s", got)
 	}
-	if len(l.Pods())+len(l.Services())+len(l.Deployments()) != 0 {
+	if len(l.Pods())+len(l.Services())+len(l.Deployments()) != 1 {
 		t.Errorf("objects left after delete -f")
 	}
 }
@@ -676,3 +675,105 @@ spec:
       - name: c
         image: nginx
 `
+
+// service returns Service name of the lab, failing the test without it.
+func service(t *testing.T, l *Lab, name string) *corev1.Service {
+	t.Helper()
+	for _, s := range l.Services() {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no service %q", name)
+	return nil
+}
+
+// webPorts leaves out default/kubernetes, which every lab has (without
+// endpoints).
+func webPorts(ports []nodes.ServicePort) []nodes.ServicePort {
+	var out []nodes.ServicePort
+	for _, p := range ports {
+		if p.Service != "default/kubernetes" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestKubernetesServiceInLab: the lab has default/kubernetes from the
+// start, without endpoints; applying another is AlreadyExists; deleting it
+// brings it back, as kube-apiserver's bootstrap controller does.
+func TestKubernetesServiceInLab(t *testing.T) {
+	l, _ := newLab(t, nil)
+	k := service(t, l, "kubernetes")
+	if k.Spec.ClusterIP != "10.96.0.1" || len(l.Endpoints()) != 0 || len(l.EndpointSlices("kubernetes")) != 0 {
+		t.Errorf("kubernetes: %s, endpoints %v", k.Spec.ClusterIP, l.Endpoints())
+	}
+	ports := l.ServicePorts()
+	if len(ports) != 1 || ports[0].Service != "default/kubernetes" || ports[0].Port != 443 || ports[0].NodePort != 0 || len(ports[0].Endpoints) != 0 {
+		t.Errorf("service ports: %+v", ports)
+	}
+	mine := "apiVersion: v1\nkind: Service\nmetadata:\n  name: kubernetes\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n"
+	want := `Error from server (AlreadyExists): error when creating "k.yaml": services "kubernetes" already exists`
+	if r := l.Apply("k.yaml", []byte(mine)); r[0].String() != want {
+		t.Errorf("apply kubernetes: %s\nwant %s", r[0], want)
+	}
+	if err := l.Delete("svc", "", "kubernetes"); err != nil {
+		t.Fatal(err)
+	}
+	if k2 := service(t, l, "kubernetes"); k2.Spec.ClusterIP != "10.96.0.1" || k2.UID == k.UID {
+		t.Errorf("kubernetes after delete: %s %s", k2.Spec.ClusterIP, k2.UID)
+	}
+}
+
+// TestApplyMerge: re-applying merges like kubectl apply's strategic merge
+// patch: spec.ports entries match on `port`, so a renamed port keeps its
+// allocated nodePort, and the clusterIP stays; "unchanged" means the merge
+// changes nothing, so re-applying after Scale restores the replicas.
+func TestApplyMerge(t *testing.T) {
+	l, _ := newLab(t, nil)
+	svc := "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 80\n  - name: admin\n    port: 81\n"
+	if r := l.Apply("s.yaml", []byte(svc)); r[0].Err != nil {
+		t.Fatal(r[0])
+	}
+	before := service(t, l, "web")
+	renamed := strings.Replace(svc, "name: http", "name: web", 1)
+	if r := l.Apply("s.yaml", []byte(renamed)); r[0].String() != "service/web configured" {
+		t.Fatalf("renamed port: %s", r[0])
+	}
+	after := service(t, l, "web")
+	if after.Spec.Ports[0].Name != "web" || after.Spec.Ports[0].NodePort != before.Spec.Ports[0].NodePort ||
+		after.Spec.Ports[1].NodePort != before.Spec.Ports[1].NodePort || after.Spec.ClusterIP != before.Spec.ClusterIP {
+		t.Errorf("after renaming: %+v (clusterIP %s), before %+v (clusterIP %s)", after.Spec.Ports, after.Spec.ClusterIP, before.Spec.Ports, before.Spec.ClusterIP)
+	}
+	if r := l.Apply("s.yaml", []byte(renamed)); r[0].String() != "service/web unchanged" {
+		t.Errorf("same manifest again: %s", r[0])
+	}
+
+	dep := strings.ReplaceAll(deploymentYAML, "REPLICAS", "2")
+	if r := l.Apply("d.yaml", []byte(dep)); r[0].Err != nil {
+		t.Fatal(r[0])
+	}
+	if err := l.Scale("many", 4); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.Apply("d.yaml", []byte(dep)); r[0].String() != "deployment.apps/many configured" {
+		t.Errorf("re-apply after scale: %s", r[0])
+	}
+	if n := len(l.Pods()); n != 2 {
+		t.Errorf("%d pods after re-applying replicas: 2", n)
+	}
+	if r := l.Apply("d.yaml", []byte(dep)); r[0].String() != "deployment.apps/many unchanged" {
+		t.Errorf("re-apply again: %s", r[0])
+	}
+	// replicas in neither the last manifest nor this one: the live value
+	// (from kubectl scale) stays.
+	noReplicas := strings.Replace(dep, "  replicas: 2\n", "", 1)
+	l.Apply("n.yaml", []byte(noReplicas)) // drops replicas: 2 from the last applied → default 1
+	if err := l.Scale("many", 3); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.Apply("n.yaml", []byte(noReplicas)); r[0].String() != "deployment.apps/many unchanged" || len(l.Pods()) != 3 {
+		t.Errorf("re-apply without replicas after scale: %s, %d pods", r[0], len(l.Pods()))
+	}
+}

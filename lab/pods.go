@@ -254,10 +254,10 @@ func ptr[T any](v T) *T { return &v }
 
 // updatePod applies a changed Pod manifest, keeping what the scheduler and
 // the kubelet set (node, status), as kubectl apply's patch would.
-func (l *Lab) updatePod(pod *corev1.Pod) error {
+func (l *Lab) updatePod(pod *corev1.Pod) (bool, error) {
 	old, ok := l.reg.GetPod(Namespace, pod.Name)
 	if !ok {
-		return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, pod.Name)
+		return false, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, pod.Name)
 	}
 	pod.Namespace = Namespace
 	pod.UID = old.UID
@@ -268,8 +268,11 @@ func (l *Lab) updatePod(pod *corev1.Pod) error {
 		pod.Spec.NodeName = old.Spec.NodeName
 	}
 	pod.Status = old.Status
-	_, err := l.reg.UpdatePod(pod)
-	return err
+	out, err := l.reg.UpdatePod(pod)
+	if err != nil {
+		return false, err
+	}
+	return out.ResourceVersion != old.ResourceVersion, nil
 }
 
 // deletePod deletes a pod: at once without a data plane, else it is marked
@@ -392,10 +395,10 @@ func (l *Lab) createDeployment(d *appsv1.Deployment) error {
 	return nil
 }
 
-func (l *Lab) updateDeployment(d *appsv1.Deployment) error {
+func (l *Lab) updateDeployment(d *appsv1.Deployment) (bool, error) {
 	old, ok := l.reg.GetDeployment(Namespace, d.Name)
 	if !ok {
-		return apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, d.Name)
+		return false, apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, d.Name)
 	}
 	d.Namespace = Namespace
 	d.UID = old.UID
@@ -404,10 +407,10 @@ func (l *Lab) updateDeployment(d *appsv1.Deployment) error {
 	d.Status = old.Status
 	out, err := l.reg.UpdateDeployment(d)
 	if err != nil {
-		return err
+		return false, err
 	}
 	l.reconcile(out)
-	return nil
+	return out.ResourceVersion != old.ResourceVersion, nil
 }
 
 // Scale sets a Deployment's replicas, as `kubectl scale deployment NAME
