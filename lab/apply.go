@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -130,6 +131,9 @@ func (l *Lab) Apply(file string, data []byte) []Result {
 		}
 		o := e.obj
 		r := Result{Object: o.Ref(), Kind: o.Kind, Name: o.Name, File: file, Document: o.Document, Line: o.Line}
+		if o.Name == "" {
+			r.Object = ""
+		}
 		l.hold()
 		r.Action, r.Verb, r.Err = l.applyObject(o, seen[o.Ref()])
 		seen[o.Ref()] = true
@@ -152,6 +156,12 @@ func notFoundNamespace(ns string) error {
 
 // applyObject creates or updates one object; l.mu is held.
 func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error) {
+	if o.Name == "" {
+		// kubectl's applyOneObject, before it asks the server anything.
+		if m, err := meta.Accessor(o.Object); err == nil && m.GetGenerateName() != "" {
+			return "", "", fmt.Errorf("from %s: cannot use generate name with apply", m.GetGenerateName())
+		}
+	}
 	if o.Namespace != "" && o.Namespace != Namespace {
 		return "", "creating", notFoundNamespace(o.Namespace)
 	}

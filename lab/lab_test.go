@@ -777,3 +777,17 @@ func TestApplyMerge(t *testing.T) {
 		t.Errorf("re-apply without replicas after scale: %s, %d pods", r[0], len(l.Pods()))
 	}
 }
+
+// TestApplyGenerateName: kubectl apply refuses generateName before it
+// sends anything.
+func TestApplyGenerateName(t *testing.T) {
+	l, _ := newLab(t, nil)
+	pod := "apiVersion: v1\nkind: Pod\nmetadata:\n  generateName: gen-\nspec:\n  containers:\n  - name: c\n    image: nginx\n"
+	r := l.Apply("g.yaml", []byte(pod))
+	if want := "error: from gen-: cannot use generate name with apply"; len(r) != 1 || r[0].String() != want {
+		t.Errorf("generateName: %v\nwant %s", r, want)
+	}
+	if len(l.Pods()) != 0 {
+		t.Error("a pod was created")
+	}
+}
