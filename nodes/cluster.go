@@ -31,7 +31,9 @@ type Config struct {
 	// ProxyMode is how every node's proxy picks endpoints; "" is random.
 	ProxyMode ProxyMode
 	// OnEvent receives every event, from agent goroutines, in order per
-	// node. It must not block for long. Nil drops events.
+	// node. Events queue without bound while it runs, so it may call back
+	// into the Cluster (StartPod, SyncServices, StopPod...), but not Close,
+	// which waits for every queued event. Nil drops events.
 	OnEvent func(Event)
 	// ProbeScale multiplies the kubelet's and the apps' times: readiness
 	// probes' initialDelaySeconds, periodSeconds and timeoutSeconds, and
@@ -52,6 +54,7 @@ type Cluster struct {
 
 	mu         sync.Mutex
 	closed     bool
+	starting   sync.WaitGroup // StartPod calls in flight; Close waits for them
 	pods       map[string]*pod
 	veths      map[string]bool
 	clusterIPs map[netip.Addr]bool
@@ -174,7 +177,7 @@ func (c *Cluster) build(ctx context.Context) error {
 		n := &node{spec: ns, host: h, link: l, events: newEmitter(c.cfg.OnEvent)}
 		n.proxy = newProxy(proxyEnv{
 			node: ns.Name, host: h, nodeIP: ns.IP, podCIDR: ns.PodCIDR, podCIDRs: podCIDRs,
-			isPodIP: c.isPodIP, isNodeIP: c.isNodeIP, serviceCIDR: t.ServiceCIDR,
+			isPodIP: c.isPodIP, isNodeIP: c.isNodeIP, listens: c.endpointListens, serviceCIDR: t.ServiceCIDR,
 			mode: c.cfg.ProxyMode, emit: n.events.emit, seed: c.seed + uint64(i)*104729,
 		})
 		c.nodes[ns.Name] = n
@@ -221,6 +224,25 @@ func (c *Cluster) isNodeIP(a netip.Addr) bool {
 	return false
 }
 
+// endpointListens reports whether e's pod runs an app listening on e's
+// port for protocol, as the image catalog says (nginx listens on 80 only,
+// whatever containerPort says). An endpoint whose pod this cluster does
+// not run (yet, or any more) counts as listening.
+func (c *Cluster) endpointListens(e Endpoint, protocol string) bool {
+	c.mu.Lock()
+	p := c.pods[e.Pod]
+	c.mu.Unlock()
+	if p == nil || p.ip != e.Addr.Addr() {
+		return true
+	}
+	for _, s := range p.specs {
+		if s.Listens(protocol, e.Addr.Port()) {
+			return true
+		}
+	}
+	return false
+}
+
 // Topology returns the cluster's plan.
 func (c *Cluster) Topology() Topology { return c.cfg.Topology }
 
@@ -236,6 +258,12 @@ func (c *Cluster) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.mu.Unlock()
+	// A StartPod in flight sees closed when it is about to publish its
+	// pod and tears it down itself; wait for those, so no app or prober
+	// outlives the lab.
+	c.starting.Wait()
+	c.mu.Lock()
 	pods := c.pods
 	c.pods = map[string]*pod{}
 	c.mu.Unlock()
@@ -335,21 +363,41 @@ func sortAddrs(as []netip.Addr) {
 // and nothing else.
 func Clean(lab string) error { return netsim.Clean(lab) }
 
-// emitter calls OnEvent from one goroutine, in order.
+// emitter calls OnEvent from one goroutine, in order. emit never blocks:
+// events wait in an unbounded queue, so OnEvent may call back into the
+// Cluster (StartPod, SyncServices, which emit on this same emitter) without
+// deadlocking. Only Close must not be called from OnEvent: it waits for
+// the emitter to drain.
 type emitter struct {
-	mu     sync.RWMutex
+	mu     sync.Mutex
 	closed bool
-	ch     chan Event
+	queue  []Event
+	wake   chan struct{} // one token: the queue has events, or closed
 	done   chan struct{}
 }
 
 func newEmitter(fn func(Event)) *emitter {
-	e := &emitter{ch: make(chan Event, 1024), done: make(chan struct{})}
+	e := &emitter{wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
-		for ev := range e.ch {
-			if fn != nil {
-				fn(ev)
+		for range e.wake {
+			for {
+				e.mu.Lock()
+				batch := e.queue
+				e.queue = nil
+				closed := e.closed
+				e.mu.Unlock()
+				if len(batch) == 0 {
+					if closed {
+						return
+					}
+					break
+				}
+				for _, ev := range batch {
+					if fn != nil {
+						fn(ev)
+					}
+				}
 			}
 		}
 	}()
@@ -357,21 +405,29 @@ func newEmitter(fn func(Event)) *emitter {
 }
 
 func (e *emitter) emit(ev Event) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
+	e.mu.Lock()
 	if e.closed {
+		e.mu.Unlock()
 		return
 	}
-	e.ch <- ev
+	e.queue = append(e.queue, ev)
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
 }
 
+// close delivers what is queued, then stops the emitter; later events are
+// dropped.
 func (e *emitter) close() {
 	e.mu.Lock()
-	if !e.closed {
-		e.closed = true
-		close(e.ch)
-	}
+	e.closed = true
 	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
 	<-e.done
 }
 

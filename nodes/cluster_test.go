@@ -2,11 +2,13 @@ package nodes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,17 +201,53 @@ func TestCluster(t *testing.T) {
 		right := svc
 		right.Service, right.NodePort, right.ClusterIP = "default/nginx-80", 30089, netip.MustParseAddr("10.96.0.15")
 		right.Endpoints = endpoints(80, p)
-		c.SyncServices(append(slices.Clone(base), svc, right))
+		// nginx-1 and web-1 behind 8080: web-1 (netexec) listens there,
+		// nginx-1 does not.
+		mixed := svc
+		mixed.Service, mixed.NodePort, mixed.ClusterIP = "default/mixed", 30093, netip.MustParseAddr("10.96.0.18")
+		mixed.Endpoints = endpoints(8080, p, web[0])
+		c.SyncServices(append(slices.Clone(base), svc, right, mixed))
+
+		// What curl sees: the SYN is refused at once (exit 7), as with
+		// kube-proxy's DNAT to a closed port, not accepted and reset.
+		for from, target := range map[string]netip.AddrPort{"client": nodeAddr(1, 30088), "node-2": netip.AddrPortFrom(svc.ClusterIP, 80)} {
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			conn, err := c.Network().Host(from).Dial(ctx, "tcp", target.String())
+			cancel()
+			if err == nil {
+				conn.Close()
+			}
+			if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > time.Second {
+				t.Errorf("connect from %s to %s (nginx behind targetPort 8080): %v after %v, want connection refused at once", from, target, err, time.Since(start))
+			}
+		}
 		rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30088), Message: "/"})
 		if rep.Result != FlowRefused {
 			t.Errorf("nginx behind targetPort 8080: %s %q %v, want refused", rep.Result, rep.Body, rep.Err)
 		}
-		log.wait(t, 2*time.Second, "a refused flow to nginx-1", func(e Event) bool {
-			return e.Kind == EventFlow && e.Flow.Pod == "nginx-1" && e.Flow.Result == FlowRefused
-		})
 		rep = send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30089), Message: "/"})
 		if rep.Result != FlowOK || rep.Header.Get("X-Pod-Name") != "nginx-1" || rep.Body != "nginx-1" {
 			t.Errorf("nginx behind targetPort 80: %s %q %v %v", rep.Result, rep.Body, rep.Header, rep.Err)
+		}
+		// Mixed: the proxy accepted before it knew, so a connection sent
+		// to nginx-1 is reset, and says so.
+		seen := map[FlowResult]int{}
+		for i := 0; i < 40 && (seen[FlowOK] == 0 || seen[FlowReset] == 0); i++ {
+			rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(2, 30093), Message: "/hostname"})
+			seen[rep.Result]++
+			if rep.Result == FlowOK && rep.Body != "web-1" {
+				t.Errorf("mixed service answered %q", rep.Body)
+			}
+		}
+		if seen[FlowOK] == 0 || seen[FlowReset] == 0 || len(seen) != 2 {
+			t.Errorf("mixed service: results %v, want ok (web-1) and reset (nginx-1)", seen)
+		}
+		log.wait(t, 2*time.Second, "a reset flow to nginx-1", func(e Event) bool {
+			return e.Kind == EventFlow && e.Flow.Pod == "nginx-1" && e.Flow.Result == FlowReset && e.Flow.Service == "default/mixed"
+		})
+		if log.has(func(e Event) bool { return e.Kind == EventFlow && e.Flow.Service == "default/nginx" }) {
+			t.Errorf("a flow event for default/nginx: the proxy accepted a connection it cannot serve")
 		}
 		c.SyncServices(base)
 		if err := c.StopPod("nginx-1"); err != nil {

@@ -61,6 +61,10 @@
 //   - A service port without usable endpoints has no listener, so the
 //     node's kernel answers a TCP SYN with RST ("connection refused") and a
 //     UDP datagram with ICMP port unreachable, like kube-proxy's REJECT.
+//     So does a service port none of whose usable endpoints has an app
+//     listening on its port, as the image catalog knows (nginx behind
+//     targetPort 8080): kube-proxy would DNAT and the pod's kernel would
+//     refuse, and the client sees the same fast "connection refused".
 //   - externalTrafficPolicy: Local sends external traffic only to this
 //     node's endpoints; a node without one drops it with a blackhole rule
 //     (`ip rule add pref 10 iif eth0 ipproto tcp dport <nodePort>
@@ -74,7 +78,10 @@
 //   - UDP flows are pinned like conntrack entries, keyed by the client's
 //     address and port, idle after 30 s, and flushed when their endpoint
 //     stops serving (§5.9), so a client on a fixed source port moves to a
-//     new pod at its next datagram.
+//     new pod at its next datagram. Each frontend keeps at most 1024 flows
+//     (a small nf_conntrack_max); a new flow beyond that evicts the least
+//     recently used one, so a flood from changing source ports cannot
+//     open sockets without bound.
 //   - SCTP associations are relayed message by message, keeping message
 //     boundaries, stream ids and payload protocol ids.
 //   - Every forwarded connection, flow or association is an EventFlow:
@@ -88,14 +95,19 @@
 // can observe differs in these ways, and nplab is honest about them:
 //
 //   - A client's TCP handshake completes with the node before the proxy
-//     knows whether the pod accepts. If the pod refuses (nothing listens on
-//     targetPort), the proxy resets the client's connection: curl prints
-//     "Connection reset by peer" where a real cluster prints "Connection
-//     refused". The flow event and Cluster.Send report it as refused. With
-//     no usable endpoint at all the refusal is the kernel's own, as in
-//     Kubernetes.
-//   - Likewise an ICMP port unreachable from a pod is not relayed to a UDP
-//     client: the client times out, the flow event says refused.
+//     knows whether the pod accepts. When no endpoint listens at all, or
+//     there is none, nplab opens no listener and the refusal is the
+//     kernel's own, as in Kubernetes. But when some endpoints listen and
+//     the one picked refuses (a pod the catalog does not know, an app
+//     stopped, a mixed set like nginx and netexec behind 8080), the proxy
+//     has already accepted and can only reset the client's connection:
+//     curl prints "Connection reset by peer" (exit 56) where a real cluster
+//     prints "Connection refused" (exit 7). The flow event and Cluster.Send
+//     report that as FlowReset ("reset"), never as refused. An SCTP
+//     association is closed the same way (FlowReset).
+//   - An ICMP port unreachable from a pod is not relayed to a UDP client:
+//     where kube-proxy's client would get "connection refused" at its
+//     next read, nplab's client times out; the flow event says refused.
 //   - Cluster policy: the pod sees the entry node's address, exactly what
 //     MASQUERADE gives (the node IP, or 10.244.N.1 for a pod on the entry
 //     node).

@@ -29,6 +29,7 @@ type pod struct {
 	veth  string
 	app   *apps.App
 	probe *corev1.Probe // the readiness probe, or nil
+	specs []apps.Spec   // what the containers' apps listen on (the catalog)
 	scale float64
 
 	cancel context.CancelFunc
@@ -59,6 +60,15 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	if !n.spec.PodCIDR.Contains(ip) || ip == gw || ip == n.spec.PodCIDR.Masked().Addr() {
 		return fmt.Errorf("start pod %q on node %q: IP %v is not a pod address in %v", name, nodeName, ip, n.spec.PodCIDR)
 	}
+	obj = obj.DeepCopy()
+	specs, notices := specsOf(obj)
+	var probe *corev1.Probe
+	for _, ctr := range obj.Spec.Containers {
+		if ctr.ReadinessProbe != nil {
+			probe = ctr.ReadinessProbe
+			break
+		}
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -78,15 +88,23 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	for i := 0; c.veths[veth]; i++ {
 		veth = "veth" + shortHash(fmt.Sprintf("%s#%d", name, i))
 	}
-	p := &pod{name: name, node: n, obj: obj.DeepCopy(), ip: ip, hname: podHostName(name), veth: veth, scale: c.cfg.ProbeScale, done: make(chan struct{})}
+	// The fields set here never change; host, app and cancel are set
+	// under c.mu once the pod runs (a pod without app is still building
+	// and invisible to Ready, StopPod, Send...).
+	p := &pod{name: name, node: n, obj: obj, ip: ip, hname: podHostName(name), veth: veth,
+		probe: probe, specs: specs, scale: c.cfg.ProbeScale, done: make(chan struct{})}
 	c.pods[name] = p // reserve the name and IP while building
 	c.veths[veth] = true
+	c.starting.Add(1) // Close waits for this call
 	c.mu.Unlock()
+	defer c.starting.Done()
 
-	if err := c.buildPod(ctx, p); err != nil {
+	if err := c.buildPod(ctx, p, notices); err != nil {
 		_ = c.netw.RemoveHost(p.hname)
 		c.mu.Lock()
-		delete(c.pods, name)
+		if c.pods[name] == p {
+			delete(c.pods, name)
+		}
 		delete(c.veths, veth)
 		c.mu.Unlock()
 		return fmt.Errorf("start pod %q on node %q: %w", name, nodeName, err)
@@ -94,14 +112,13 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	return nil
 }
 
-func (c *Cluster) buildPod(ctx context.Context, p *pod) error {
+func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error {
 	n := p.node
 	gw := gatewayOf(n.spec.PodCIDR)
 	h, err := c.netw.AddHost(p.hname)
 	if err != nil {
 		return err
 	}
-	p.host = h
 	if _, err := c.netw.AddLink(netsim.LinkSpec{Name: "pod/" + p.name,
 		A: netsim.LinkEnd{Host: h, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(p.ip, n.spec.PodCIDR.Bits())}},
 		B: netsim.LinkEnd{Host: n.host, Dev: p.veth, Addrs: []netip.Prefix{netip.PrefixFrom(gw, 32)}},
@@ -114,34 +131,41 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod) error {
 	if err := n.host.AddRoute(netsim.Route{Dst: netip.PrefixFrom(p.ip, 32), Dev: p.veth}); err != nil {
 		return err
 	}
-	specs, notices := specsOf(p.obj)
 	for _, msg := range notices {
 		p.event(EventPodNotice, msg)
 	}
-	app, err := apps.Start(ctx, h, p.name, specs)
+	app, err := apps.Start(ctx, h, p.name, p.specs)
 	if err != nil {
 		return err
 	}
-	p.app = app
-	var descs []string
-	for _, s := range specs {
-		descs = append(descs, s.Describe())
-	}
-	p.event(EventPodStarted, fmt.Sprintf("pod %s started on %s at %s (%v)", p.name, n.spec.Name, p.ip, descs))
-	for _, ctr := range p.obj.Spec.Containers {
-		if ctr.ReadinessProbe != nil {
-			p.probe = ctr.ReadinessProbe
-			break
-		}
-	}
-	pctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
 	if p.probe == nil {
 		// No readiness probe: ready as soon as the app listens, which
 		// apps.Start has just made true.
 		p.mu.Lock()
 		p.probeOK = true
 		p.mu.Unlock()
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	c.mu.Lock()
+	if c.closed || c.pods[p.name] != p {
+		// Closed while building: Close has already taken the pod list
+		// or is waiting for this call. Tear down what runs; the caller
+		// removes the host.
+		c.mu.Unlock()
+		cancel()
+		app.Stop()
+		return fmt.Errorf("lab %q was closed while the pod started", c.cfg.Topology.Lab)
+	}
+	p.host, p.app, p.cancel = h, app, cancel
+	c.mu.Unlock()
+	var descs []string
+	for _, s := range p.specs {
+		descs = append(descs, s.Describe())
+	}
+	p.event(EventPodStarted, fmt.Sprintf("pod %s started on %s at %s (%v)", p.name, n.spec.Name, p.ip, descs))
+	// A StopPod from here on cancels pctx and waits for p.done, which
+	// the prober closes at once when pctx is already cancelled.
+	if p.probe == nil {
 		p.update()
 		close(p.done)
 		return nil

@@ -24,6 +24,11 @@ var (
 	udpFlowIdle = 30 * time.Second
 	// backendDialTimeout bounds the proxy's connect to an endpoint.
 	backendDialTimeout = 5 * time.Second
+	// udpMaxFlows caps the UDP flows of one frontend, like a small
+	// nf_conntrack_max: a new flow beyond it evicts the least recently
+	// used one, so a flood from ever-changing source ports cannot open
+	// sockets without bound.
+	udpMaxFlows = 1024
 )
 
 // tproxyTable is the routing table that delivers pod replies to the
@@ -63,6 +68,10 @@ type proxyEnv struct {
 	isPodIP func(netip.Addr) bool
 	// isNodeIP reports whether an address is some node's IP.
 	isNodeIP func(netip.Addr) bool
+	// listens reports whether an endpoint's pod has an app listening on
+	// its port for protocol, as the image catalog says; true when the pod
+	// is not known. Nil: every endpoint listens.
+	listens func(e Endpoint, protocol string) bool
 	// serviceCIDR: ClusterIPs are local addresses of every node.
 	serviceCIDR netip.Prefix
 	mode        ProxyMode
@@ -78,6 +87,9 @@ type proxyEnv struct {
 // association.
 type proxy struct {
 	env proxyEnv
+	// ctx is cancelled by close: backend dials in flight give up at once.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	closed    bool
@@ -122,8 +134,11 @@ func svcKey(sp *ServicePort) string {
 }
 
 func newProxy(env proxyEnv) *proxy {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &proxy{
 		env:       env,
+		ctx:       ctx,
+		cancel:    cancel,
 		svcs:      map[string]*svcState{},
 		fronts:    map[frontKey]*frontend{},
 		rules:     map[netsim.Rule]bool{},
@@ -161,10 +176,19 @@ func (p *proxy) sync(ports []ServicePort) {
 		}
 		st.sp.Store(&sp)
 		newSvcs[k] = st
-		if len(usableEndpoints(sp.Endpoints, "")) == 0 {
+		usable := usableEndpoints(sp.Endpoints, "")
+		if len(usable) == 0 {
 			// No usable endpoint anywhere: no listener, so the node's
 			// kernel refuses (TCP RST, ICMP port unreachable) like
 			// kube-proxy's REJECT rule.
+			continue
+		}
+		if !p.anyListens(usable, sp.Protocol) {
+			// Endpoints, but no app listens on their port (nginx behind
+			// targetPort 8080): kube-proxy would DNAT and every pod's
+			// kernel would refuse. Without a listener the node's kernel
+			// refuses the same way, where a proxy that accepted could
+			// only reset.
 			continue
 		}
 		if sp.ClusterIP.IsValid() && sp.Port > 0 {
@@ -253,6 +277,20 @@ func (p *proxy) sync(ports []ServicePort) {
 	}
 }
 
+// anyListens reports whether some endpoint of eps has an app listening on
+// its port for protocol.
+func (p *proxy) anyListens(eps []Endpoint, protocol string) bool {
+	if p.env.listens == nil {
+		return true
+	}
+	for _, e := range eps {
+		if p.env.listens(e, protocol) {
+			return true
+		}
+	}
+	return false
+}
+
 // open starts a frontend listener inside the node.
 func (p *proxy) open(fk frontKey, nodePort bool, st *svcState) (*frontend, error) {
 	f := &frontend{key: fk, nodePort: nodePort}
@@ -307,6 +345,7 @@ func (p *proxy) close() {
 		return
 	}
 	p.closed = true
+	p.cancel()
 	for _, f := range p.fronts {
 		f.close()
 	}
@@ -427,6 +466,9 @@ func flowMessage(fl *Flow) string {
 		fmt.Fprintf(&b, " → %s on %s at %s", fl.Pod, fl.PodNode, fl.Backend)
 	}
 	fmt.Fprintf(&b, ": %s", fl.Result)
+	if fl.Result == FlowReset {
+		b.WriteString(" (the pod refused the proxy's connection, so the proxy reset the client's)")
+	}
 	return b.String()
 }
 
@@ -436,8 +478,10 @@ func classify(err error) FlowResult {
 	switch {
 	case err == nil:
 		return FlowOK
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return FlowRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return FlowReset
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, syscall.ETIMEDOUT), errors.As(err, &ne) && ne.Timeout():
 		return FlowTimedOut

@@ -1,7 +1,6 @@
 package nodes
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -67,16 +66,21 @@ func (p *proxy) serveStream(f *frontend, c net.Conn) {
 	if f.key.proto == "SCTP" {
 		network = "sctp"
 	}
-	up, err := p.dial(context.Background(), network, r, client)
-	if err != nil && r.transparent {
+	up, err := p.dial(p.ctx, network, r, client)
+	if err != nil && r.transparent && p.ctx.Err() == nil {
 		p.errorEvent("transparent dial to %s for %s failed (%v); dialing from the node instead", r.ep.Addr, client, err)
 		r.transparent = false
-		up, err = p.dial(context.Background(), network, r, client)
+		up, err = p.dial(p.ctx, network, r, client)
 	}
 	if err != nil {
 		fl.Result = classify(err)
-		if fl.Result == FlowOK {
+		switch fl.Result {
+		case FlowOK:
 			fl.Result = FlowError
+		case FlowRefused:
+			// The pod refused, but the client's connection was already
+			// accepted: it sees a reset, not a refusal.
+			fl.Result = FlowReset
 		}
 		// The endpoint refused or is unreachable: reset the client's
 		// connection, the closest a userspace proxy gets to passing the

@@ -138,7 +138,7 @@ func newTestProxy(t *testing.T, h *fakeHost, log *eventLog) *proxy {
 	p := newProxy(proxyEnv{
 		node: "node-1", host: h, nodeIP: netip.MustParseAddr("192.0.2.1"), podCIDR: netip.MustParsePrefix("10.244.1.0/24"),
 		podCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.2.0/24")},
-		isPodIP: func(netip.Addr) bool { return false }, isNodeIP: func(netip.Addr) bool { return false },
+		isPodIP:  func(netip.Addr) bool { return false }, isNodeIP: func(netip.Addr) bool { return false },
 		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: ProxyRandom, emit: log.add, seed: 42, noTransparent: true,
 	})
 	t.Cleanup(p.close)
@@ -190,15 +190,16 @@ func TestProxyTCPOnLoopback(t *testing.T) {
 		t.Errorf("an unchanged sync reopened the listener: %s → %s", front, got)
 	}
 
-	// An endpoint that refuses: the proxy resets the client, and says so.
+	// An endpoint that refuses (one the proxy cannot know is closed): the
+	// proxy resets the client, and says so.
 	closed := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t))
 	sp.Endpoints = []Endpoint{{Pod: "gone", Node: "node-1", Addr: closed, Ready: true, Serving: true}}
 	p.sync([]ServicePort{sp})
 	if _, err := httpGet(front, "/hostname"); err == nil {
 		t.Errorf("a refusing endpoint answered")
 	}
-	log.wait(t, time.Second, "a refused flow", func(e Event) bool {
-		return e.Kind == EventFlow && e.Flow.Pod == "gone" && e.Flow.Result == FlowRefused
+	log.wait(t, time.Second, "a reset flow", func(e Event) bool {
+		return e.Kind == EventFlow && e.Flow.Pod == "gone" && e.Flow.Result == FlowReset
 	})
 
 	// No usable endpoint: the listener closes, the kernel refuses.

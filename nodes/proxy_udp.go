@@ -1,7 +1,6 @@
 package nodes
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -135,11 +134,11 @@ func (p *proxy) newUDPFlow(f *frontend, client netip.AddrPort, dst netip.Addr, n
 		return nil
 	}
 	ev.Pod, ev.PodNode, ev.Backend = r.ep.Pod, r.ep.Node, r.ep.Addr
-	up, err := p.dial(context.Background(), "udp", r, client)
-	if err != nil && r.transparent {
+	up, err := p.dial(p.ctx, "udp", r, client)
+	if err != nil && r.transparent && p.ctx.Err() == nil {
 		p.errorEvent("transparent UDP socket for %s failed (%v); sending from the node instead", client, err)
 		r.transparent = false
-		up, err = p.dial(context.Background(), "udp", r, client)
+		up, err = p.dial(p.ctx, "udp", r, client)
 	}
 	if err != nil {
 		ev.Result = classify(err)
@@ -157,8 +156,22 @@ func (p *proxy) newUDPFlow(f *frontend, client netip.AddrPort, dst netip.Addr, n
 		_ = up.Close()
 		return nil
 	}
+	var evicted *udpFlow
+	if len(f.flows) >= udpMaxFlows {
+		// The table is full: evict the least recently used flow, as
+		// conntrack's early drop does, so sockets stay bounded.
+		for _, old := range f.flows {
+			if evicted == nil || old.last.Load() < evicted.last.Load() {
+				evicted = old
+			}
+		}
+		delete(f.flows, evicted.client)
+	}
 	f.flows[client] = fl
 	f.mu.Unlock()
+	if evicted != nil {
+		evicted.close()
+	}
 	if r.transparent {
 		ev.SourceSeen = client.Addr()
 	} else {

@@ -36,8 +36,9 @@ type Reply struct {
 	Body   string
 	Status int         // HTTP status (TCP only)
 	Header http.Header // HTTP headers (TCP only)
-	// Result is ok, refused (TCP RST / ICMP port unreachable), timed out,
-	// or error (e.g. "network is unreachable").
+	// Result is ok, refused (the kernel's TCP RST to the SYN / ICMP port
+	// unreachable), reset (accepted by a proxy, then reset: its endpoint
+	// refused), timed out, or error (e.g. "network is unreachable").
 	Result FlowResult
 	Err    error
 }
@@ -85,9 +86,11 @@ func (c *Cluster) host(name string) netsim.Host {
 	return nil
 }
 
-// Send runs one request from a host and reports what came back. A TCP
-// connection the proxy resets before any answer (its endpoint refused)
-// counts as refused, as curl shows "Connection reset by peer" there.
+// Send runs one request from a host and reports what came back. A
+// connection refused by a node's kernel (no listener) is FlowRefused; a TCP
+// connection or SCTP association the proxy accepted and then reset or
+// closed before any answer (its endpoint refused) is FlowReset, as curl
+// shows "Connection reset by peer" there.
 func (c *Cluster) Send(ctx context.Context, r Request) (Reply, error) {
 	h := c.host(r.From)
 	if h == nil {
@@ -137,8 +140,9 @@ func sendHTTP(ctx context.Context, h netsim.Host, r Request) Reply {
 	if err != nil {
 		res := classify(err)
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			// Closed before any answer: the proxy's endpoint refused.
-			res = FlowRefused
+			// Closed before any answer: the proxy accepted, its
+			// endpoint refused, and it reset the connection.
+			res = FlowReset
 		}
 		return Reply{Result: res, Err: err}
 	}
@@ -177,6 +181,11 @@ func sendDatagram(ctx context.Context, h netsim.Host, r Request, network string)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, syscall.ECONNREFUSED) {
 			return Reply{Result: FlowTimedOut, Err: fmt.Errorf("no answer from %s within the timeout: %w", r.Target, ctx.Err())}
+		}
+		if network == "sctp" && errors.Is(err, io.EOF) {
+			// The association was accepted and then closed without an
+			// answer: the proxy's endpoint refused.
+			return Reply{Result: FlowReset, Err: err}
 		}
 		return Reply{Result: classify(err), Err: err}
 	}

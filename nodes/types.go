@@ -118,8 +118,13 @@ type Event struct {
 type FlowResult string
 
 const (
-	FlowOK       FlowResult = "ok"
-	FlowRefused  FlowResult = "refused"   // no usable endpoint / endpoint refused
+	FlowOK      FlowResult = "ok"
+	FlowRefused FlowResult = "refused" // no usable endpoint (no listener: the kernel refuses)
+	// FlowReset: the proxy accepted the connection, the pod refused the
+	// proxy's own connection, and the proxy reset the client's (curl:
+	// "Connection reset by peer"). A userspace proxy cannot un-accept; see
+	// the package doc.
+	FlowReset    FlowResult = "reset"
 	FlowDropped  FlowResult = "dropped"   // Local policy and no local endpoint
 	FlowTimedOut FlowResult = "timed out" // the endpoint did not answer
 	FlowError    FlowResult = "error"
