@@ -63,7 +63,8 @@
 //	node.AddRule(netsim.Rule{Priority: 10, IIF: "eth0", Proto: "tcp", DPort: 30080, Blackhole: true})
 //
 // A client then times out (no RST), while the node's own traffic (iif lo)
-// still gets through.
+// still gets through. A rule just before it (priority 9, From a pod range,
+// Table 255) lets chosen sources through to the local table anyway.
 //
 // # Transparent proxying
 //
@@ -114,10 +115,16 @@
 //
 // Every namespace and veth is recorded in /run/nplab/<lab>.json before it
 // is created. Network.Close removes everything and then the state file;
-// Clean(lab) does the same from the state file alone, for a lab whose
-// process was killed (`nplab clean --name <lab>`); CleanAll cleans every lab
-// with a state file. Nothing else is ever touched, whatever its name: a
-// namespace called nplab-foo-x that no state file lists survives CleanAll.
+// if something cannot be removed it says so, keeps the state file listing
+// what is left, and a second Close retries it. Clean(lab) does the same
+// from the state file alone, for a lab whose process was killed (`nplab
+// clean --name <lab>`); CleanAll cleans every lab with a state file. Clean
+// refuses a lab whose recorded process is still alive ("lab "x" is still
+// running (pid N): stop it with Ctrl-C, or kill it first", a *RunningError
+// wrapping ErrLabRunning) unless that process is the caller; CleanAll skips
+// such labs and its error names each. Nothing else is ever touched,
+// whatever its name: a namespace called nplab-foo-x that no state file
+// lists survives CleanAll.
 // New refuses a lab name whose state file lists a namespace that still
 // exists, and says to run `nplab clean --name <lab>`.
 package netsim

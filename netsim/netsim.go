@@ -3,6 +3,7 @@ package netsim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -12,6 +13,24 @@ import (
 // lacks what it needs (no Linux, no netem qdisc, no SCTP). Wrapped errors
 // name what is missing; test with errors.Is.
 var ErrNotSupported = errors.New("netsim: not supported here")
+
+// ErrLabRunning is what Clean and CleanAll return (wrapped in a
+// *RunningError) for a lab whose process is still alive.
+var ErrLabRunning = errors.New("lab is still running")
+
+// RunningError says which lab Clean refused to remove, and which process
+// still runs it.
+type RunningError struct {
+	Lab string
+	PID int
+}
+
+func (e *RunningError) Error() string {
+	return fmt.Sprintf("lab %q is still running (pid %d): stop it with Ctrl-C, or kill it first", e.Lab, e.PID)
+}
+
+// Unwrap makes errors.Is(err, ErrLabRunning) true.
+func (e *RunningError) Unwrap() error { return ErrLabRunning }
 
 // Network is one lab's network: every host and link it creates, and nothing
 // else. Closing it removes all of them. A Network is safe for concurrent use.
@@ -40,7 +59,9 @@ type Network interface {
 	Link(name string) Link
 
 	// Close removes every host and link of the lab and its state file.
-	// It keeps going after a failure and returns the first error.
+	// It keeps going after a failure and returns the first error; the lab
+	// then takes nothing new, and calling Close again retries what is
+	// left. Once Close has succeeded, further calls do nothing.
 	Close() error
 }
 

@@ -42,8 +42,8 @@ func New(lab string) (Network, error) {
 				return nil, fmt.Errorf("lab %q already exists (its namespace %q is still there); if it is left over from a lab that was killed, remove it with: nplab clean --name %s", lab, name, lab)
 			}
 		}
-		if st.PID > 0 && st.PID != os.Getpid() && unix.Kill(st.PID, 0) == nil {
-			return nil, fmt.Errorf("lab %q already exists (process %d is running it); if it is left over from a lab that was killed, remove it with: nplab clean --name %s", lab, st.PID, lab)
+		if pid, ok := runningOwner(st); ok {
+			return nil, fmt.Errorf("lab %q already exists (process %d is running it); if it is left over from a lab that was killed, remove it with: nplab clean --name %s", lab, pid, lab)
 		}
 	case errors.Is(err, os.ErrNotExist):
 	default:
@@ -64,11 +64,13 @@ func New(lab string) (Network, error) {
 type network struct {
 	lab string
 
-	mu     sync.Mutex // guards everything below; taken before any host.mu
-	hosts  map[string]*host
-	links  map[string]*link
-	state  labState
-	closed bool
+	mu    sync.Mutex // guards everything below; taken before any host.mu
+	hosts map[string]*host
+	links map[string]*link
+	state labState
+	// closing: Close has started, nothing new may be added. closed: Close
+	// removed everything; until then another Close retries what is left.
+	closing, closed bool
 }
 
 var _ Network = (*network)(nil)
@@ -88,7 +90,7 @@ func (n *network) own(h Host) (*host, error) {
 }
 
 func (n *network) checkOpen() error {
-	if n.closed {
+	if n.closed || n.closing {
 		return fmt.Errorf("lab %q is closed", n.lab)
 	}
 	return nil
@@ -181,14 +183,26 @@ func (n *network) removeHostLocked(h *host) error {
 	return first
 }
 
-// removeLinkLocked deletes the veth pair l (deleting one end deletes both);
-// an already gone link is success.
+// removeLinkLocked deletes the veth pair l (deleting one end deletes both),
+// from whichever end's host is still open; an already gone link is
+// success, and so is one whose hosts were both removed (the namespaces
+// took the veth with them).
 func (n *network) removeLinkLocked(l *link) error {
-	err := l.a.h.withNetlink(func(nlh netlinksafe.Handle) error {
-		return deleteLink(nlh, l.a.dev)
-	})
+	var err error
+	for _, e := range []linkEnd{l.a, l.b} {
+		err = e.h.withNetlink(func(nlh netlinksafe.Handle) error {
+			return deleteLink(nlh, e.dev)
+		})
+		if err == nil || !e.h.isClosed() {
+			if err != nil {
+				err = fmt.Errorf("remove link %q (%s in host %q): %w", l.name, e.dev, e.h.name, err)
+			}
+			break
+		}
+		err = nil // this end's host is gone: try the other end
+	}
 	if err != nil {
-		return fmt.Errorf("remove link %q (%s in host %q): %w", l.name, l.a.dev, l.a.h.name, err)
+		return err
 	}
 	delete(n.links, l.name)
 	n.state.removeLink(l.name)
@@ -205,7 +219,7 @@ func (n *network) Close() error {
 	if n.closed {
 		return nil
 	}
-	n.closed = true
+	n.closing = true
 	var first error
 	for _, name := range sortedKeys(n.links) {
 		if err := n.removeLinkLocked(n.links[name]); err != nil && first == nil {
@@ -218,12 +232,15 @@ func (n *network) Close() error {
 		}
 	}
 	if first != nil {
+		// Not closed: a second Close retries what is left, which the
+		// state file keeps listing for `nplab clean` meanwhile.
 		n.state.write()
 		return fmt.Errorf("close lab %q: %w", n.lab, first)
 	}
 	if err := os.Remove(statePath(n.lab)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("close lab %q: %w", n.lab, err)
 	}
+	n.closed = true
 	return nil
 }
 
@@ -492,6 +509,12 @@ func (h *host) close() {
 	}
 }
 
+func (h *host) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
 // withNetlink runs f with the host's netlink handle, one request at a time.
 func (h *host) withNetlink(f func(netlinksafe.Handle) error) error {
 	h.mu.Lock()
@@ -590,7 +613,9 @@ func deleteLink(nlh netlinksafe.Handle, dev string) error {
 // Clean removes what lab's state file lists — its veths, then its
 // namespaces — and then the state file. A lab without a state file is
 // already gone: success. Nothing that the state file does not list is
-// touched, whatever its name.
+// touched, whatever its name. A lab whose recorded process is still alive
+// (and is not the caller) is refused with a *RunningError, which wraps
+// ErrLabRunning.
 // Equivalent to: ip -n <ns> link del <dev>; ip netns del <ns>...; rm /run/nplab/<lab>.json
 func Clean(lab string) error {
 	if err := ValidateLabName(lab); err != nil {
@@ -602,6 +627,9 @@ func Clean(lab string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("clean lab %q: %w", lab, err)
+	}
+	if pid, ok := runningOwner(st); ok {
+		return &RunningError{Lab: lab, PID: pid}
 	}
 	var first error
 	keep := func(err error) {
@@ -626,6 +654,16 @@ func Clean(lab string) error {
 	return nil
 }
 
+// runningOwner returns the PID recorded in st when that process is alive
+// and is not this one (a process may clean its own abandoned labs).
+func runningOwner(st *labState) (int, bool) {
+	if st.PID <= 0 || st.PID == os.Getpid() {
+		return 0, false
+	}
+	err := unix.Kill(st.PID, 0)
+	return st.PID, err == nil || errors.Is(err, unix.EPERM)
+}
+
 func cleanLink(lab string, l stateLink) error {
 	path := filepath.Join(netnsDir, l.Namespace)
 	nsh, err := netns.GetFromPath(path)
@@ -648,8 +686,9 @@ func cleanLink(lab string, l stateLink) error {
 }
 
 // CleanAll cleans every lab that has a state file (see Clean) and returns
-// the labs it removed. It keeps going after a failure and returns the first
-// error.
+// the labs it removed. Labs still running are skipped; the error then
+// names each of them (errors.Is(err, ErrLabRunning)). It keeps going after
+// a failure and returns every error, joined.
 // Equivalent to: nplab clean --name <lab>, for each lab in /run/nplab
 func CleanAll() ([]string, error) {
 	labs, err := Labs()
@@ -657,15 +696,13 @@ func CleanAll() ([]string, error) {
 		return nil, err
 	}
 	var cleaned []string
-	var first error
+	var errs []error
 	for _, lab := range labs {
 		if err := Clean(lab); err != nil {
-			if first == nil {
-				first = err
-			}
+			errs = append(errs, err)
 			continue
 		}
 		cleaned = append(cleaned, lab)
 	}
-	return cleaned, first
+	return cleaned, errors.Join(errs...)
 }

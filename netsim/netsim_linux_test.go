@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nplab/nplab/internal/testenv"
 )
@@ -983,5 +986,101 @@ func TestSCTPCloseWakesRead(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("closing the SCTP conn did not wake Read")
+	}
+}
+
+func TestCleanRefusesARunningLab(t *testing.T) {
+	old := stateDir
+	stateDir = t.TempDir()
+	t.Cleanup(func() { stateDir = old })
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Skipf("cannot start a process to own the lab: %v", err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	running, own, killed := labName(t), labName(t), labName(t)
+	for _, st := range []labState{
+		{Lab: running, PID: sleeper.Process.Pid},
+		{Lab: own, PID: os.Getpid()}, // this process's own abandoned lab
+		{Lab: killed, PID: 0},
+	} {
+		if err := st.write(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := fmt.Sprintf("lab %q is still running (pid %d): stop it with Ctrl-C, or kill it first", running, sleeper.Process.Pid)
+	err := Clean(running)
+	if err == nil || err.Error() != want || !errors.Is(err, ErrLabRunning) {
+		t.Errorf("Clean of a running lab: %v, want %q", err, want)
+	}
+	if _, err := os.Stat(statePath(running)); err != nil {
+		t.Errorf("Clean of a running lab removed its state file: %v", err)
+	}
+	cleaned, err := CleanAll()
+	slices.Sort(cleaned)
+	wantCleaned := []string{own, killed}
+	slices.Sort(wantCleaned)
+	if !slices.Equal(cleaned, wantCleaned) {
+		t.Errorf("CleanAll() cleaned %v, want %v (and to skip %s)", cleaned, wantCleaned, running)
+	}
+	if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrLabRunning) {
+		t.Errorf("CleanAll() error %v, want it to name the running lab: %q", err, want)
+	}
+	if labs, _ := Labs(); !slices.Equal(labs, []string{running}) {
+		t.Errorf("after CleanAll, Labs() = %v, want just the running %s", labs, running)
+	}
+	// Once its process is gone, the lab is a killed one: Clean removes it.
+	sleeper.Process.Kill()
+	sleeper.Wait()
+	if err := Clean(running); err != nil {
+		t.Errorf("Clean after its process died: %v", err)
+	}
+	if labs, _ := Labs(); len(labs) != 0 {
+		t.Errorf("after Clean, Labs() = %v", labs)
+	}
+}
+
+// TestCloseRetriesAfterAPartialFailure makes removing one namespace fail
+// (a second mount stacked on it: unmounting one leaves it busy), then
+// checks that a second Close removes what the first left.
+func TestCloseRetriesAfterAPartialFailure(t *testing.T) {
+	testenv.RequireRoot(t)
+	lab := labName(t)
+	n, err := New(lab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); Clean(lab) })
+	a, _, _ := pair(t, n)
+	path := filepath.Join(netnsDir, a.Namespace())
+	if err := unix.Mount(path, path, "", unix.MS_BIND, ""); err != nil {
+		t.Skipf("stack a bind mount on %s: %v", path, err)
+	}
+	t.Cleanup(func() { unix.Unmount(path, unix.MNT_DETACH); os.Remove(path) })
+	if err := n.Close(); err == nil {
+		t.Fatalf("Close with %s still mounted once more succeeded; the test cannot make Close fail", path)
+	} else {
+		t.Logf("first Close: %v", err)
+	}
+	if got := labNamespaces(t, lab); len(got) == 0 {
+		t.Errorf("after a failed Close nothing is left, want %s", a.Namespace())
+	}
+	if _, err := os.Stat(statePath(lab)); err != nil {
+		t.Errorf("after a failed Close the state file is gone: %v", err)
+	}
+	if _, err := n.AddHost("c"); err == nil {
+		t.Errorf("AddHost after Close started: no error")
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if got := labNamespaces(t, lab); len(got) != 0 {
+		t.Errorf("after the second Close, ip netns list shows %v", got)
+	}
+	if _, err := os.Stat(statePath(lab)); !os.IsNotExist(err) {
+		t.Errorf("after the second Close the state file is still there (stat: %v)", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("a third Close: %v", err)
 	}
 }
