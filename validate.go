@@ -85,18 +85,22 @@ func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
 
 	var errs []kubectl.Sourced
 	applied := 0
+	files := make([]lab.File, len(o.files))
 	for i, name := range o.files {
-		for _, r := range l.Apply(name, data[i]) {
-			if r.Err != nil {
-				errs = append(errs, r.Sourced())
-				continue
-			}
-			fmt.Fprintln(stdout, r.String())
-			applied++
-		}
+		files[i] = lab.File{Name: name, Data: data[i]}
 	}
-	// Like one kubectl run over all the files: the errors at the end, one
-	// alone in kubectl's short form, several each on its own line.
+	// One kubectl run over all the files: what kubectl finds reading them
+	// (syntax errors, unknown kinds) comes before anything the server says.
+	for _, r := range l.ApplyFiles(files...) {
+		if r.Err != nil {
+			errs = append(errs, r.Sourced())
+			continue
+		}
+		fmt.Fprintln(stdout, r.String())
+		applied++
+	}
+	// The errors at the end, one alone in kubectl's short form, several
+	// each on its own line.
 	if len(errs) > 0 {
 		fmt.Fprintln(stderr, kubectl.FormatErrors(errs))
 	}

@@ -72,6 +72,10 @@ func TestValidate(t *testing.T) {
 		{"default-twice", []string{"-f", "lab/testdata/default.yaml", "-f", "lab/testdata/default.yaml", "--nodes", "2"}, 0},
 		{"range-full", []string{"-f", "lab/testdata/two-services.yaml", "--service-node-port-range", "30000"}, 1},
 		{"missing-file", []string{"-f", "no-such.yaml"}, 1},
+		// An unknown field and a wrong type are the API server's strict
+		// decoding errors, each for its own object; the syntax error of a
+		// later file still comes first, as kubectl reads every file first.
+		{"decode-errors", []string{"-f", "lab/testdata/validate/b1.yaml", "-f", docs("backend-service-misindented.yaml")}, 1},
 		{"bad-range", []string{"-f", "lab/testdata/default.yaml", "--service-node-port-range", "32767-30000"}, 1},
 	}
 	for _, tt := range tests {

@@ -112,31 +112,69 @@ func errResult(e *manifest.Error) Result {
 	return r
 }
 
-// Apply applies a manifest file as `kubectl apply -f file` would: every
-// object is created, or updated when an earlier Apply created it
-// (configured, or unchanged when the manifest is the same as last time).
-// A rejected object does not stop the others. The same object twice in one
-// file is created twice, and the second fails with AlreadyExists, as
-// `kubectl create -f` reports it. Results come in file order.
+// File is one manifest file for ApplyFiles.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// Apply applies a manifest file as `kubectl apply -f file` would; see
+// ApplyFiles.
 func (l *Lab) Apply(file string, data []byte) []Result {
+	return l.ApplyFiles(File{Name: file, Data: data})
+}
+
+// ApplyFiles is one `kubectl apply -f f1 -f f2 ...`: kubectl reads and
+// decodes every file first (its GetObjects visitor), so the errors it finds
+// itself — YAML syntax, apiVersion/kind missing, unknown kinds — come
+// first, for all files; then each object is sent in file order and is
+// created, or merged into the live object ("configured", or "unchanged"
+// when the merge changes nothing). A rejected object (by the API server,
+// an unknown field or wrong type included) does not stop the others. The
+// same object twice is created twice, and the second fails with
+// AlreadyExists, as `kubectl create -f` reports it.
+func (l *Lab) ApplyFiles(files ...File) []Result {
 	var results []Result
+	var sent []entry
+	var fileOf []int // index in files of each sent entry
 	l.mu.Lock()
+	for fi, f := range files {
+		for _, e := range decodeInOrder(f.Name, f.Data) {
+			if e.err != nil && e.err.Kind != manifest.ErrDecode {
+				r := errResult(e.err)
+				l.emit(EventRejected, r.Object, "%s", r.String())
+				results = append(results, r)
+				continue
+			}
+			sent = append(sent, e)
+			fileOf = append(fileOf, fi)
+		}
+	}
 	seen := map[string]bool{}
-	for _, e := range decodeInOrder(file, data) {
+	for i, e := range sent {
 		if e.err != nil {
+			// Rejected by the API server's decoder, as it arrives.
 			r := errResult(e.err)
+			r.Verb = "creating"
+			if l.exists(e.err.ObjectKind, e.err.Name) {
+				r.Verb = "patching"
+			}
 			l.emit(EventRejected, r.Object, "%s", r.String())
 			results = append(results, r)
 			continue
 		}
 		o := e.obj
-		r := Result{Object: o.Ref(), Kind: o.Kind, Name: o.Name, File: file, Document: o.Document, Line: o.Line}
+		r := Result{Object: o.Ref(), Kind: o.Kind, Name: o.Name, File: o.File, Document: o.Document, Line: o.Line}
 		if o.Name == "" {
 			r.Object = ""
 		}
 		l.hold()
-		r.Action, r.Verb, r.Err = l.applyObject(o, seen[o.Ref()])
-		seen[o.Ref()] = true
+		// The same object twice in one file is created twice (the
+		// issue's required case, see the package doc); across files it
+		// is the usual create-then-update.
+		again := fmt.Sprintf("%d/%s", fileOf[i], o.Ref())
+		r.Action, r.Verb, r.Err = l.applyObject(o, seen[again])
+		seen[again] = true
 		if r.Err != nil {
 			l.release(Event{Type: EventRejected, Object: r.Object, Message: r.String()})
 		} else {
@@ -148,6 +186,23 @@ func (l *Lab) Apply(file string, data []byte) []Result {
 	l.mu.Unlock()
 	l.drain()
 	return results
+}
+
+// exists reports whether the object is stored; l.mu is held.
+func (l *Lab) exists(kind, name string) bool {
+	if name == "" {
+		return false
+	}
+	var ok bool
+	switch kind {
+	case "Service":
+		_, ok = l.reg.GetService(Namespace, name)
+	case "Pod":
+		_, ok = l.reg.GetPod(Namespace, name)
+	case "Deployment":
+		_, ok = l.reg.GetDeployment(Namespace, name)
+	}
+	return ok
 }
 
 func notFoundNamespace(ns string) error {
@@ -469,6 +524,11 @@ func (l *Lab) DeleteFile(file string, data []byte) []Result {
 	var results []Result
 	l.mu.Lock()
 	for _, e := range decodeInOrder(file, data) {
+		if e.err != nil && e.err.Kind == manifest.ErrDecode && e.err.Name != "" {
+			// kubectl delete sends only the name: a field the server
+			// could not decode does not matter.
+			e = entry{obj: &manifest.Object{Kind: e.err.ObjectKind, Name: e.err.Name, File: e.err.File, Document: e.err.Document, Item: e.err.Item, Line: e.err.Line}}
+		}
 		if e.err != nil {
 			results = append(results, errResult(e.err))
 			continue

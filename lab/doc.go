@@ -30,14 +30,33 @@
 //
 // # Apply
 //
-// Apply(file, data) is `kubectl apply -f file`: each object is created, or,
-// when an earlier Apply created it, updated ("configured"; "unchanged" when
-// the manifest is the one applied last time). A rejected object does not
-// stop the others. The same object twice within one Apply call is created
-// twice and the second fails with the API server's AlreadyExists, as
-// `kubectl create -f` reports it. [Result.String] is kubectl's line for the
-// object: `service/frontend-service created`, or the error exactly as
-// kubectl prints it (see package lab/kubectl).
+// Apply(file, data) is `kubectl apply -f file`, ApplyFiles one `kubectl
+// apply -f a -f b ...`. As kubectl does, every file is read first: the
+// errors kubectl finds itself (YAML syntax, apiVersion/kind missing, kinds
+// nplab does not know) come first, for all files. Then each object is sent
+// in file order. A new one is created; an existing one gets kubectl apply's
+// three-way strategic merge of the manifest applied last time, this one and
+// the live object: a field in neither manifest keeps its live value (an
+// allocated nodePort — spec.ports entries are matched on `port`, as
+// ServicePort's patchMergeKey says, so renaming a port keeps its nodePort
+// — the clusterIP, replicas set by Scale), one dropped from the manifest
+// goes. The result is "configured", or "unchanged" when the merge changes
+// nothing. (The registry's own rule of §4, a nodePort matched by port name,
+// still applies below that.) A failed update is reported with the verb
+// "patching"; kubectl's longer "error when applying patch: ... to: ...
+// for:" form is not reproduced. An object with a name in generateName only
+// is refused as kubectl refuses it (`error: from gen-: cannot use generate
+// name with apply`). A rejected object does not stop the others. The same
+// object twice within one file is created twice and the second fails with
+// the API server's AlreadyExists, as `kubectl create -f` reports it (the
+// issue asks for this; kubectl apply itself would patch). [Result.String]
+// is kubectl's line for the object: `service/frontend-service created`, or
+// the error exactly as kubectl prints it (see package lab/kubectl).
+//
+// Like every cluster, a lab has the Service default/kubernetes (10.96.0.1,
+// port https 443/TCP → 6443, no selector and so no endpoints here). A
+// manifest naming it is refused with `services "kubernetes" already
+// exists`; deleting it brings it back, as kube-apiserver does.
 //
 // # Events
 //

@@ -12,7 +12,9 @@ import (
 	yaml3 "gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -68,8 +70,13 @@ type ErrorKind string
 const (
 	// ErrSyntax: the YAML could not be parsed; the rest of the file is skipped.
 	ErrSyntax ErrorKind = "syntax"
-	// ErrSchema: apiVersion/kind missing, unknown field or wrong value type.
+	// ErrSchema: apiVersion or kind missing (kubectl finds this itself).
 	ErrSchema ErrorKind = "schema"
+	// ErrDecode: an unknown field or a value of the wrong type. Current
+	// kubectl leaves this to the API server (strict field validation), so
+	// it is a BadRequest for the one object, reported when the object is
+	// sent: Err holds it.
+	ErrDecode ErrorKind = "decode"
 	// ErrUnsupportedKind: a kind nplab does not emulate.
 	ErrUnsupportedKind ErrorKind = "unsupported kind"
 )
@@ -81,13 +88,24 @@ type Error struct {
 	File     string
 	Document int // 0-based
 	Item     int // -1 unless inside a List
-	Line     int // 1-based line in the file; for syntax errors go-yaml's line
+	// Line is the 1-based line in the file: where the object starts, or,
+	// for a syntax error, FileLine.
+	Line int
+	// FileLine, for a syntax error, is go-yaml's line counted in the file
+	// (the message counts it in the document, as kubectl prints it).
+	FileLine int
 	// ObjectKind and Name are those of the object, when known.
 	ObjectKind, Name string
 	Msg              string
+	// Err, for ErrDecode, is the API server's BadRequest carrying Msg.
+	Err error
 }
 
 func (e *Error) Error() string { return e.Msg }
+
+// Unwrap gives the API server's error of an ErrDecode error, so kubectl's
+// formatting sees a status error.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Supported lists the kinds nplab knows, as apiVersion and kind.
 var Supported = []struct{ APIVersion, Kind string }{
@@ -179,13 +197,15 @@ func Decode(file string, data []byte) ([]Object, []error) {
 	for i, doc := range splitDocuments(data) {
 		js, err := yaml.YAMLToJSON(doc.data)
 		if err != nil {
-			msg, line := shiftLines(err.Error(), doc.offset)
+			// kubectl decodes each document on its own: the message counts
+			// lines from the document's start; FileLine counts in the file.
+			_, line := shiftLines(err.Error(), doc.offset)
 			if line == 0 {
 				line = doc.start
 			}
 			errs = append(errs, &Error{
-				Kind: ErrSyntax, File: file, Document: i, Item: -1, Line: line,
-				Msg: fmt.Sprintf("error parsing %s: error converting YAML to JSON: %s", file, msg),
+				Kind: ErrSyntax, File: file, Document: i, Item: -1, Line: line, FileLine: line,
+				Msg: fmt.Sprintf("error parsing %s: error converting YAML to JSON: %s", file, err),
 			})
 			break
 		}
@@ -255,8 +275,12 @@ func decodeDocument(file string, docIdx, item, line int, js, src []byte) ([]Obje
 		obj = &corev1.Service{}
 	case tm.APIVersion == "apps/v1" && tm.Kind == "Deployment":
 		obj = &appsv1.Deployment{}
-	case tm.APIVersion == "v1" && tm.Kind == "List" && item < 0:
-		return decodeList(file, docIdx, line, js, src)
+	case tm.APIVersion == "v1" && tm.Kind == "List":
+		// kubectl's FlattenListVisitor flattens Lists inside Lists too.
+		if item >= 0 {
+			return decodeList(file, docIdx, item, line, js, nil)
+		}
+		return decodeList(file, docIdx, item, line, js, src)
 	default:
 		return nil, []error{&Error{
 			Kind: ErrUnsupportedKind, File: file, Document: docIdx, Item: item, Line: line,
@@ -266,15 +290,17 @@ func decodeDocument(file string, docIdx, item, line int, js, src []byte) ([]Obje
 		}}
 	}
 
-	if problems := checkFields(js, obj, tm.Kind); len(problems) > 0 {
-		msg := problems[0]
-		if len(problems) > 1 {
-			msg = "[" + strings.Join(problems, ", ") + "]"
+	if err := strictDecode(js, obj); err != nil {
+		// The apiserver's transformDecodeError.
+		_, version, _ := strings.Cut(tm.APIVersion, "/")
+		if version == "" {
+			version = tm.APIVersion
 		}
-		return nil, schemaErr(tm.Kind, tm.Metadata.Name, msg)
-	}
-	if err := json.Unmarshal(js, obj); err != nil {
-		return nil, schemaErr(tm.Kind, tm.Metadata.Name, err.Error())
+		msg := fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", tm.Kind, version, tm.Kind, err)
+		return nil, []error{&Error{
+			Kind: ErrDecode, File: file, Document: docIdx, Item: item, Line: line,
+			ObjectKind: tm.Kind, Name: tm.Metadata.Name, Msg: msg, Err: apierrors.NewBadRequest(msg),
+		}}
 	}
 	return []Object{{
 		Object: obj, Kind: tm.Kind, Name: tm.Metadata.Name, Namespace: tm.Metadata.Namespace,
@@ -282,7 +308,22 @@ func decodeDocument(file string, docIdx, item, line int, js, src []byte) ([]Obje
 	}}, nil
 }
 
-func decodeList(file string, docIdx, line int, js, src []byte) ([]Object, []error) {
+// strictDecode is the API server's decoding of a request body with
+// fieldValidation=Strict (apimachinery's json serializer): a value of the
+// wrong type is the decoder's error; unknown or duplicate fields are
+// collected as a strict decoding error.
+func strictDecode(js []byte, obj runtime.Object) error {
+	strict, err := kjson.UnmarshalStrict(js, obj)
+	if err != nil {
+		return err
+	}
+	if len(strict) > 0 {
+		return runtime.NewStrictDecodingError(strict)
+	}
+	return nil
+}
+
+func decodeList(file string, docIdx, outerItem, line int, js, src []byte) ([]Object, []error) {
 	if problems := checkList(js); len(problems) > 0 {
 		msg := problems[0]
 		if len(problems) > 1 {
@@ -305,7 +346,11 @@ func decodeList(file string, docIdx, line int, js, src []byte) ([]Object, []erro
 		if i < len(lines) {
 			l = lines[i]
 		}
-		o, e := decodeDocument(file, docIdx, i, l, raw, nil)
+		idx := i
+		if outerItem >= 0 {
+			idx = outerItem // an item of a nested List: where its List is
+		}
+		o, e := decodeDocument(file, docIdx, idx, l, raw, nil)
 		objs = append(objs, o...)
 		errs = append(errs, e...)
 	}

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 func readDoc(t *testing.T, name string) []byte {
@@ -95,13 +96,13 @@ func TestDecodeErrors(t *testing.T) {
 		{
 			name: "unknown field in a port",
 			yaml: "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 80\n    nodeport: 30080\n",
-			errs: []string{`error validating "f.yaml": error validating data: ValidationError(Service.spec.ports[0]): unknown field "nodeport" in io.k8s.api.core.v1.ServicePort`},
+			errs: []string{`Service in version "v1" cannot be handled as a Service: strict decoding error: unknown field "spec.ports[0].nodeport"`},
 			line: []int{1},
 		},
 		{
-			name: "two problems are listed in brackets",
+			name: "a wrong type wins over an unknown field, as in the API server's decoder",
 			yaml: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  lables: {a: b}\nspec:\n  containers:\n  - name: c\n    image: nginx\n    ports:\n    - containerPort: \"80\"\n",
-			errs: []string{`error validating "f.yaml": error validating data: [ValidationError(Pod.metadata): unknown field "lables" in io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta, ValidationError(Pod.spec.containers[0].ports[0].containerPort): invalid type for io.k8s.api.core.v1.ContainerPort.containerPort: got "string", expected "integer"]`},
+			errs: []string{`Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32`},
 			line: []int{1},
 		},
 		{
@@ -132,14 +133,14 @@ func TestDecodeErrors(t *testing.T) {
 			name: "a bad object does not stop the next one",
 			yaml: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  nodename: x\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: b\n",
 			refs: []string{"pod/b@8"},
-			errs: []string{`error validating "f.yaml": error validating data: ValidationError(Pod.spec): unknown field "nodename" in io.k8s.api.core.v1.PodSpec`},
+			errs: []string{`Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.nodename"`},
 			line: []int{1},
 		},
 		{
-			name: "syntax error in the second document is counted in the file and stops it",
+			name: "syntax error in the second document is counted in the document (FileLine in the file) and stops it",
 			yaml: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n---\n# comment\napiVersion: v1\nkind: Pod\nmetadata:\n  name: b\n   labels: x\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: c\n",
 			refs: []string{"pod/a@1"},
-			errs: []string{`error parsing f.yaml: error converting YAML to JSON: yaml: line 11: mapping values are not allowed in this context`},
+			errs: []string{`error parsing f.yaml: error converting YAML to JSON: yaml: line 6: mapping values are not allowed in this context`},
 			line: []int{11},
 		},
 		{
@@ -151,8 +152,19 @@ func TestDecodeErrors(t *testing.T) {
 			name: "a List's items, each with its own line",
 			yaml: "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: a\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: s\n  spec:\n    ports:\n    - port: 80\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: b\n  spec:\n    bogus: 1\n",
 			refs: []string{"pod/a@4", "service/s@8"},
-			errs: []string{`error validating "f.yaml": error validating data: ValidationError(Pod.spec): unknown field "bogus" in io.k8s.api.core.v1.PodSpec`},
+			errs: []string{`Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.bogus"`},
 			line: []int{15},
+		},
+		{
+			name: "two unknown fields in one strict decoding error; Deployment's version without its group",
+			yaml: "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n  lables: {a: b}\nspec:\n  replica: 2\n",
+			errs: []string{`Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "metadata.lables", unknown field "spec.replica"`},
+			line: []int{1},
+		},
+		{
+			name: "a List inside a List is flattened",
+			yaml: "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n  - apiVersion: v1\n    kind: Pod\n    metadata:\n      name: inner\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: outer\n",
+			refs: []string{"pod/inner@4", "pod/outer@11"},
 		},
 		{
 			name: "a bare scalar is no object",
@@ -163,7 +175,7 @@ func TestDecodeErrors(t *testing.T) {
 		{
 			name: "values of the wrong type in maps and IntOrString",
 			yaml: "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  labels:\n    app: 1\nspec:\n  ports:\n  - port: 80\n    targetPort: http\n",
-			errs: []string{`error validating "f.yaml": error validating data: ValidationError(Service.metadata.labels.app): invalid type for io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta.labels: got "integer", expected "string"`},
+			errs: []string{`Service in version "v1" cannot be handled as a Service: json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string`},
 			line: []int{1},
 		},
 	}
@@ -187,6 +199,12 @@ func TestDecodeErrors(t *testing.T) {
 				e, ok := err.(*Error)
 				if !ok {
 					t.Fatalf("error %d is %T, want *Error", i, err)
+				}
+				if e.Kind == ErrDecode && !apierrors.IsBadRequest(e) {
+					t.Errorf("error %d: decode error without the API server's BadRequest", i)
+				}
+				if e.Kind == ErrSyntax && e.FileLine != e.Line {
+					t.Errorf("error %d: FileLine %d, Line %d", i, e.FileLine, e.Line)
 				}
 				if e.Line != tt.line[i] || e.File != "f.yaml" {
 					t.Errorf("error %d at %s line %d, want f.yaml line %d", i, e.File, e.Line, tt.line[i])
