@@ -127,6 +127,14 @@
 //   - ClusterIP traffic from a pod: kube-proxy does not masquerade it, so
 //     the backend sees the calling pod's IP; nplab's pod sees its node's
 //     address.
+//   - A pod using a Local nodePort on its own node (or on another node) is
+//     seen by the backend as the entry node's address (the node IP, or
+//     10.244.N.1 on the pod's own node), where kube-proxy would keep the
+//     pod's IP (pod traffic is not masqueraded under Local, §5.3 4(a)).
+//   - internalTrafficPolicy: Local is not implemented: the data plane
+//     treats every ClusterIP as internalTrafficPolicy: Cluster, so a pod
+//     may reach endpoints on other nodes where kube-proxy would use only
+//     its own node's (and drop the traffic when there are none).
 //   - Established TCP connections and SCTP associations survive a sync
 //     that removes their endpoint, as with conntrack; UDP flows are
 //     flushed, as kube-proxy does.

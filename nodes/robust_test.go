@@ -273,3 +273,14 @@ func TestCloseDuringStartPod(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandSCTPUsesNcat: netcat-openbsd (Debian's nc) has no --sctp;
+// the hint must be one a student can run.
+func TestCommandSCTPUsesNcat(t *testing.T) {
+	c := &Cluster{cfg: Config{Topology: DefaultTopology("demo", 1)}, nodes: map[string]*node{}, pods: map[string]*pod{}}
+	got := c.Command(Request{From: "client", Protocol: "SCTP", Target: nodeAddr(1, 30082), Message: "hostname"})
+	want := `echo "hostname" | ip netns exec nplab-demo-client ncat --sctp 172.18.0.2 30082`
+	if got != want {
+		t.Errorf("Command(SCTP) = %q, want %q", got, want)
+	}
+}

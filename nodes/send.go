@@ -47,7 +47,9 @@ type Reply struct {
 const DefaultSendTimeout = 3 * time.Second
 
 // Command is the shell command a student would type for r
-// ("ip netns exec nplab-demo-client curl -sS http://172.18.0.2:30080/hostname").
+// ("ip netns exec nplab-demo-client curl -sS http://172.18.0.2:30080/hostname"):
+// curl for TCP, netcat-openbsd's nc -u for UDP, ncat --sctp (Debian
+// package ncat) for SCTP.
 func (c *Cluster) Command(r Request) string {
 	h := c.host(r.From)
 	ns := "nplab-" + c.cfg.Topology.Lab + "-" + r.From
@@ -63,7 +65,9 @@ func (c *Cluster) Command(r Request) string {
 		}
 		return fmt.Sprintf("echo %q | ip netns exec %s nc -u -w1%s %s %d", msg, ns, p, r.Target.Addr(), r.Target.Port())
 	case "SCTP":
-		return fmt.Sprintf("echo %q | ip netns exec %s nc --sctp %s %d", msg, ns, r.Target.Addr(), r.Target.Port())
+		// Debian's netcat-openbsd has no SCTP; nmap's ncat (package
+		// "ncat") has --sctp.
+		return fmt.Sprintf("echo %q | ip netns exec %s ncat --sctp %s %d", msg, ns, r.Target.Addr(), r.Target.Port())
 	}
 	if !strings.HasPrefix(msg, "/") {
 		msg = "/" + msg
