@@ -116,7 +116,14 @@ func (l *Lab) Subscribe() (<-chan Event, func()) {
 	}
 }
 
-// Events returns a copy of every event so far, oldest first.
+// MaxHistory is how many events Events keeps: a lab that runs for hours
+// with traffic would otherwise grow without bound (every flow is an event).
+// Older events are dropped from the history; subscribers still get every
+// event.
+const MaxHistory = 10000
+
+// Events returns a copy of the most recent events (at most MaxHistory),
+// oldest first.
 func (l *Lab) Events() []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -143,6 +150,12 @@ func (l *Lab) emitEvent(e Event) {
 	if l.holding {
 		l.held = append(l.held, e)
 		return
+	}
+	if len(l.events) >= MaxHistory {
+		// Drop the oldest quarter at once so appends stay amortised O(1).
+		n := copy(l.events, l.events[len(l.events)-MaxHistory*3/4:])
+		clear(l.events[n:])
+		l.events = l.events[:n]
 	}
 	l.events = append(l.events, e)
 	for _, s := range l.subs {

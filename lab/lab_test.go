@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -789,5 +790,30 @@ func TestApplyGenerateName(t *testing.T) {
 	}
 	if len(l.Pods()) != 0 {
 		t.Error("a pod was created")
+	}
+}
+
+// TestEventHistoryIsBounded: a long-running lab with traffic must not grow
+// its history without bound, and keeps the newest events.
+func TestEventHistoryIsBounded(t *testing.T) {
+	l, err := New(Config{Name: "hist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := range MaxHistory * 2 {
+		l.Record(Event{Type: EventFlow, Object: "service/web", Message: fmt.Sprint(i)})
+	}
+	ev := l.Events()
+	if len(ev) > MaxHistory {
+		t.Fatalf("history holds %d events, more than MaxHistory %d", len(ev), MaxHistory)
+	}
+	if last := ev[len(ev)-1].Message; last != fmt.Sprint(MaxHistory*2-1) {
+		t.Errorf("newest event is %q, want %d", last, MaxHistory*2-1)
+	}
+	for i := 1; i < len(ev); i++ {
+		if ev[i].Message == ev[i-1].Message {
+			t.Fatalf("history out of order or duplicated at %d: %q", i, ev[i].Message)
+		}
 	}
 }
