@@ -35,10 +35,24 @@ its name.`,
 				for _, l := range labs {
 					fmt.Fprintf(out, "lab %q removed\n", l)
 				}
+				// A lab that is still running was not left behind: say so
+				// and leave it, but do not fail for it.
+				var failed []error
+				if joined, ok := err.(interface{ Unwrap() []error }); ok {
+					for _, e := range joined.Unwrap() {
+						if errors.Is(e, netsim.ErrLabRunning) {
+							fmt.Fprintf(cmd.ErrOrStderr(), "skipped: %v\n", e)
+						} else {
+							failed = append(failed, e)
+						}
+					}
+				} else if err != nil {
+					failed = append(failed, err)
+				}
 				if len(labs) == 0 && err == nil {
 					fmt.Fprintln(out, "no labs to remove")
 				}
-				return err
+				return errors.Join(failed...)
 			}
 			if err := netsim.Clean(name); err != nil {
 				return err
