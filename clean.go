@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nplab/nplab/netsim"
+	"github.com/nplab/nplab/lab"
 )
 
 func init() { subcommands = append(subcommands, newCleanCmd) }
@@ -31,7 +31,7 @@ its name.`,
 			}
 			out := cmd.OutOrStdout()
 			if all {
-				labs, err := netsim.CleanAll()
+				labs, err := lab.CleanAll()
 				for _, l := range labs {
 					fmt.Fprintf(out, "lab %q removed\n", l)
 				}
@@ -40,7 +40,7 @@ its name.`,
 				var failed []error
 				if joined, ok := err.(interface{ Unwrap() []error }); ok {
 					for _, e := range joined.Unwrap() {
-						if errors.Is(e, netsim.ErrLabRunning) {
+						if errors.Is(e, lab.ErrLabRunning) {
 							fmt.Fprintf(cmd.ErrOrStderr(), "skipped: %v\n", e)
 						} else {
 							failed = append(failed, e)
@@ -54,7 +54,7 @@ its name.`,
 				}
 				return errors.Join(failed...)
 			}
-			if err := netsim.Clean(name); err != nil {
+			if err := lab.Clean(name); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "lab %q removed\n", name)

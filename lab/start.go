@@ -176,3 +176,15 @@ func (p *clusterPlane) StopPod(name string) error {
 }
 
 func (p *clusterPlane) SyncServices(ports []nodes.ServicePort) { p.c.SyncServices(ports) }
+
+// Clean removes what a killed lab left behind: the namespaces and links its
+// record under /run/nplab lists, and nothing else. A lab that is still
+// running is refused (errors.Is(err, ErrLabRunning)).
+func Clean(name string) error { return nodes.Clean(name) }
+
+// CleanAll cleans every killed lab this machine has a record of and returns
+// their names; running labs are skipped and named in the error.
+func CleanAll() ([]string, error) { return nodes.CleanAll() }
+
+// ErrLabRunning is what Clean and CleanAll report for a lab still running.
+var ErrLabRunning = nodes.ErrLabRunning

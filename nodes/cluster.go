@@ -361,7 +361,15 @@ func sortAddrs(as []netip.Addr) {
 
 // Clean removes what a killed lab left behind (its namespaces and links),
 // and nothing else.
+// A running lab is refused (errors.Is(err, ErrLabRunning)).
 func Clean(lab string) error { return netsim.Clean(lab) }
+
+// CleanAll cleans every killed lab this machine has a record of and returns
+// their names; running labs are skipped and named in the error.
+func CleanAll() ([]string, error) { return netsim.CleanAll() }
+
+// ErrLabRunning is what Clean and CleanAll report for a lab still running.
+var ErrLabRunning = netsim.ErrLabRunning
 
 // emitter calls OnEvent from one goroutine, in order. emit never blocks:
 // events wait in an unbounded queue, so OnEvent may call back into the
