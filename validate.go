@@ -57,7 +57,12 @@ Exit status 1 if anything was rejected.`,
 }
 
 func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
-	cfg := lab.Config{Name: "validate", Nodes: o.nodes, NodePortRange: o.portRange}
+	// One instant for the whole run: validate applies and prints at once,
+	// so every AGE is 0s however slow the machine (a fresh cluster's
+	// kubernetes Service included).
+	start := time.Now()
+	cfg := lab.Config{Name: "validate", Nodes: o.nodes, NodePortRange: o.portRange,
+		Now: func() time.Time { return start }}
 	if o.seed != 0 {
 		cfg.Rand = rand.New(rand.NewPCG(o.seed, o.seed))
 	}
@@ -106,7 +111,7 @@ func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
 	}
 
 	var tables bytes.Buffer
-	printed, err := kubectl.GetServicesAndPods(&tables, l.Services(), l.Pods(), time.Now(), true)
+	printed, err := kubectl.GetServicesAndPods(&tables, l.Services(), l.Pods(), start, true)
 	if err != nil {
 		return err
 	}
