@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"sync"
+
+	"github.com/nplab/nplab/lab/internal/bitmap"
 )
 
 // DefaultCIDR is kube-apiserver's default --service-cluster-ip-range.
@@ -38,14 +40,11 @@ func (e *NotInRangeError) Error() string {
 // for IPv4 the broadcast address, are never handed out and count as "not in
 // the valid range". It is safe for concurrent use.
 type Allocator struct {
-	mu     sync.Mutex
-	cidr   netip.Prefix
-	base   netip.Addr // network address + 1
-	size   int        // usable addresses
-	offset int        // static band size (KEP-3070)
-	used   []uint64
-	count  int
-	rng    *rand.Rand
+	mu   sync.Mutex
+	cidr netip.Prefix
+	base netip.Addr  // network address + 1
+	size int         // usable addresses
+	m    *bitmap.Map // slot i is address base+i
 }
 
 // New returns an empty allocator over cidr (masked); rng nil means randomly
@@ -72,12 +71,10 @@ func New(cidr netip.Prefix, rng *rand.Rand) (*Allocator, error) {
 		return nil, fmt.Errorf("service CIDR %v has no usable addresses", cidr)
 	}
 	return &Allocator{
-		cidr:   cidr,
-		base:   cidr.Addr().Next(),
-		size:   n,
-		offset: RangeOffset(total),
-		used:   make([]uint64, (n+63)/64),
-		rng:    rng,
+		cidr: cidr,
+		base: cidr.Addr().Next(),
+		size: n,
+		m:    bitmap.New(n, RangeOffset(total), rng),
 	}, nil
 }
 
@@ -110,7 +107,7 @@ func (a *Allocator) CIDR() netip.Prefix { return a.cidr }
 func (a *Allocator) Size() int { return a.size }
 
 // Offset is the size of the static (lower) band.
-func (a *Allocator) Offset() int { return a.offset }
+func (a *Allocator) Offset() int { return a.m.Offset() }
 
 // First is the first usable address (10.96.0.1 in the default range), the
 // address of the "kubernetes" Service by convention.
@@ -135,10 +132,6 @@ func (a *Allocator) addr(i int) netip.Addr {
 	return ip
 }
 
-func (a *Allocator) bit(i int) bool { return a.used[i/64]&(1<<(i%64)) != 0 }
-func (a *Allocator) set(i int)      { a.used[i/64] |= 1 << (i % 64); a.count++ }
-func (a *Allocator) clear(i int)    { a.used[i/64] &^= 1 << (i % 64); a.count-- }
-
 // Allocate reserves a requested address: *NotInRangeError outside the range
 // (including the network and IPv4 broadcast addresses), ErrAllocated if taken.
 func (a *Allocator) Allocate(ip netip.Addr) error {
@@ -148,10 +141,9 @@ func (a *Allocator) Allocate(ip netip.Addr) error {
 	if !ok {
 		return &NotInRangeError{IP: ip, ValidRange: a.cidr.String()}
 	}
-	if a.bit(i) {
+	if !a.m.Allocate(i) {
 		return ErrAllocated
 	}
-	a.set(i)
 	return nil
 }
 
@@ -161,32 +153,19 @@ func (a *Allocator) Allocate(ip netip.Addr) error {
 func (a *Allocator) AllocateNext() (netip.Addr, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.count >= a.size {
+	i, ok := a.m.AllocateNext()
+	if !ok {
 		return netip.Addr{}, ErrFull
 	}
-	for _, band := range [][2]int{{a.offset, a.size - a.offset}, {0, a.offset}} {
-		lo, n := band[0], band[1]
-		if n <= 0 {
-			continue
-		}
-		start := a.rng.IntN(n)
-		for k := 0; k < n; k++ {
-			at := lo + (start+k)%n
-			if !a.bit(at) {
-				a.set(at)
-				return a.addr(at), nil
-			}
-		}
-	}
-	return netip.Addr{}, ErrFull
+	return a.addr(i), nil
 }
 
 // Release frees an address; a free or out-of-range address is a no-op.
 func (a *Allocator) Release(ip netip.Addr) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if i, ok := a.index(ip); ok && a.bit(i) {
-		a.clear(i)
+	if i, ok := a.index(ip); ok {
+		a.m.Release(i)
 	}
 }
 
@@ -195,19 +174,19 @@ func (a *Allocator) Has(ip netip.Addr) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	i, ok := a.index(ip)
-	return ok && a.bit(i)
+	return ok && a.m.Has(i)
 }
 
 // Used is the number of allocated addresses.
 func (a *Allocator) Used() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.count
+	return a.m.Used()
 }
 
 // Free is the number of free addresses.
 func (a *Allocator) Free() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.size - a.count
+	return a.m.Free()
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/nplab/nplab/lab/internal/bitmap"
 )
 
 // Range is a port range as kube-apiserver's --service-node-port-range holds
@@ -114,12 +116,9 @@ func (e *NotInRangeError) Error() string {
 // range, shared by every Service, namespace and protocol (spec §1.6). It is
 // safe for concurrent use.
 type Allocator struct {
-	mu     sync.Mutex
-	r      Range
-	offset int
-	used   []bool
-	count  int
-	rng    *rand.Rand
+	mu sync.Mutex
+	r  Range
+	m  *bitmap.Map // slot i is port r.Base+i
 }
 
 // New returns an empty allocator over r; rng nil means a randomly seeded one.
@@ -129,14 +128,14 @@ func New(r Range, rng *rand.Rand) *Allocator {
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	return &Allocator{r: r, offset: RangeOffset(r.Size), used: make([]bool, r.Size), rng: rng}
+	return &Allocator{r: r, m: bitmap.New(r.Size, RangeOffset(r.Size), rng)}
 }
 
 // Range is the range the allocator hands out.
 func (a *Allocator) Range() Range { return a.r }
 
 // Offset is the size of the static (lower) band, RangeOffset(Range().Size).
-func (a *Allocator) Offset() int { return a.offset }
+func (a *Allocator) Offset() int { return a.m.Offset() }
 
 // Allocate reserves a requested port: *NotInRangeError if it is outside the
 // range, ErrAllocated if it is taken. Either band may be requested.
@@ -146,12 +145,9 @@ func (a *Allocator) Allocate(port int) error {
 	if !a.r.Contains(port) {
 		return &NotInRangeError{ValidPorts: a.r.String()}
 	}
-	i := port - a.r.Base
-	if a.used[i] {
+	if !a.m.Allocate(port - a.r.Base) {
 		return ErrAllocated
 	}
-	a.used[i] = true
-	a.count++
 	return nil
 }
 
@@ -163,37 +159,11 @@ func (a *Allocator) Allocate(port int) error {
 func (a *Allocator) AllocateNext() (int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.count >= a.r.Size {
+	i, ok := a.m.AllocateNext()
+	if !ok {
 		return 0, ErrFull
 	}
-	if i, ok := a.scan(a.offset, a.r.Size-a.offset); ok {
-		return a.take(i), nil
-	}
-	if i, ok := a.scan(0, a.offset); ok {
-		return a.take(i), nil
-	}
-	return 0, ErrFull
-}
-
-// scan looks for a free bit in [lo, lo+n) from a random start, wrapping.
-func (a *Allocator) scan(lo, n int) (int, bool) {
-	if n <= 0 {
-		return 0, false
-	}
-	start := a.rng.IntN(n)
-	for k := 0; k < n; k++ {
-		at := lo + (start+k)%n
-		if !a.used[at] {
-			return at, true
-		}
-	}
-	return 0, false
-}
-
-func (a *Allocator) take(i int) int {
-	a.used[i] = true
-	a.count++
-	return a.r.Base + i
+	return a.r.Base + i, nil
 }
 
 // Release frees a port; releasing a free or out-of-range port is a silent
@@ -201,13 +171,8 @@ func (a *Allocator) take(i int) int {
 func (a *Allocator) Release(port int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.r.Contains(port) {
-		return
-	}
-	i := port - a.r.Base
-	if a.used[i] {
-		a.used[i] = false
-		a.count--
+	if a.r.Contains(port) {
+		a.m.Release(port - a.r.Base)
 	}
 }
 
@@ -215,19 +180,19 @@ func (a *Allocator) Release(port int) {
 func (a *Allocator) Has(port int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.r.Contains(port) && a.used[port-a.r.Base]
+	return a.r.Contains(port) && a.m.Has(port-a.r.Base)
 }
 
 // Used is the number of allocated ports.
 func (a *Allocator) Used() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.count
+	return a.m.Used()
 }
 
 // Free is the number of free ports.
 func (a *Allocator) Free() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.r.Size - a.count
+	return a.m.Free()
 }
