@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
-)
 
-var updateValidate = flag.Bool("update-validate", false, "rewrite lab/testdata/validate/*.golden")
+	goldenfile "github.com/nplab/nplab/internal/golden"
+)
 
 // runCLI runs nplab in-process with args, as a student would from a shell.
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -34,22 +32,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 
 func goldenFile(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("lab", "testdata", "validate", name+".golden")
-	if *updateValidate {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestValidate -args -update-validate)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", name, got, want)
-	}
+	goldenfile.Check(t, filepath.Join("lab", "testdata", "validate", name+".golden"), []byte(got))
 }
 
 func TestValidate(t *testing.T) {
