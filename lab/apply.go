@@ -224,15 +224,7 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 	applied := string(js)
 	key := o.Ref()
 
-	var exists bool
-	switch o.Kind {
-	case "Service":
-		_, exists = l.reg.GetService(Namespace, o.Name)
-	case "Pod":
-		_, exists = l.reg.GetPod(Namespace, o.Name)
-	case "Deployment":
-		_, exists = l.reg.GetDeployment(Namespace, o.Name)
-	}
+	_, exists := l.live(o.Kind, o.Name)
 	// The cluster's own default/kubernetes is not the user's to apply:
 	// nplab creates (and so refuses) it rather than patching it. kubectl
 	// apply would patch it, and the API server would put it back.
@@ -267,18 +259,30 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 	return Configured, "", nil
 }
 
+// live returns the stored object of a kind ("Service", "Pod",
+// "Deployment") and name, and whether it exists; l.mu is held.
+func (l *Lab) live(kind, name string) (any, bool) {
+	switch kind {
+	case "Service":
+		if o, ok := l.reg.GetService(Namespace, name); ok {
+			return o, true
+		}
+	case "Pod":
+		if o, ok := l.reg.GetPod(Namespace, name); ok {
+			return o, true
+		}
+	case "Deployment":
+		if o, ok := l.reg.GetDeployment(Namespace, name); ok {
+			return o, true
+		}
+	}
+	return nil, false
+}
+
 // applyUpdate merges and updates an existing object; l.mu is held. It
 // reports whether the stored object changed.
 func (l *Lab) applyUpdate(o *manifest.Object, original, modified []byte) (bool, error) {
-	var live any
-	switch o.Kind {
-	case "Service":
-		live, _ = l.reg.GetService(Namespace, o.Name)
-	case "Pod":
-		live, _ = l.reg.GetPod(Namespace, o.Name)
-	case "Deployment":
-		live, _ = l.reg.GetDeployment(Namespace, o.Name)
-	}
+	live, _ := l.live(o.Kind, o.Name)
 	liveJS, err := json.Marshal(live)
 	if err != nil {
 		return false, err
