@@ -3,6 +3,7 @@ package registry
 import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"slices"
 )
 
 // SetServiceDefaults is v1 SetDefaults_Service (spec §3) plus the v1→internal
@@ -92,18 +93,6 @@ func shouldAllocateNodePorts(svc *corev1.Service) bool {
 	return false
 }
 
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // normalizeClusterIPs is the service storage's normalizeClusterIPs: it
 // divines what the client meant with the linked clusterIP/clusterIPs fields.
 func normalizeClusterIPs(svc, old *corev1.Service) {
@@ -117,10 +106,10 @@ func normalizeClusterIPs(svc, old *corev1.Service) {
 		svc.Spec.ClusterIPs = old.Spec.ClusterIPs
 	}
 	if old.Spec.ClusterIP != svc.Spec.ClusterIP {
-		if old.Spec.ClusterIP != "" && svc.Spec.ClusterIP == "" && sameStrings(old.Spec.ClusterIPs, svc.Spec.ClusterIPs) {
+		if old.Spec.ClusterIP != "" && svc.Spec.ClusterIP == "" && slices.Equal(old.Spec.ClusterIPs, svc.Spec.ClusterIPs) {
 			svc.Spec.ClusterIPs = nil
 		}
-		if svc.Spec.ClusterIP != "" && sameStrings(old.Spec.ClusterIPs, svc.Spec.ClusterIPs) {
+		if svc.Spec.ClusterIP != "" && slices.Equal(old.Spec.ClusterIPs, svc.Spec.ClusterIPs) {
 			svc.Spec.ClusterIPs = []string{svc.Spec.ClusterIP}
 		}
 	}
@@ -174,11 +163,11 @@ func patchAllocatedValues(svc, old *corev1.Service) {
 // only those the user did not change.
 func dropTypeDependentFields(svc, old *corev1.Service) {
 	if needsClusterIP(old) && !needsClusterIP(svc) {
-		if sameStrings(old.Spec.ClusterIPs, svc.Spec.ClusterIPs) {
+		if slices.Equal(old.Spec.ClusterIPs, svc.Spec.ClusterIPs) {
 			svc.Spec.ClusterIP = ""
 			svc.Spec.ClusterIPs = nil
 		}
-		if sameFamilies(old.Spec.IPFamilies, svc.Spec.IPFamilies) {
+		if slices.Equal(old.Spec.IPFamilies, svc.Spec.IPFamilies) {
 			svc.Spec.IPFamilies = nil
 		}
 		if samePolicy(old.Spec.IPFamilyPolicy, svc.Spec.IPFamilyPolicy) {
@@ -221,18 +210,6 @@ func dropTypeDependentFields(svc, old *corev1.Service) {
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		svc.Status.LoadBalancer = corev1.LoadBalancerStatus{}
 	}
-}
-
-func sameFamilies(a, b []corev1.IPFamily) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func samePolicy(a, b *corev1.IPFamilyPolicy) bool {
