@@ -1,0 +1,83 @@
+package plane
+
+import (
+	"context"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// DataPlane is what the control plane drives below it: kubelet and
+// kube-proxy on every node (package nodes on Linux). The control plane
+// never calls it while holding its own lock, and calls it from one
+// goroutine at a time for StartPod, StopPod and SyncServices, in the order
+// things happened.
+type DataPlane interface {
+	// StartPod starts pod on node with address ip: its namespace, its
+	// apps, its readiness probes. Readiness comes back later through
+	// Control.PodReady.
+	StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error
+	// StopPod stops a pod in the background (its app may take its grace
+	// period) and reports Control.PodStopped when it is gone.
+	StopPod(name string)
+	// SyncServices hands over the complete set of service ports with
+	// their endpoints, after every change. It is level-triggered: only the
+	// latest set matters.
+	SyncServices(ports []ServicePort)
+
+	// Send runs one request from a host of the lab.
+	Send(ctx context.Context, r Request) (Reply, error)
+	// Command is the shell command a student can type for the same request.
+	Command(r Request) string
+
+	// Faults.
+	SetPodUnready(pod string, unready bool) error
+	SetAppRunning(pod string, running bool) error
+	SetNodeLink(node string, up bool) error
+	// SetImpairment sets delay, jitter, loss and rate on a node's link;
+	// an error wrapping ErrNotSupported where the kernel cannot.
+	SetImpairment(node string, im Impairment) error
+
+	// Close stops every pod and proxy and removes everything the data
+	// plane created.
+	Close() error
+}
+
+// Control is the handle through which the data plane reports what happened.
+// Only the data plane receives it. Its methods are quick, never call back
+// into the DataPlane, and may be called from any goroutine, with the data
+// plane's own locks held.
+type Control interface {
+	// PodStarted: the pod's namespace and apps are up on node.
+	PodStarted(pod, node, message string)
+	// PodReady: the pod's readiness changed (its probe).
+	PodReady(pod string, ready bool)
+	// PodStopped: a pod that StopPod was called for is gone.
+	PodStopped(pod string)
+	// PodNotice: something a student should know about a pod ("nginx
+	// listens on 80 only").
+	PodNotice(pod, message string)
+	// Warning: something went wrong on a node (or with a pod, when pod
+	// is set).
+	Warning(node, pod, message string)
+	// Flow: one attempt through a node ended (or was answered by the
+	// node's kernel).
+	Flow(f Flow)
+	// Listening: the sockets node's proxy listens on changed; ls is the
+	// complete new set.
+	Listening(node string, ls []Listener)
+}
+
+// Options configure a data plane.
+type Options struct {
+	// ProxyMode is how every node's proxy picks an endpoint; "" is random.
+	ProxyMode ProxyMode
+	// ProbeScale multiplies the kubelet's and the apps' times (probe
+	// delays and periods, --delay-shutdown); 0 means real time. Tests use
+	// a small value such as 0.05.
+	ProbeScale float64
+}
+
+// Factory builds a data plane for a topology. On error it leaves nothing
+// behind.
+type Factory func(ctx context.Context, topo Topology, opts Options, ctl Control) (DataPlane, error)
