@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	_ "github.com/nplab/nplab/lab/dataplane" // lab.Start builds real namespaces
 )
 
 func main() {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/kubectl"
-	"github.com/nplab/nplab/nodes"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 func init() { subcommands = append(subcommands, newUpCmd) }
@@ -63,8 +63,8 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if os.Geteuid() != 0 {
 		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
 	}
-	mode := nodes.ProxyMode(o.proxyMode)
-	if mode != nodes.ProxyRandom && mode != nodes.ProxyRoundRobin {
+	mode, err := plane.ParseProxyMode(o.proxyMode)
+	if err != nil {
 		return fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
 	}
 	// Read every manifest before anything is built: a missing file costs
@@ -91,8 +91,7 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	defer stop()
 
 	fmt.Fprintf(out, "Starting lab %q: %d nodes, an outside client, the cluster bridge...\n", o.name, o.nodes)
-	r, err := lab.Start(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange},
-		lab.RunOptions{ProxyMode: mode})
+	r, err := lab.Start(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode})
 	if err != nil {
 		return err
 	}
@@ -105,8 +104,10 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		fmt.Fprintf(out, "Lab %q removed.\n", o.name)
 	}()
 
-	events, cancel := r.Subscribe()
-	defer cancel()
+	// Watch before applying, so every event from the first one on is
+	// printed, and readiness is read from the stream, not polled.
+	w := r.Watch()
+	defer func() { w.Stop() }()
 
 	for _, f := range files {
 		for _, res := range r.Apply(f.name, f.data) {
@@ -117,54 +118,79 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 			}
 		}
 	}
-	waitReady(ctx, r, o.readyWithin)
+	backlog := waitReady(ctx, &w, r, o.readyWithin)
 	if ctx.Err() != nil {
 		return nil
 	}
 	printLab(out, r)
 	fmt.Fprintln(out, "\nEvents (Ctrl-C to stop the lab and remove it):")
+	for _, ev := range backlog {
+		fmt.Fprintln(out, ev.String())
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-events:
+		case ev, ok := <-w.Events:
 			if !ok {
-				return nil
+				if !errors.Is(w.Err(), lab.ErrFellBehind) {
+					return nil
+				}
+				fmt.Fprintln(errOut, "(events came faster than they could be printed; some were skipped)")
+				w = r.Watch()
+				continue
 			}
 			fmt.Fprintln(out, ev.String())
 		}
 	}
 }
 
-// waitReady waits, bounded, until every pod with a server is ready.
-func waitReady(ctx context.Context, r *lab.Running, within time.Duration) {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		all := true
-		for _, p := range r.Pods() {
-			if !podReady(p.Status.Conditions) {
-				all = false
-			}
-		}
-		if all {
-			return
+// waitReady follows the lab's events until every pod is ready, or within
+// has passed, and returns the events it read (to print after the tables).
+func waitReady(ctx context.Context, w **lab.Watcher, r *lab.Lab, within time.Duration) []lab.Event {
+	var backlog []lab.Event
+	timeout := time.NewTimer(within)
+	defer timeout.Stop()
+	state := (*w).State.Clone()
+	for {
+		if allReady(state) {
+			return backlog
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
+			return backlog
+		case <-timeout.C:
+			return backlog
+		case ev, ok := <-(*w).Events:
+			if !ok {
+				*w = r.Watch()
+				state = (*w).State.Clone()
+				continue
+			}
+			state.Apply(ev)
+			backlog = append(backlog, ev)
 		}
 	}
 }
 
+func allReady(s lab.State) bool {
+	for _, p := range s.Pods {
+		if !p.Ready {
+			return false
+		}
+	}
+	return true
+}
+
 // printLab prints the nodes, the objects as kubectl would, and how to reach
 // every NodePort.
-func printLab(w io.Writer, r *lab.Running) {
+func printLab(w io.Writer, r *lab.Lab) {
 	topo := r.Topology()
 	fmt.Fprintf(w, "\nNodes (namespaces nplab-%s-<node>):\n", topo.Lab)
 	for _, n := range topo.Nodes {
 		fmt.Fprintf(w, "  %-8s %-12s pods %s\n", n.Name, n.IP, n.PodCIDR)
 	}
-	fmt.Fprintf(w, "  %-8s %-12s outside the cluster: reaches node IPs, never pod IPs\n", nodes.ClientHost, topo.Client)
+	fmt.Fprintf(w, "  %-8s %-12s outside the cluster: reaches node IPs, never pod IPs\n", plane.ClientHost, topo.Client)
 	fmt.Fprintln(w, "\n$ kubectl get svc,pods -o wide")
 	_, _ = kubectl.GetServicesAndPods(w, r.Services(), r.Pods(), r.Now(), true)
 
@@ -175,7 +201,7 @@ func printLab(w io.Writer, r *lab.Running) {
 				continue
 			}
 			for _, n := range topo.Nodes {
-				req := nodes.Request{From: nodes.ClientHost, Protocol: string(p.Protocol),
+				req := plane.Request{From: plane.ClientHost, Protocol: string(p.Protocol),
 					Target: netip.AddrPortFrom(n.IP, uint16(p.NodePort)), Message: "/hostname"}
 				if p.Protocol != "TCP" {
 					req.Message = "hostname"
@@ -188,13 +214,4 @@ func printLab(w io.Writer, r *lab.Running) {
 		fmt.Fprintln(w, "\nReach the NodePorts from the outside client (in another terminal, as root):")
 		fmt.Fprintln(w, strings.Join(lines, "\n"))
 	}
-}
-
-func podReady(conds []corev1.PodCondition) bool {
-	for _, c := range conds {
-		if c.Type == "Ready" {
-			return c.Status == "True"
-		}
-	}
-	return false
 }

@@ -142,7 +142,7 @@ func (l *Lab) ApplyFiles(files ...File) []Result {
 		for _, e := range decodeInOrder(f.Name, f.Data) {
 			if e.err != nil && e.err.Kind != manifest.ErrDecode {
 				r := errResult(e.err)
-				l.emit(EventRejected, r.Object, "%s", r.String())
+				l.reject(r)
 				results = append(results, r)
 				continue
 			}
@@ -159,7 +159,7 @@ func (l *Lab) ApplyFiles(files ...File) []Result {
 			if l.exists(e.err.ObjectKind, e.err.Name) {
 				r.Verb = "patching"
 			}
-			l.emit(EventRejected, r.Object, "%s", r.String())
+			l.reject(r)
 			results = append(results, r)
 			continue
 		}
@@ -176,7 +176,7 @@ func (l *Lab) ApplyFiles(files ...File) []Result {
 		r.Action, r.Verb, r.Err = l.applyObject(o, seen[again])
 		seen[again] = true
 		if r.Err != nil {
-			l.release(Event{Type: EventRejected, Object: r.Object, Message: r.String()})
+			l.release(rejection(r))
 		} else {
 			l.release(Event{Type: EventApplied, Object: r.Object, Message: r.String()})
 		}
@@ -330,10 +330,11 @@ func (l *Lab) createService(svc *corev1.Service) error {
 	}
 	ref := "service/" + out.Name
 	if ip := out.Spec.ClusterIP; ip != "" && ip != corev1.ClusterIPNone {
-		l.emit(EventClusterIP, ref, "clusterIP %s allocated", ip)
+		l.alloc(ref, "ClusterIP", ip, "", false)
 	}
 	for _, np := range nodePorts(out) {
-		l.emit(EventNodePort, ref, "nodePort %s allocated", np)
+		port, detail, _ := strings.Cut(np, " ")
+		l.alloc(ref, "NodePort", port, detail, false)
 	}
 	return nil
 }
@@ -409,10 +410,10 @@ func (l *Lab) reportServiceChange(old, new *corev1.Service) {
 	}
 	if oldIP != newIP {
 		if oldIP != "" && oldIP != corev1.ClusterIPNone {
-			l.emit(EventClusterIP, ref, "clusterIP %s released", oldIP)
+			l.alloc(ref, "ClusterIP", oldIP, "", true)
 		}
 		if newIP != "" && newIP != corev1.ClusterIPNone {
-			l.emit(EventClusterIP, ref, "clusterIP %s allocated", newIP)
+			l.alloc(ref, "ClusterIP", newIP, "", false)
 		}
 	}
 	was, is := nodePortSet(old), nodePortSet(new)
@@ -430,10 +431,10 @@ func (l *Lab) reportServiceChange(old, new *corev1.Service) {
 	sort.Ints(released)
 	sort.Ints(allocated)
 	for _, p := range released {
-		l.emit(EventNodePort, ref, "nodePort %d released", p)
+		l.alloc(ref, "NodePort", fmt.Sprint(p), "", true)
 	}
 	for _, p := range allocated {
-		l.emit(EventNodePort, ref, "nodePort %d allocated", p)
+		l.alloc(ref, "NodePort", fmt.Sprint(p), "", false)
 	}
 }
 
@@ -484,7 +485,7 @@ func (l *Lab) deleteObject(kind, namespace, name string) error {
 			if err := l.reg.EnsureKubernetesService(); err != nil {
 				l.emit(EventFailed, ref, "recreating the kubernetes service: %v", err)
 			} else if k, ok := l.reg.GetService(Namespace, name); ok {
-				l.emit(EventClusterIP, ref, "clusterIP %s allocated", k.Spec.ClusterIP)
+				l.alloc(ref, "ClusterIP", k.Spec.ClusterIP, "", false)
 			}
 		}
 	case "Pod":
@@ -541,7 +542,7 @@ func (l *Lab) DeleteFile(file string, data []byte) []Result {
 		r := Result{Object: o.Ref(), Kind: o.Kind, Name: o.Name, File: file, Document: o.Document, Line: o.Line, Action: Deleted}
 		if err := l.deleteObject(o.Kind, o.Namespace, o.Name); err != nil {
 			r.Action, r.Err, r.Verb = "", err, "deleting"
-			l.emit(EventRejected, r.Object, "%s", r.String())
+			l.reject(r)
 		}
 		l.afterChange()
 		results = append(results, r)
@@ -549,4 +550,32 @@ func (l *Lab) DeleteFile(file string, data []byte) []Result {
 	l.mu.Unlock()
 	l.drain()
 	return results
+}
+
+// rejection is the Rejected event for r.
+func rejection(r Result) Event {
+	return Event{Type: EventRejected, Object: r.Object, Message: r.String(),
+		Rejection: &Rejection{Err: r.Err, Text: r.String(), File: r.File, Line: r.Line}}
+}
+
+// reject emits the Rejected event for r; l.mu is held.
+func (l *Lab) reject(r Result) { l.emitEvent(rejection(r)) }
+
+// alloc emits a ClusterIP or NodePort event ("nodePort 30080 (TCP port 80)
+// allocated"); l.mu is held.
+func (l *Lab) alloc(ref, kind, value, detail string, released bool) {
+	t, word, verb := EventClusterIP, "clusterIP", "allocated"
+	if kind == "NodePort" {
+		t, word = EventNodePort, "nodePort"
+	}
+	if released {
+		verb = "released"
+	}
+	_, name, _ := strings.Cut(ref, "/")
+	msg := word + " " + value + " " + verb
+	if detail != "" {
+		msg = word + " " + value + " " + detail + " " + verb
+	}
+	l.emitEvent(Event{Type: t, Object: ref, Message: msg,
+		Alloc: &Allocation{Service: name, Kind: kind, Value: value, Released: released}})
 }

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/nplab/nplab/nodes"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 // conditions are an endpoint's EndpointSlice conditions (spec §5.5).
@@ -234,6 +234,7 @@ func (l *Lab) afterChange() {
 			l.emit(EventEndpoints, "endpoints/"+name, "deleted with its Service")
 		}
 	}
+	l.syncState()
 	if l.dp == nil {
 		return
 	}
@@ -242,57 +243,64 @@ func (l *Lab) afterChange() {
 		return
 	}
 	l.synced, l.hasSynced = ports, true
-	snapshot := append([]nodes.ServicePort(nil), ports...)
-	l.enqueue(func() { l.dp.SyncServices(snapshot) })
+	l.queueSync(ports)
 }
 
 // servicePorts is the data plane's view: every port of every Service with a
 // ClusterIP, with the EndpointSlice endpoints of that port. l.mu is held.
-func (l *Lab) servicePorts() []nodes.ServicePort {
-	var out []nodes.ServicePort
+func (l *Lab) servicePorts() []plane.ServicePort {
+	var out []plane.ServicePort
 	svcs := l.reg.ListServices()
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
 	for _, svc := range svcs {
-		ip, err := netip.ParseAddr(svc.Spec.ClusterIP)
-		if err != nil {
+		if _, err := netip.ParseAddr(svc.Spec.ClusterIP); err != nil {
 			continue // headless or ExternalName: no proxying
 		}
-		for _, sp := range svc.Spec.Ports {
-			p := nodes.ServicePort{
-				Service:               svc.Namespace + "/" + svc.Name,
-				PortName:              sp.Name,
-				Protocol:              string(sp.Protocol),
-				ClusterIP:             ip,
-				Port:                  uint16(sp.Port),
-				NodePort:              uint16(sp.NodePort),
-				ExternalTrafficPolicy: string(svc.Spec.ExternalTrafficPolicy),
-			}
-			if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-				t := int32(corev1.DefaultClientIPServiceAffinitySeconds)
-				if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
-					t = *c.ClientIP.TimeoutSeconds
-				}
-				p.AffinityTimeout = secondsDuration(t)
-			}
-			for _, sl := range l.slices[svc.Name] {
-				for _, pt := range sl.Ports {
-					if *pt.Name != sp.Name || *pt.Protocol != sp.Protocol {
-						continue
-					}
-					for _, e := range sl.Endpoints {
-						a := netip.MustParseAddr(e.Addresses[0])
-						p.Endpoints = append(p.Endpoints, nodes.Endpoint{
-							Pod: e.TargetRef.Name, Node: *e.NodeName,
-							Addr:        netip.AddrPortFrom(a, uint16(*pt.Port)),
-							Ready:       *e.Conditions.Ready,
-							Serving:     *e.Conditions.Serving,
-							Terminating: *e.Conditions.Terminating,
-						})
-					}
-				}
-			}
-			out = append(out, p)
+		out = append(out, l.portsOf(svc)...)
+	}
+	return out
+}
+
+// portsOf is svc's ports as the data plane sees them, in spec order, each
+// with its endpoints. l.mu is held.
+func (l *Lab) portsOf(svc *corev1.Service) []plane.ServicePort {
+	ip, _ := netip.ParseAddr(svc.Spec.ClusterIP)
+	var out []plane.ServicePort
+	for _, sp := range svc.Spec.Ports {
+		p := plane.ServicePort{
+			Service:               svc.Namespace + "/" + svc.Name,
+			PortName:              sp.Name,
+			Protocol:              string(sp.Protocol),
+			ClusterIP:             ip,
+			Port:                  uint16(sp.Port),
+			NodePort:              uint16(sp.NodePort),
+			ExternalTrafficPolicy: string(svc.Spec.ExternalTrafficPolicy),
 		}
+		if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+			t := int32(corev1.DefaultClientIPServiceAffinitySeconds)
+			if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+				t = *c.ClientIP.TimeoutSeconds
+			}
+			p.AffinityTimeout = secondsDuration(t)
+		}
+		for _, sl := range l.slices[svc.Name] {
+			for _, pt := range sl.Ports {
+				if *pt.Name != sp.Name || *pt.Protocol != sp.Protocol {
+					continue
+				}
+				for _, e := range sl.Endpoints {
+					a := netip.MustParseAddr(e.Addresses[0])
+					p.Endpoints = append(p.Endpoints, plane.Endpoint{
+						Pod: e.TargetRef.Name, Node: *e.NodeName,
+						Addr:        netip.AddrPortFrom(a, uint16(*pt.Port)),
+						Ready:       *e.Conditions.Ready,
+						Serving:     *e.Conditions.Serving,
+						Terminating: *e.Conditions.Terminating,
+					})
+				}
+			}
+		}
+		out = append(out, p)
 	}
 	return out
 }

@@ -14,9 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/lab/portalloc"
 	"github.com/nplab/nplab/lab/registry"
-	"github.com/nplab/nplab/nodes"
 )
 
 // DefaultManifest is the default lab: a 3-replica agnhost netexec Deployment
@@ -39,46 +39,43 @@ type Config struct {
 	// ServiceCIDR is --service-cluster-ip-range; "" means 10.96.0.0/12.
 	ServiceCIDR string
 	// Rand drives every random choice (nodePorts, clusterIPs, pod name
-	// suffixes); nil means randomly seeded. With a seeded Rand and a fixed Now
-	// a lab is reproducible.
+	// suffixes); nil means randomly seeded. With a seeded Rand and a fixed
+	// Now a lab is reproducible.
 	Rand *rand.Rand
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// DataPlane, when set, runs the pods and the proxies; nil means pods are
-	// Ready as soon as they are scheduled.
-	DataPlane DataPlane
+
+	// DataPlane builds the data plane that runs the pods and the proxies.
+	// With New, nil means none: pods are Ready as soon as they are
+	// scheduled. With Start, nil means the registered driver's (package
+	// lab/dataplane: real network namespaces).
+	DataPlane plane.Factory
+	// ProxyMode is how every node's proxy picks an endpoint ("" = random,
+	// as kube-proxy's iptables mode; "roundrobin" as IPVS's rr).
+	ProxyMode plane.ProxyMode
+	// ProbeScale multiplies readiness probe times and --delay-shutdown;
+	// 0 means real time. Tests use a small value.
+	ProbeScale float64
 }
 
-// DataPlane is what the lab drives below it (package nodes: kubelet and
-// kube-proxy). The lab calls it outside its lock, in the order things
-// happened; the data plane may call back into the lab (SetPodReady,
-// PodStopped, Record) from any goroutine, including from inside these calls.
-type DataPlane interface {
-	// StartPod starts pod on node with address ip. Readiness is reported
-	// later through (*Lab).SetPodReady.
-	StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error
-	// StopPod stops a pod; the data plane calls (*Lab).PodStopped when it is gone.
-	StopPod(name string) error
-	// SyncServices hands over the complete set of service ports with their
-	// endpoints, after every change.
-	SyncServices(ports []nodes.ServicePort)
-}
-
-// Lab is the control plane of one lab: the emulated API server (package
-// registry) and the controllers on top of it (Deployments, scheduler, pod
-// IPs, endpoints), with one ordered event stream. It is safe for concurrent
-// use; controllers run synchronously inside each call.
+// Lab is one lab: the emulated API server (package registry) and the
+// controllers on top of it (Deployments, scheduler, pod IPs, endpoints),
+// over a data plane when it has one, with one ordered event stream and a
+// State that is the fold of it. It is safe for concurrent use.
 type Lab struct {
 	mu   sync.Mutex
 	name string
-	topo nodes.Topology
+	topo plane.Topology
 	reg  *registry.Registry
 	rand *rand.Rand
 	now  func() time.Time
-	dp   DataPlane
+
+	dp  plane.DataPlane // nil: no data plane
+	dpq *dpQueue        // nil without a data plane
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	closed bool
 
 	// lastApplied is the manifest JSON of each object as last applied
 	// ("service/web" → JSON), to tell "configured" from "unchanged".
@@ -90,34 +87,42 @@ type Lab struct {
 	// got last.
 	endpoints map[string]*corev1.Endpoints
 	slices    map[string][]discoveryv1.EndpointSlice
-	synced    []nodes.ServicePort
+	synced    []plane.ServicePort
 	hasSynced bool
 
-	events  []Event
-	holding bool
-	held    []Event
-	subs    map[int]*subscriber
-	nextSub int
+	// The faults in force and what each node's proxy listens on.
+	nodeRT        map[string]*nodeRuntime
+	forcedUnready map[string]bool
+	appStopped    map[string]bool
 
-	// queue holds data plane calls in order; draining is true while one
-	// goroutine runs them outside mu.
-	queue    []func()
-	draining bool
+	// The event stream: seq numbers it, state is its fold, events the
+	// recent history.
+	seq      uint64
+	state    State
+	events   []Event
+	holding  bool
+	held     []Event
+	watchers map[*Watcher]struct{}
 }
 
-// New builds an empty lab. A bad NodePortRange or ServiceCIDR is an error
+// New builds a lab. Without Config.DataPlane it is the control plane alone:
+// no root, no namespaces. A bad NodePortRange or ServiceCIDR is an error
 // naming the flag.
 func New(cfg Config) (*Lab, error) {
+	return build(context.Background(), cfg)
+}
+
+func build(ctx context.Context, cfg Config) (*Lab, error) {
 	n := cfg.Nodes
 	if n == 0 {
 		n = 3
 	}
-	if n < 0 || n > 250 {
-		return nil, fmt.Errorf("lab %q: %d nodes: a lab has 1 to 250 nodes", cfg.Name, n)
+	if n < 0 || n > plane.MaxNodes {
+		return nil, fmt.Errorf("lab %q: %d nodes: a lab has 1 to %d nodes", cfg.Name, n, plane.MaxNodes)
 	}
 	rangeStr := cfg.NodePortRange
 	if rangeStr == "" {
-		rangeStr = "30000-32767"
+		rangeStr = plane.DefaultNodePortRange
 	}
 	pr, err := portalloc.ParseRange(rangeStr)
 	if err != nil {
@@ -126,7 +131,10 @@ func New(cfg Config) (*Lab, error) {
 	if pr.Size == 0 {
 		return nil, fmt.Errorf("invalid argument %q for \"--service-node-port-range\" flag: the range is empty", cfg.NodePortRange)
 	}
-	topo := nodes.DefaultTopology(cfg.Name, n)
+	if _, err := plane.ParseProxyMode(string(cfg.ProxyMode)); err != nil {
+		return nil, fmt.Errorf("invalid argument %q for \"--proxy-mode\" flag: %w", cfg.ProxyMode, err)
+	}
+	topo := plane.DefaultTopology(cfg.Name, n)
 	if cfg.ServiceCIDR != "" {
 		p, err := netip.ParsePrefix(cfg.ServiceCIDR)
 		if err != nil {
@@ -153,44 +161,76 @@ func New(cfg Config) (*Lab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab %q: %w", cfg.Name, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Lab{
-		name: cfg.Name, topo: topo, reg: reg, rand: rng, now: now, dp: cfg.DataPlane,
-		ctx: ctx, cancel: cancel,
-		lastApplied: map[string]string{},
-		podIPs:      map[string]netip.Addr{},
-		ipOwner:     map[netip.Addr]string{},
-		endpoints:   map[string]*corev1.Endpoints{},
-		slices:      map[string][]discoveryv1.EndpointSlice{},
-		subs:        map[int]*subscriber{},
-	}, nil
+	lctx, cancel := context.WithCancel(context.Background())
+	l := &Lab{
+		name: cfg.Name, topo: topo, reg: reg, rand: rng, now: now,
+		ctx: lctx, cancel: cancel,
+		lastApplied:   map[string]string{},
+		podIPs:        map[string]netip.Addr{},
+		ipOwner:       map[netip.Addr]string{},
+		endpoints:     map[string]*corev1.Endpoints{},
+		slices:        map[string][]discoveryv1.EndpointSlice{},
+		nodeRT:        map[string]*nodeRuntime{},
+		forcedUnready: map[string]bool{},
+		appStopped:    map[string]bool{},
+		watchers:      map[*Watcher]struct{}{},
+	}
+	for _, n := range topo.Nodes {
+		l.nodeRT[n.Name] = &nodeRuntime{}
+	}
+	l.state = l.initialState()
+	if cfg.DataPlane != nil {
+		dp, err := cfg.DataPlane(ctx, l.Topology(), plane.Options{ProxyMode: cfg.ProxyMode, ProbeScale: cfg.ProbeScale}, control{l})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		l.dp = dp
+		l.dpq = newDPQueue()
+		go l.dpq.run(dp)
+	}
+	return l, nil
 }
 
-// Close cancels the context the lab gave to DataPlane.StartPod and stops
-// every subscription.
-func (l *Lab) Close() {
-	l.cancel()
+// Close stops the controllers and every watcher (their Err is
+// ErrLabClosed), then the data plane, which removes every namespace and
+// link the lab created. It is safe to call more than once.
+func (l *Lab) Close() error {
 	l.mu.Lock()
-	subs := l.subs
-	l.subs = map[int]*subscriber{}
-	l.mu.Unlock()
-	for _, s := range subs {
-		s.once.Do(func() { close(s.done) })
+	if l.closed {
+		l.mu.Unlock()
+		return nil
 	}
+	l.closed = true
+	for w := range l.watchers {
+		w.end(ErrLabClosed)
+	}
+	l.mu.Unlock()
+	l.cancel()
+	if l.dp == nil {
+		return nil
+	}
+	l.dpq.close()
+	<-l.dpq.exited
+	return l.dp.Close()
 }
+
+// HasDataPlane reports whether the lab's pods really run (Start, or New
+// with Config.DataPlane).
+func (l *Lab) HasDataPlane() bool { return l.dp != nil }
 
 // Name is the lab's name.
 func (l *Lab) Name() string { return l.name }
 
 // Topology is the lab's planned network: nodes, addresses, pod CIDRs.
-func (l *Lab) Topology() nodes.Topology {
+func (l *Lab) Topology() plane.Topology {
 	t := l.topo
-	t.Nodes = append([]nodes.NodeSpec(nil), l.topo.Nodes...)
+	t.Nodes = append([]plane.NodeSpec(nil), l.topo.Nodes...)
 	return t
 }
 
 // Nodes returns the lab's nodes.
-func (l *Lab) Nodes() []nodes.NodeSpec { return append([]nodes.NodeSpec(nil), l.topo.Nodes...) }
+func (l *Lab) Nodes() []plane.NodeSpec { return append([]plane.NodeSpec(nil), l.topo.Nodes...) }
 
 // NodePortRange is the --service-node-port-range in force.
 func (l *Lab) NodePortRange() portalloc.Range { return l.reg.NodePortRange() }
@@ -253,7 +293,7 @@ func (l *Lab) EndpointSlices(name string) []discoveryv1.EndpointSlice {
 
 // ServicePorts returns what the data plane was (or would be) given: every
 // port of every Service with its endpoints.
-func (l *Lab) ServicePorts() []nodes.ServicePort {
+func (l *Lab) ServicePorts() []plane.ServicePort {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.servicePorts()

@@ -20,7 +20,7 @@ import (
 
 	goldenfile "github.com/nplab/nplab/internal/golden"
 	"github.com/nplab/nplab/lab/kubectl"
-	"github.com/nplab/nplab/nodes"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 func golden(t *testing.T, name string, got []byte) {
@@ -43,14 +43,18 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newLab(t *testing.T, dp DataPlane) (*Lab, *clock) {
+func newLab(t *testing.T, dp *fakeDataPlane) (*Lab, *clock) {
 	t.Helper()
 	c := &clock{now: t0}
-	l, err := New(Config{Name: "test", Rand: rand.New(rand.NewPCG(1, 2)), Now: c.Now, DataPlane: dp})
+	cfg := Config{Name: "test", Rand: rand.New(rand.NewPCG(1, 2)), Now: c.Now}
+	if dp != nil {
+		cfg.DataPlane = dp.factory
+	}
+	l, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(l.Close)
+	t.Cleanup(func() { _ = l.Close() })
 	return l, c
 }
 
@@ -446,11 +450,11 @@ func fmtBool(b bool) string {
 // inside StartPod and stopped from inside StopPod, as a fast data plane may.
 type fakeDataPlane struct {
 	mu       sync.Mutex
-	lab      *Lab
+	ctl      plane.Control
 	callback bool
 	started  []string
 	stopped  []string
-	syncs    [][]nodes.ServicePort
+	syncs    [][]plane.ServicePort
 }
 
 func (f *fakeDataPlane) StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error {
@@ -458,28 +462,42 @@ func (f *fakeDataPlane) StartPod(ctx context.Context, node string, pod *corev1.P
 	f.started = append(f.started, pod.Name+"@"+node+"/"+ip.String())
 	f.mu.Unlock()
 	if f.callback {
-		return f.lab.SetPodReady(pod.Name, true)
+		f.ctl.PodReady(pod.Name, true)
 	}
 	return nil
 }
 
-func (f *fakeDataPlane) StopPod(name string) error {
+func (f *fakeDataPlane) StopPod(name string) {
 	f.mu.Lock()
 	f.stopped = append(f.stopped, name)
 	f.mu.Unlock()
 	if f.callback {
-		return f.lab.PodStopped(name)
+		f.ctl.PodStopped(name)
 	}
-	return nil
 }
 
-func (f *fakeDataPlane) SyncServices(ports []nodes.ServicePort) {
+func (f *fakeDataPlane) factory(_ context.Context, _ plane.Topology, _ plane.Options, ctl plane.Control) (plane.DataPlane, error) {
+	f.ctl = ctl
+	return f, nil
+}
+
+func (f *fakeDataPlane) Send(context.Context, plane.Request) (plane.Reply, error) {
+	return plane.Reply{}, plane.ErrNotSupported
+}
+func (f *fakeDataPlane) Command(plane.Request) string                 { return "" }
+func (f *fakeDataPlane) SetPodUnready(string, bool) error             { return nil }
+func (f *fakeDataPlane) SetAppRunning(string, bool) error             { return nil }
+func (f *fakeDataPlane) SetNodeLink(string, bool) error               { return nil }
+func (f *fakeDataPlane) SetImpairment(string, plane.Impairment) error { return nil }
+func (f *fakeDataPlane) Close() error                                 { return nil }
+
+func (f *fakeDataPlane) SyncServices(ports []plane.ServicePort) {
 	f.mu.Lock()
 	f.syncs = append(f.syncs, ports)
 	f.mu.Unlock()
 }
 
-func (f *fakeDataPlane) lastSync() []nodes.ServicePort {
+func (f *fakeDataPlane) lastSync() []plane.ServicePort {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.syncs) == 0 {
@@ -488,7 +506,7 @@ func (f *fakeDataPlane) lastSync() []nodes.ServicePort {
 	return f.syncs[len(f.syncs)-1]
 }
 
-func readyCount(ports []nodes.ServicePort) (ready, all int) {
+func readyCount(ports []plane.ServicePort) (ready, all int) {
 	for _, e := range webPorts(ports)[0].Endpoints {
 		all++
 		if e.Ready {
@@ -501,7 +519,6 @@ func readyCount(ports []nodes.ServicePort) (ready, all int) {
 func TestDataPlaneLifecycle(t *testing.T) {
 	dp := &fakeDataPlane{}
 	l, _ := newLab(t, dp)
-	dp.lab = l
 	l.Apply("default.yaml", DefaultManifest)
 	if len(dp.started) != 3 {
 		t.Fatalf("StartPod called %d times, want 3", len(dp.started))
@@ -516,10 +533,9 @@ func TestDataPlaneLifecycle(t *testing.T) {
 	}
 	pods := l.Pods()
 	for _, p := range pods {
-		if err := l.SetPodReady(p.Name, true); err != nil {
-			t.Fatal(err)
-		}
+		dp.ctl.PodReady(p.Name, true)
 	}
+	l.drain() // the data plane's reports queue work without waiting for it
 	if r, _ := readyCount(dp.lastSync()); r != 3 {
 		t.Errorf("after readiness: %d endpoints ready, want 3", r)
 	}
@@ -531,7 +547,7 @@ func TestDataPlaneLifecycle(t *testing.T) {
 	if len(dp.stopped) != 1 || dp.stopped[0] != victim {
 		t.Errorf("StopPod calls = %v, want [%s]", dp.stopped, victim)
 	}
-	var term *nodes.Endpoint
+	var term *plane.Endpoint
 	for _, e := range webPorts(dp.lastSync())[0].Endpoints {
 		if e.Pod == victim {
 			e := e
@@ -546,9 +562,7 @@ func TestDataPlaneLifecycle(t *testing.T) {
 	if !strings.Contains(b.String(), victim+"   1/1     Terminating") {
 		t.Errorf("pods while terminating:\n%s", b.String())
 	}
-	if err := l.PodStopped(victim); err != nil {
-		t.Fatal(err)
-	}
+	dp.ctl.PodStopped(victim)
 	for _, p := range l.Pods() {
 		if p.Name == victim {
 			t.Errorf("pod %s still exists after PodStopped", victim)
@@ -561,7 +575,6 @@ func TestDataPlaneLifecycle(t *testing.T) {
 func TestDataPlaneCallbacks(t *testing.T) {
 	dp := &fakeDataPlane{callback: true}
 	l, _ := newLab(t, dp)
-	dp.lab = l
 	done := make(chan struct{})
 	go func() {
 		l.Apply("default.yaml", DefaultManifest)
@@ -578,33 +591,6 @@ func TestDataPlaneCallbacks(t *testing.T) {
 	}
 	if r, a := readyCount(dp.lastSync()); r != 1 || a != 1 {
 		t.Errorf("last sync: %d of %d ready, want 1 of 1", r, a)
-	}
-}
-
-func TestSubscribe(t *testing.T) {
-	l, _ := newLab(t, nil)
-	ch, cancel := l.Subscribe()
-	l.Apply("default.yaml", DefaultManifest)
-	history := l.Events()
-	if len(history) == 0 {
-		t.Fatal("no events")
-	}
-	for i, want := range history {
-		select {
-		case got := <-ch:
-			if got != want {
-				t.Fatalf("event %d = %v, want %v", i, got, want)
-			}
-		case <-time.After(2 * time.Second):
-			t.Fatalf("event %d never arrived", i)
-		}
-	}
-	cancel()
-	for range ch { // drains and ends: cancel closes the channel
-	}
-	l.Record(Event{Type: EventNotice, Object: "node/node-1", Message: "after cancel"})
-	if last := l.Events()[len(l.Events())-1]; last.Message != "after cancel" || last.Time != t0 {
-		t.Errorf("recorded event = %+v", last)
 	}
 }
 
@@ -677,8 +663,8 @@ func service(t *testing.T, l *Lab, name string) *corev1.Service {
 
 // webPorts leaves out default/kubernetes, which every lab has (without
 // endpoints).
-func webPorts(ports []nodes.ServicePort) []nodes.ServicePort {
-	var out []nodes.ServicePort
+func webPorts(ports []plane.ServicePort) []plane.ServicePort {
+	var out []plane.ServicePort
 	for _, p := range ports {
 		if p.Service != "default/kubernetes" {
 			out = append(out, p)
@@ -788,7 +774,7 @@ func TestEventHistoryIsBounded(t *testing.T) {
 	}
 	defer l.Close()
 	for i := range MaxHistory * 2 {
-		l.Record(Event{Type: EventFlow, Object: "service/web", Message: fmt.Sprint(i)})
+		l.record(Event{Type: EventFlow, Object: "service/web", Message: fmt.Sprint(i)})
 	}
 	ev := l.Events()
 	if len(ev) > MaxHistory {

@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
+
+	"github.com/nplab/nplab/lab/plane"
 )
 
 // UnknownNodeError is returned for a pod whose spec.nodeName is not a node
@@ -123,6 +125,8 @@ func (l *Lab) allocateIP(node int, pod string) (netip.Addr, error) {
 }
 
 func (l *Lab) releaseIP(pod string) {
+	delete(l.forcedUnready, pod)
+	delete(l.appStopped, pod)
 	if a, ok := l.podIPs[pod]; ok {
 		delete(l.ipOwner, a)
 		delete(l.podIPs, pod)
@@ -213,9 +217,9 @@ func (l *Lab) bind(name string, node int) {
 		l.emit(EventPodReady, ref, "pod is ready (no data plane: ready once scheduled)")
 	} else {
 		p := out.DeepCopy()
-		l.enqueue(func() {
-			if err := l.dp.StartPod(l.ctx, nodeName, p, ip); err != nil {
-				l.Record(Event{Type: EventFailed, Object: ref, Message: fmt.Sprintf("starting pod on %s: %v", nodeName, err)})
+		l.enqueue(func(dp plane.DataPlane) {
+			if err := dp.StartPod(l.ctx, nodeName, p, ip); err != nil {
+				l.record(Event{Type: EventFailed, Object: ref, Message: fmt.Sprintf("starting pod on %s: %v", nodeName, err)})
 			}
 		})
 	}
@@ -302,17 +306,14 @@ func (l *Lab) deletePod(name string) error {
 		return err
 	}
 	l.emit(EventPodTerminating, ref, "pod is terminating; waiting for the data plane to stop it")
-	l.enqueue(func() {
-		if err := l.dp.StopPod(name); err != nil {
-			l.Record(Event{Type: EventFailed, Object: ref, Message: fmt.Sprintf("stopping pod: %v", err)})
-		}
-	})
+	l.enqueue(func(dp plane.DataPlane) { dp.StopPod(name) })
 	return nil
 }
 
-// SetPodReady is how the data plane reports a pod's readiness (its
-// readiness probe). It updates the Ready conditions and the endpoints.
-func (l *Lab) SetPodReady(name string, ready bool) error {
+// setPodReady sets a pod's readiness (its readiness probe, reported by the
+// data plane, or a fault without one) and updates the endpoints. It does
+// not wait for the data plane.
+func (l *Lab) setPodReady(name string, ready bool) error {
 	l.mu.Lock()
 	var changed bool
 	_, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
@@ -340,13 +341,12 @@ func (l *Lab) SetPodReady(name string, ready bool) error {
 		l.afterChange()
 	}
 	l.mu.Unlock()
-	l.drain()
 	return err
 }
 
-// PodStopped is how the data plane reports that a terminating pod is gone;
-// the lab removes it and frees its IP.
-func (l *Lab) PodStopped(name string) error {
+// podStopped is how the data plane reports that a terminating pod is gone;
+// the lab removes it and frees its IP. It does not wait for the data plane.
+func (l *Lab) podStopped(name string) error {
 	l.mu.Lock()
 	err := l.reg.DeletePod(Namespace, name)
 	if err == nil {
@@ -356,7 +356,6 @@ func (l *Lab) PodStopped(name string) error {
 		l.afterChange()
 	}
 	l.mu.Unlock()
-	l.drain()
 	return err
 }
 

@@ -2,189 +2,96 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/netip"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
-
-	"github.com/nplab/nplab/nodes"
+	"github.com/nplab/nplab/lab/plane"
 )
 
-// RunOptions configures the data plane of a lab started with Start.
-type RunOptions struct {
-	// ProxyMode is how every node's proxy picks an endpoint ("" = random,
-	// as kube-proxy's iptables mode; "roundrobin" as IPVS's rr).
-	ProxyMode nodes.ProxyMode
-	// ProbeScale multiplies readiness probe times and --delay-shutdown;
-	// 0 means real time. Tests use a small value.
-	ProbeScale float64
+// Driver is a data plane implementation a lab can start on: package
+// lab/dataplane registers the Linux one (nodes on network namespaces) when
+// it is imported. This keeps lab itself free of netlink: the control plane
+// and everything built on it compile anywhere, and a program opts into real
+// namespaces with
+//
+//	import _ "github.com/nplab/nplab/lab/dataplane"
+type Driver struct {
+	// New builds a running data plane.
+	New plane.Factory
+	// Clean removes what a killed lab left behind; an error wrapping
+	// ErrLabRunning for a lab whose process still runs, and a
+	// *plane.NotFoundError for a lab the machine has no record of.
+	Clean func(lab string) error
+	// CleanAll cleans every killed lab and returns their names.
+	CleanAll func() ([]string, error)
 }
 
-// Running is a lab with its data plane: nodes, pods and the client as real
-// network namespaces, and a proxy on every node. Its Lab is the control
-// plane; the methods below are the faults and the traffic a student uses.
-type Running struct {
-	*Lab
-	cluster *nodes.Cluster
-	once    sync.Once
-	err     error
+var (
+	driverMu sync.Mutex
+	driver   *Driver
+)
+
+// RegisterDriver makes d the data plane of Start, Clean and CleanAll.
+func RegisterDriver(d Driver) {
+	driverMu.Lock()
+	defer driverMu.Unlock()
+	driver = &d
 }
 
-// Start builds a lab whose pods run for real (root, Linux). On error
-// nothing of the lab is left behind. Close removes everything it created.
-func Start(ctx context.Context, cfg Config, opts RunOptions) (*Running, error) {
-	if cfg.DataPlane != nil {
-		return nil, fmt.Errorf("lab %q: Start builds its own data plane; Config.DataPlane must be nil", cfg.Name)
+func registered() (*Driver, error) {
+	driverMu.Lock()
+	defer driverMu.Unlock()
+	if driver == nil {
+		return nil, ErrNoDriver
 	}
-	plane := &clusterPlane{}
-	cfg.DataPlane = plane
-	l, err := New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	r := &Running{Lab: l}
-	plane.lab = l
-	c, err := nodes.NewCluster(ctx, nodes.Config{
-		Topology:   l.Topology(),
-		ProxyMode:  opts.ProxyMode,
-		ProbeScale: opts.ProbeScale,
-		OnEvent:    r.onNodeEvent,
-	})
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	plane.c = c
-	r.cluster = c
-	return r, nil
+	return driver, nil
 }
 
-// Close stops the control plane and removes every namespace and link the
-// lab created. It is safe to call more than once.
-func (r *Running) Close() error {
-	r.once.Do(func() {
-		r.Lab.Close()
-		r.err = r.cluster.Close()
-	})
-	return r.err
-}
+// ErrNoDriver is what Start returns when no data plane was registered.
+var ErrNoDriver = errors.New(`lab: no data plane is linked into this program (import _ "github.com/nplab/nplab/lab/dataplane")`)
 
-// Send sends one request through the lab's network (a curl or nc run in a
-// host: "client", a node or a pod).
-func (r *Running) Send(ctx context.Context, req nodes.Request) (nodes.Reply, error) {
-	return r.cluster.Send(ctx, req)
-}
+// ErrNoDataPlane is what a lab without a data plane returns for traffic and
+// faults that need one.
+var ErrNoDataPlane = errors.New("lab: this lab has no data plane (it was made with lab.New; lab.Start runs pods for real)")
 
-// Command is the shell command a student can type for the same request.
-func (r *Running) Command(req nodes.Request) string { return r.cluster.Command(req) }
+// ErrLabRunning is what Clean and CleanAll report for a lab still running.
+var ErrLabRunning = plane.ErrLabRunning
 
-// SetPodUnready forces a pod's readiness false (or lets it go back).
-func (r *Running) SetPodUnready(pod string, unready bool) error {
-	return r.cluster.SetPodUnready(pod, unready)
-}
-
-// StopApp stops a pod's servers; its probes then fail.
-func (r *Running) StopApp(pod string) error { return r.cluster.StopApp(pod) }
-
-// SetNodeLink takes a node's link to the cluster network down or up.
-func (r *Running) SetNodeLink(node string, up bool) error {
-	return r.cluster.SetNodeLink(node, up)
-}
-
-// Cluster is the data plane, for callers that need more than the methods
-// above (tests, benchmarks).
-func (r *Running) Cluster() *nodes.Cluster { return r.cluster }
-
-// onNodeEvent turns what the node agents report into control-plane state
-// (readiness, pod gone) and into events on the lab's stream.
-func (r *Running) onNodeEvent(ev nodes.Event) {
-	ref := "pod/" + ev.Pod
-	switch ev.Kind {
-	case nodes.EventPodReady:
-		_ = r.SetPodReady(ev.Pod, true)
-	case nodes.EventPodUnready:
-		_ = r.SetPodReady(ev.Pod, false)
-	case nodes.EventPodStopped:
-		_ = r.PodStopped(ev.Pod)
-	case nodes.EventPodStarted:
-		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: ref, Message: "started on " + ev.Node + ": " + ev.Message})
-	case nodes.EventPodNotice:
-		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: ref, Message: ev.Message})
-	case nodes.EventFlow:
-		if f := ev.Flow; f != nil {
-			r.Record(Event{Time: ev.Time, Type: EventFlow, Object: "service/" + serviceName(f.Service), Message: FlowString(f)})
+// Start builds a lab whose pods run for real: nodes, pods and the client as
+// network namespaces (root, Linux), a proxy on every node. On error nothing
+// of the lab is left behind; Close removes everything it created.
+func Start(ctx context.Context, cfg Config) (*Lab, error) {
+	if cfg.DataPlane == nil {
+		d, err := registered()
+		if err != nil {
+			return nil, err
 		}
-	case nodes.EventNodeLink:
-		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: "node/" + ev.Node, Message: ev.Message})
-	default:
-		obj := "node/" + ev.Node
-		if ev.Pod != "" {
-			obj = ref
-		}
-		r.Record(Event{Time: ev.Time, Type: EventWarning, Object: obj, Message: ev.Message})
+		cfg.DataPlane = d.New
 	}
-}
-
-// serviceName strips the namespace from "default/web".
-func serviceName(s string) string {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '/' {
-			return s[i+1:]
-		}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("lab %q: %w", cfg.Name, err)
 	}
-	return s
+	return build(ctx, cfg)
 }
-
-// FlowString is one line for a forwarded connection:
-// "TCP 172.18.0.100:41234 → node-1 172.18.0.2:30080 → pod web-x (node-2) 10.244.2.2:8080: ok, 120 B in, 310 B out, 2ms".
-func FlowString(f *nodes.Flow) string {
-	s := fmt.Sprintf("%s %s → %s %s", f.Protocol, f.Client, f.EntryNode, f.Frontend)
-	if f.Pod != "" {
-		s += fmt.Sprintf(" → pod %s (%s) %s", f.Pod, f.PodNode, f.Backend)
-	}
-	s += ": " + string(f.Result)
-	if f.Result == nodes.FlowOK {
-		s += fmt.Sprintf(", %d B in, %d B out, %s", f.BytesIn, f.BytesOut, f.Duration.Round(100_000))
-		if f.SourceSeen.IsValid() {
-			s += ", pod saw " + f.SourceSeen.String()
-		}
-	}
-	return s
-}
-
-// clusterPlane adapts nodes.Cluster to DataPlane. StopPod runs in its own
-// goroutine: a pod may take its --delay-shutdown to stop, and the lab must
-// not wait for it (it hears back through EventPodStopped).
-type clusterPlane struct {
-	lab *Lab
-	c   *nodes.Cluster
-}
-
-func (p *clusterPlane) StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error {
-	return p.c.StartPod(ctx, node, pod, ip)
-}
-
-func (p *clusterPlane) StopPod(name string) error {
-	go func() {
-		if err := p.c.StopPod(name); err != nil {
-			p.lab.Record(Event{Type: EventWarning, Object: "pod/" + name, Message: "stopping: " + err.Error()})
-			_ = p.lab.PodStopped(name)
-		}
-	}()
-	return nil
-}
-
-func (p *clusterPlane) SyncServices(ports []nodes.ServicePort) { p.c.SyncServices(ports) }
 
 // Clean removes what a killed lab left behind: the namespaces and links its
 // record under /run/nplab lists, and nothing else. A lab that is still
 // running is refused (errors.Is(err, ErrLabRunning)).
-func Clean(name string) error { return nodes.Clean(name) }
+func Clean(name string) error {
+	d, err := registered()
+	if err != nil {
+		return err
+	}
+	return d.Clean(name)
+}
 
 // CleanAll cleans every killed lab this machine has a record of and returns
 // their names; running labs are skipped and named in the error.
-func CleanAll() ([]string, error) { return nodes.CleanAll() }
-
-// ErrLabRunning is what Clean and CleanAll report for a lab still running.
-var ErrLabRunning = nodes.ErrLabRunning
+func CleanAll() ([]string, error) {
+	d, err := registered()
+	if err != nil {
+		return nil, err
+	}
+	return d.CleanAll()
+}

@@ -13,6 +13,10 @@ import (
 // delay or loss without the netem qdisc, SCTP without the sctp module.
 var ErrNotSupported = errors.New("not supported here")
 
+// ErrLabRunning is wrapped by what cleaning a lab returns when the lab's
+// process is still running: it is not left over, and is not removed.
+var ErrLabRunning = errors.New("lab is still running")
+
 // NotFoundError is an unknown node, pod or host of a lab.
 type NotFoundError struct {
 	Kind string // "node", "pod", "host"

@@ -1,0 +1,65 @@
+// Package dataplane wires nplab's control plane (package lab) to its data
+// plane on Linux network namespaces (package nodes, over netsim). It is the
+// one place the two meet: importing it for its side effect
+//
+//	import _ "github.com/nplab/nplab/lab/dataplane"
+//
+// registers the Linux data plane as lab's driver, so lab.Start builds real
+// namespaces and lab.Clean removes what a killed lab left, while package lab
+// itself links no netlink and builds on any OS. (This is database/sql's
+// driver pattern.) On a system other than Linux, lab.Start returns an error
+// wrapping plane.ErrNotSupported.
+package dataplane
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/nodes"
+)
+
+func init() {
+	lab.RegisterDriver(lab.Driver{New: start, Clean: clean, CleanAll: cleanAll})
+}
+
+func start(ctx context.Context, topo plane.Topology, opts plane.Options, ctl plane.Control) (plane.DataPlane, error) {
+	c, err := nodes.New(ctx, topo, opts, ctl)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return c, nil
+}
+
+func clean(name string) error { return running(nodes.Clean(name)) }
+
+func cleanAll() ([]string, error) {
+	labs, err := nodes.CleanAll()
+	if err == nil {
+		return labs, nil
+	}
+	// CleanAll joins one error per lab: keep each one's identity.
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var errs []error
+		for _, e := range j.Unwrap() {
+			errs = append(errs, running(e))
+		}
+		return labs, errors.Join(errs...)
+	}
+	return labs, running(err)
+}
+
+// running makes the data plane's "still running" error also match
+// lab.ErrLabRunning (plane.ErrLabRunning), keeping its text.
+func running(err error) error {
+	if err == nil || !errors.Is(err, nodes.ErrLabRunning) {
+		return err
+	}
+	return runningError{err}
+}
+
+type runningError struct{ err error }
+
+func (e runningError) Error() string   { return e.err.Error() }
+func (e runningError) Unwrap() []error { return []error{e.err, plane.ErrLabRunning} }

@@ -1,0 +1,241 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nplab/nplab/lab/plane"
+)
+
+// collect reads w's events until it has read up to seq or d passes.
+func collect(t *testing.T, w *Watcher, seq uint64, d time.Duration) []Event {
+	t.Helper()
+	var got []Event
+	timeout := time.After(d)
+	for len(got) == 0 || got[len(got)-1].Seq < seq {
+		select {
+		case e, ok := <-w.Events:
+			if !ok {
+				t.Fatalf("watch ended early: %v", w.Err())
+			}
+			got = append(got, e)
+		case <-timeout:
+			t.Fatalf("timed out: read up to seq %d, want %d", lastSeq(got), seq)
+		}
+	}
+	return got
+}
+
+func lastSeq(evs []Event) uint64 {
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Seq
+}
+
+// TestWatchConsistent: while applies, scaling, faults, data plane reports
+// and flows run concurrently, a watcher's snapshot plus its events fold to
+// exactly the lab's final state, with Seq strictly increasing from the
+// snapshot on, no gap and no duplicate; and that state agrees with the
+// objects themselves.
+func TestWatchConsistent(t *testing.T) {
+	dp := &fakeDataPlane{callback: true}
+	l, _ := newLab(t, dp)
+	l.Apply("default.yaml", DefaultManifest)
+
+	w := l.Watch()
+	defer w.Stop()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 5 {
+			l.Scale("web", 2+i%3)
+			l.Apply("two.yaml", readFile(t, "two-services.yaml"))
+		}
+	})
+	wg.Go(func() {
+		for i := range 200 {
+			dp.ctl.Flow(plane.Flow{Protocol: "TCP", EntryNode: fmt.Sprintf("node-%d", 1+i%3), Service: "default/web",
+				Pod: fmt.Sprintf("pod-%d", i%4), Result: plane.FlowOK, BytesIn: 10, BytesOut: 20})
+		}
+	})
+	wg.Go(func() {
+		for range 10 {
+			for _, p := range l.Pods() {
+				_ = l.Inject(Fault{Kind: FaultPodUnready, Pod: p.Name})
+				dp.ctl.PodReady(p.Name, false)
+				dp.ctl.PodReady(p.Name, true)
+			}
+			dp.ctl.Listening("node-2", []plane.Listener{{Protocol: "TCP", Addr: netip.MustParseAddrPort("0.0.0.0:30080"), Service: "default/web", NodePort: true}})
+		}
+	})
+	wg.Wait()
+	l.drain()
+	final := l.State()
+
+	got := collect(t, w, final.Seq, 10*time.Second)
+	s := w.State.Clone()
+	next := w.State.Seq + 1
+	for _, e := range got {
+		if e.Seq != next {
+			t.Fatalf("event seq %d after %d: want %d (gap or duplicate)", e.Seq, next-1, next)
+		}
+		next++
+		s.Apply(e)
+	}
+	if !reflect.DeepEqual(s, final) {
+		t.Errorf("snapshot + events != final state\nfolded: %+v\nfinal:  %+v", s, final)
+	}
+
+	// The state is the objects'.
+	var pods []string
+	for _, p := range l.Pods() {
+		pods = append(pods, p.Name)
+		if ps := final.Pods[p.Name]; ps.Ready != podReady(p) || ps.Node != p.Spec.NodeName || ps.IP.String() != p.Status.PodIP {
+			t.Errorf("state of pod %s = %+v, object says ready=%v node=%s ip=%s", p.Name, ps, podReady(p), p.Spec.NodeName, p.Status.PodIP)
+		}
+	}
+	if !reflect.DeepEqual(final.PodNames(), sorted(pods)) {
+		t.Errorf("state pods %v, objects %v", final.PodNames(), pods)
+	}
+	var svcs []string
+	for _, s := range l.Services() {
+		svcs = append(svcs, s.Name)
+	}
+	if !reflect.DeepEqual(final.ServiceNames(), sorted(svcs)) {
+		t.Errorf("state services %v, objects %v", final.ServiceNames(), svcs)
+	}
+	if n, _ := final.Node("node-2"); len(n.Listeners) != 1 {
+		t.Errorf("node-2 listeners = %v, want the one reported", n.Listeners)
+	}
+	var flows int64
+	for _, c := range final.PodCounts("web") {
+		flows += c
+	}
+	if flows != 200 {
+		t.Errorf("state counts %d ok flows to web's pods, want 200", flows)
+	}
+	for _, e := range l.Events() {
+		if e.Type == EventUpdated {
+			t.Errorf("an object changed with no event saying so: %v", e)
+		}
+	}
+}
+
+func sorted(s []string) []string { sort.Strings(s); return s }
+
+// TestWatchStalled: a watcher that never reads does not slow the lab; once
+// its buffer is full it is told it fell behind, and a new Watch starts
+// from a fresh snapshot.
+func TestWatchStalled(t *testing.T) {
+	dp := &fakeDataPlane{callback: true}
+	l, _ := newLab(t, dp)
+	stalled := l.Watch()
+	for range WatchBuffer + 10 {
+		dp.ctl.Flow(plane.Flow{Protocol: "UDP", EntryNode: "node-1", Service: "default/web", Result: plane.FlowRefused, Reason: plane.ReasonNoEndpoints})
+	}
+	done := make(chan struct{})
+	go func() {
+		l.Apply("default.yaml", DefaultManifest)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Apply blocked behind a watcher that does not read")
+	}
+	n := 0
+	for range stalled.Events {
+		n++
+	}
+	if n != WatchBuffer || !errors.Is(stalled.Err(), ErrFellBehind) {
+		t.Errorf("stalled watcher: read %d events then Err %v; want %d then ErrFellBehind", n, stalled.Err(), WatchBuffer)
+	}
+	again := l.Watch()
+	defer again.Stop()
+	if got := again.State.Flows[FlowKey{Service: "default/web", Node: "node-1", Protocol: "UDP", Result: plane.FlowRefused}].Count; got != WatchBuffer+10 {
+		t.Errorf("new snapshot counts %d refused flows, want %d", got, WatchBuffer+10)
+	}
+	if len(again.State.Pods) != 3 {
+		t.Errorf("new snapshot has %d pods, want 3", len(again.State.Pods))
+	}
+}
+
+// TestWatchClose: closing the lab ends every watch with ErrLabClosed.
+func TestWatchClose(t *testing.T) {
+	l, _ := newLab(t, nil)
+	w := l.Watch()
+	_ = l.Close()
+	for range w.Events {
+	}
+	if !errors.Is(w.Err(), ErrLabClosed) {
+		t.Errorf("Err after Close = %v, want ErrLabClosed", w.Err())
+	}
+	if w2 := l.Watch(); !errors.Is(w2.Err(), ErrLabClosed) {
+		t.Errorf("Watch on a closed lab: Err = %v", w2.Err())
+	}
+}
+
+// TestTypedPayloads: allocations, rejections, pods and endpoints carry
+// typed payloads, not just text.
+func TestTypedPayloads(t *testing.T) {
+	l, _ := newLab(t, nil)
+	w := l.Watch()
+	defer w.Stop()
+	l.Apply("docs.yaml", []byte(`apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {type: NodePort, selector: {app: x}, ports: [{port: 80, nodePort: 30080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec: {type: NodePort, selector: {app: x}, ports: [{port: 80, nodePort: 30080}]}
+`))
+	var alloc, rej bool
+	for _, e := range collect(t, w, l.State().Seq, 5*time.Second) {
+		if a := e.Alloc; a != nil && a.Kind == "NodePort" && a.Value == "30080" && a.Service == "a" && !a.Released {
+			alloc = true
+		}
+		if r := e.Rejection; r != nil && e.Object == "service/b" {
+			rej = true
+			want := `The Service "b" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated`
+			if r.Text != want || r.Err == nil {
+				t.Errorf("rejection = %q (%v), want %q", r.Text, r.Err, want)
+			}
+		}
+		if e.Type == EventApplied && e.Object == "service/a" && (e.Service == nil || e.Service.Ports[0].NodePort != 30080) {
+			t.Errorf("applied service/a carries %+v", e.Service)
+		}
+	}
+	if !alloc || !rej {
+		t.Errorf("allocation payload seen: %v, rejection payload seen: %v", alloc, rej)
+	}
+}
+
+// TestInjectErrors: faults name what they concern.
+func TestInjectErrors(t *testing.T) {
+	l, _ := newLab(t, nil)
+	if err := l.Inject(Fault{Kind: FaultLinkDown, Node: "node-9"}); err == nil || err.Error() != `node "node-9" not found in lab "test"` {
+		t.Errorf("unknown node: %v", err)
+	}
+	if err := l.Inject(Fault{Kind: FaultStopApp, Pod: "nope"}); err == nil || err.Error() != `pods "nope" not found` {
+		t.Errorf("unknown pod: %v", err)
+	}
+	l.Apply("default.yaml", DefaultManifest)
+	p := l.Pods()[0].Name
+	if err := l.Inject(Fault{Kind: FaultStopApp, Pod: p}); !errors.Is(err, ErrNoDataPlane) {
+		t.Errorf("stop app without a data plane: %v", err)
+	}
+	if err := l.Inject(Fault{Kind: FaultPodUnready, Pod: p}); err != nil {
+		t.Fatal(err)
+	}
+	if ps := l.State().Pods[p]; ps.Ready || !ps.ForcedUnready {
+		t.Errorf("after pod-unready: %+v", ps)
+	}
+}
