@@ -58,26 +58,55 @@
 // manifest naming it is refused with `services "kubernetes" already
 // exists`; deleting it brings it back, as kube-apiserver does.
 //
-// # Events
+// # Events and Watch
 //
-// Every change is an [Event] on one ordered stream: applied and rejected
-// objects (with kubectl's error text), clusterIPs and nodePorts allocated and
-// released, pods scheduled (node and IP), ready or not, terminating and
-// deleted, endpoints changed (with the new list), and what the data plane
-// records. Events() is the history; Subscribe() a channel per reader with an
-// unbounded queue behind it: the lab never blocks on a slow reader, and
-// nothing is dropped.
+// Every change is an [Event] on one ordered stream, numbered by a strictly
+// increasing Seq: applied and rejected objects (a [Rejection] with the
+// exact error kubectl prints), clusterIPs and nodePorts allocated and
+// released ([Allocation]), pods scheduled, ready or not, terminating and
+// deleted, endpoints changed, faults ([Fault]), and what the data plane
+// reports: a [plane.Flow] for every attempt through a node — the ones the
+// node's kernel answered included — and the sockets each node's proxy
+// listens on.
+//
+// An event also carries the state of the object it names after it
+// happened (a [PodState], [ServiceState] or [NodeState], or Removed), and
+// the lab's [State] is nothing but the fold of its events ([State.Apply]).
+// That is what makes [Lab.Watch] exact: it returns the State as of some
+// Seq and a channel of every event after it, with no gap and no duplicate,
+// and a watcher that folds them in holds what the lab holds. A watcher
+// never slows the lab: its buffer holds [WatchBuffer] events, and one that
+// falls further behind has its channel closed with [ErrFellBehind] and
+// Watches again. Events() keeps the last [MaxHistory] events.
+//
+// # Commands
+//
+// Front ends — the terminal UI, the scenario runner, `nplab up`, an
+// instructor's Go code — drive a lab through its methods alone: Apply,
+// ApplyFiles, Delete, DeleteFile and Scale; [Lab.Send], whose reply carries
+// its flow, and [Lab.Traffic], a bounded burst counted per pod and per
+// result; and [Lab.Inject] for faults: delete a pod, make it unready or
+// ready, stop or start its app, take a node's link down or up, add delay,
+// jitter, loss or a rate limit to a link (an error wrapping
+// plane.ErrNotSupported, with the reason, where the kernel has no netem).
 //
 // # The data plane
 //
-// Without a [DataPlane] there is no kubelet: a pod is Running and Ready as
-// soon as it is scheduled, and a deleted pod is gone at once. With one, the
-// lab calls StartPod and the pod is Running but not Ready until the data
-// plane calls SetPodReady (its readiness probe); deleting a pod sets its
-// deletionTimestamp (terminating, still serving), calls StopPod, and removes
-// it when the data plane calls PodStopped. After every change the whole set
-// of service ports with their endpoints goes to SyncServices. Data plane
-// calls run outside the lab's lock, in order, and may call back into the lab.
+// [New] builds the control plane alone: no root, no namespaces, any OS;
+// there is no kubelet, so a pod is Running and Ready as soon as it is
+// scheduled, and a deleted pod is gone at once. [Start] adds the data plane
+// that the imported package lab/dataplane registers (package nodes: real
+// namespaces and a proxy on every node); lab itself never imports it, and
+// links no netlink. With a data plane, a pod is Running but not Ready until
+// its readiness probe passes; deleting a pod sets its deletionTimestamp
+// (terminating, still serving) and the pod goes when its app has stopped.
+//
+// The data plane reports through a [plane.Control] handle that only it
+// receives. What the lab asks of it waits in one queue bounded by the
+// lab's objects, not by their rate: pod starts and stops in order, and one
+// level-triggered SyncServices with the latest service ports. A goroutine
+// the lab owns runs it outside the lab's lock; a public method returns once
+// what it queued has run, so an Apply returns with its listeners in place.
 //
 // A lab's objects live in namespace "default"; a manifest naming another
 // namespace gets kubectl's `namespaces "x" not found`.
