@@ -9,10 +9,12 @@ import (
 	"sync"
 
 	"github.com/nplab/nplab/lab/internal/bitmap"
+	"github.com/nplab/nplab/lab/plane"
 )
 
-// DefaultCIDR is kube-apiserver's default --service-cluster-ip-range.
-var DefaultCIDR = netip.MustParsePrefix("10.96.0.0/12")
+// DefaultCIDR is kube-apiserver's default --service-cluster-ip-range, as
+// the lab's addressing plan has it.
+var DefaultCIDR = plane.DefaultServiceCIDR
 
 // maxSize caps the bitmap of very large (IPv6) ranges, which Kubernetes'
 // bitmap allocator also caps; 2^20 covers an IPv4 /12 in full.
