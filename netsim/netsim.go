@@ -172,8 +172,31 @@ type Host interface {
 	DialFrom(ctx context.Context, d Dial) (net.Conn, error)
 }
 
+// Observe opens a packet socket inside h that reports the first packet
+// of attempts to the watched destinations (see Observer.SetWatch; it
+// starts with none): a TCP SYN without ACK, an SCTP packet whose first
+// chunk is INIT, a UDP datagram, received on any interface of the host
+// (never one the host sends). It changes nothing the kernel does with
+// them: a refused or blackholed attempt stays refused or blackholed, and
+// is still seen. IPv4 only. The observer is closed when ctx ends.
+// Equivalent to: ip netns exec <ns> tcpdump -i any -Q in 'tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst port P'
+//
+// Every host netsim creates can observe. Observe is a function, not a
+// method of Host, so that other implementations of Host (test fakes)
+// need not change: for a Host without a method
+// Observe(context.Context) (Observer, error) it returns an error wrapping
+// ErrNotSupported.
+func Observe(ctx context.Context, h Host) (Observer, error) {
+	if o, ok := h.(interface {
+		Observe(context.Context) (Observer, error)
+	}); ok {
+		return o.Observe(ctx)
+	}
+	return nil, fmt.Errorf("observe in host %v: %w (a %T cannot observe)", h, ErrNotSupported, h)
+}
+
 // Observer reports attempts to reach watched destinations in one host
-// (Host.Observe). A classic BPF filter in the kernel copies only matching
+// (see Observe). A classic BPF filter in the kernel copies only matching
 // packets to it, so traffic to unwatched ports costs nothing extra.
 type Observer interface {
 	// SetWatch replaces the watched destinations; an empty set reports

@@ -1,7 +1,9 @@
 package netsim
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -286,4 +288,17 @@ func FuzzParseObserved(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		parseObserved(b)
 	})
+}
+
+// notObserving is a Host (a test fake, say) without an Observe method.
+type notObserving struct{ Host }
+
+func TestObserveNeedsAnObservingHost(t *testing.T) {
+	_, err := Observe(context.Background(), notObserving{})
+	if !errors.Is(err, ErrNotSupported) {
+		t.Errorf("Observe on a host that cannot: %v, want an error wrapping ErrNotSupported", err)
+	}
+	if _, err := Observe(context.Background(), nil); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("Observe on a nil host: %v, want an error wrapping ErrNotSupported", err)
+	}
 }
