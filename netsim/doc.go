@@ -83,6 +83,55 @@
 // a transparent SCTP dial fails at once with ErrTransparentSCTP, which
 // wraps ErrNotSupported; an SCTP proxy dials from its own address.
 //
+// # Observing attempts the kernel refuses or drops
+//
+// When a Service has no usable endpoint, nothing listens on its nodePort
+// and the node's kernel refuses the client itself (TCP RST, ICMP port
+// unreachable); under externalTrafficPolicy: Local a blackhole rule drops
+// the packet. No nplab code sees either. Observe opens a packet socket
+// inside a host that does:
+//
+//	o, _ := netsim.Observe(ctx, node)
+//	defer o.Close()
+//	o.SetWatch([]netsim.Watch{{Protocol: "TCP", Dst: netip.MustParseAddrPort("0.0.0.0:30080")}})
+//	for p := range o.Packets() { ... } // {TCP 172.18.0.100:51234 → 172.18.0.2:30080 on eth0}
+//
+// It is the equivalent of
+//
+//	ip netns exec <ns> tcpdump -i any -Q in -n \
+//	  'tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst port 30080'
+//
+// (with "udp dst port P" for UDP; for SCTP, "sctp dst port P" and the
+// first chunk's type, the byte after SCTP's 12-byte common header, is 1,
+// INIT), and the refusal itself shows in the kernel's counters:
+//
+//	ip netns exec <ns> nstat -az TcpOutRsts IcmpOutDestUnreachs
+//
+// The socket is AF_PACKET, SOCK_DGRAM, bound to ETH_P_IP on every
+// interface; it sees each IPv4 packet as it arrives, before routing, so a
+// packet a blackhole rule drops is still seen, and nothing the kernel does
+// with it changes. A classic BPF filter, rebuilt by SetWatch, makes the
+// kernel copy only the packets the watch set matches (and none the host
+// sends): traffic to an unwatched port, including a proxy's UDP hot path,
+// costs one short filter run and nothing else. Reported are a TCP SYN
+// without ACK (so an established connection's packets never are), an SCTP
+// packet whose first chunk is INIT, and every UDP datagram. What to know:
+//
+//   - A client that retries is reported each time: TCP retransmits an
+//     unanswered SYN (after 1 s, 3 s, ...), SCTP its INIT. Dedupe by Src.
+//   - Traffic a host sends to itself leaves and comes back on lo; it is
+//     reported once, with Dev "lo". A host that forwards (a node routing
+//     to its pods) reports a packet to a watched 0.0.0.0:P as it comes in,
+//     whoever it is for.
+//   - Packets holds ObserveBuffer packets; when its reader falls behind,
+//     new packets are dropped and counted in Dropped (as are those the
+//     kernel drops when the socket's buffer is full). The observer never
+//     blocks, and never slows the traffic it watches.
+//   - IPv4 only; fragments after the first are never reported (they
+//     carry no ports).
+//   - An observer is a socket in the host's namespace: close it before
+//     removing the host.
+//
 // # Rate limits and impairments
 //
 // Link.SetRate puts a tbf qdisc on each end's egress (burst: 10 ms at the

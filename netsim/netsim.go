@@ -172,6 +172,78 @@ type Host interface {
 	DialFrom(ctx context.Context, d Dial) (net.Conn, error)
 }
 
+// Observe opens a packet socket inside h that reports the first packet
+// of attempts to the watched destinations (see Observer.SetWatch; it
+// starts with none): a TCP SYN without ACK, an SCTP packet whose first
+// chunk is INIT, a UDP datagram, received on any interface of the host
+// (never one the host sends). It changes nothing the kernel does with
+// them: a refused or blackholed attempt stays refused or blackholed, and
+// is still seen. IPv4 only. The observer is closed when ctx ends.
+// Equivalent to: ip netns exec <ns> tcpdump -i any -Q in 'tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst port P'
+//
+// Every host netsim creates can observe. Observe is a function, not a
+// method of Host, so that other implementations of Host (test fakes)
+// need not change: for a Host without a method
+// Observe(context.Context) (Observer, error) it returns an error wrapping
+// ErrNotSupported.
+func Observe(ctx context.Context, h Host) (Observer, error) {
+	if o, ok := h.(interface {
+		Observe(context.Context) (Observer, error)
+	}); ok {
+		return o.Observe(ctx)
+	}
+	return nil, fmt.Errorf("observe in host %v: %w (a %T cannot observe)", h, ErrNotSupported, h)
+}
+
+// Observer reports attempts to reach watched destinations in one host
+// (see Observe). A classic BPF filter in the kernel copies only matching
+// packets to it, so traffic to unwatched ports costs nothing extra.
+type Observer interface {
+	// SetWatch replaces the watched destinations; an empty set reports
+	// nothing. Once it returns, only packets matching the new set are
+	// delivered (those already in Packets stay there).
+	SetWatch(ws []Watch) error
+	// Packets delivers what was observed. It buffers ObserveBuffer
+	// packets; when the reader falls behind, new packets are dropped and
+	// counted (Dropped) rather than blocking. It is closed when Close
+	// returns, or when the context given to Observe ends.
+	Packets() <-chan Packet
+	// Dropped counts matching packets that were not delivered: Packets
+	// was full, or the kernel's socket buffer was.
+	Dropped() uint64
+	// Close stops observing and closes Packets. Closing again does
+	// nothing.
+	Close() error
+}
+
+// ObserveBuffer is how many packets an Observer's Packets channel holds.
+const ObserveBuffer = 1024
+
+// Watch is one watched destination of an Observer.
+type Watch struct {
+	// Protocol is "TCP", "UDP" or "SCTP" (as in a Service's ports).
+	Protocol string
+	// Dst is the destination. An unspecified (or invalid) address, as in
+	// 0.0.0.0:30080, matches any destination address with that port.
+	// IPv4 only; the port must not be 0.
+	Dst netip.AddrPort
+}
+
+// Packet is one observed attempt: the first packet of a TCP connection
+// (SYN) or SCTP association (INIT), or one UDP datagram. A client that
+// retries (TCP retransmits its SYN after 1 s, 3 s, ...) is reported once
+// per packet: dedupe by Src if one attempt is wanted.
+type Packet struct {
+	// Time is when the observer read the packet.
+	Time time.Time
+	// Protocol is "TCP", "UDP" or "SCTP".
+	Protocol string
+	Src, Dst netip.AddrPort
+	// Dev is the interface the packet came in on ("eth0", "lo", a pod's
+	// veth), or "if<index>" when its name could not be found.
+	Dev string
+}
+
 // Dial is a dial with its options, for Host.DialFrom.
 type Dial struct {
 	Network string // "tcp", "udp" or "sctp"
