@@ -67,7 +67,7 @@ type DataPlane interface {
 // Lab is the control plane of one lab: the emulated API server (package
 // registry) and the controllers on top of it (Deployments, scheduler, pod
 // IPs, endpoints), with one ordered event stream. It is safe for concurrent
-// use; controllers run synchronously inside each call.
+// use; the Deployment controller runs in a worker of its own (see WaitIdle).
 type Lab struct {
 	mu   sync.Mutex
 	name string
@@ -103,6 +103,10 @@ type Lab struct {
 	// goroutine runs them outside mu.
 	queue    []func()
 	draining bool
+
+	// ctrl is the controller worker's queue and the scheduler's cache
+	// (controller.go).
+	ctrl controllers
 }
 
 // New builds an empty lab. A bad NodePortRange or ServiceCIDR is an error
@@ -154,7 +158,7 @@ func New(cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("lab %q: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Lab{
+	l := &Lab{
 		name: cfg.Name, topo: topo, reg: reg, rand: rng, now: now, dp: cfg.DataPlane,
 		ctx: ctx, cancel: cancel,
 		lastApplied: map[string]string{},
@@ -163,13 +167,18 @@ func New(cfg Config) (*Lab, error) {
 		endpoints:   map[string]*corev1.Endpoints{},
 		slices:      map[string][]discoveryv1.EndpointSlice{},
 		subs:        map[int]*subscriber{},
-	}, nil
+	}
+	l.startControllers()
+	return l, nil
 }
 
-// Close cancels the context the lab gave to DataPlane.StartPod and stops
+// Close cancels the context the lab gave to DataPlane.StartPod, stops the
+// controller worker and waits for it (a sync in progress finishes first;
+// so Close must not be called from inside a DataPlane method), and stops
 // every subscription.
 func (l *Lab) Close() {
 	l.cancel()
+	l.stopControllers()
 	l.mu.Lock()
 	subs := l.subs
 	l.subs = map[int]*subscriber{}
