@@ -181,9 +181,11 @@ func (l *Lab) syncNext(byHand bool) bool {
 // change; the Deployments' pods come afterwards, from the controller
 // worker, as on a real cluster. WaitIdle is `kubectl rollout status`
 // without the readiness part: after it, every Deployment has its pods
-// (Running, or Pending where no node has room), and a data plane has been
-// asked to start them. Readiness reported later by a data plane
-// (SetPodReady) is not waited for. While the controllers are paused
+// (Running, or Pending where no node has room), and the data plane calls
+// of the syncs (StartPod, StopPod, SyncServices) have been made — unless
+// another goroutine, a data plane callback say, was running the data
+// plane queue, which then makes them. Readiness reported later by a data
+// plane (SetPodReady) is not waited for. While the controllers are paused
 // (PauseControllers) only a sync run by SyncOnce makes progress.
 func (l *Lab) WaitIdle(ctx context.Context) error {
 	l.mu.Lock()

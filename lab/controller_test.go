@@ -185,7 +185,13 @@ func TestWaitIdle(t *testing.T) {
 func TestCloseStopsWorker(t *testing.T) {
 	workers := func() int {
 		buf := make([]byte, 1<<20)
-		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "lab.(*Lab).runControllers(")
+		for {
+			n := runtime.Stack(buf, true)
+			if n < len(buf) {
+				return strings.Count(string(buf[:n]), "created by github.com/nplab/nplab/lab.(*Lab).startControllers")
+			}
+			buf = make([]byte, 2*len(buf))
+		}
 	}
 	before := workers()
 	l, err := New(Config{Name: "close", Rand: rand.New(rand.NewPCG(1, 2))})
@@ -209,6 +215,11 @@ func TestCloseStopsWorker(t *testing.T) {
 	case <-l.ctrl.done:
 	default:
 		t.Fatal("Close returned before the worker did")
+	}
+	// The worker closes done on its way out; give it a moment to be gone.
+	deadline := time.Now().Add(2 * time.Second)
+	for workers() != before && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
 	}
 	if got := workers(); got != before {
 		t.Errorf("%d controller workers running after Close, want %d", got, before)

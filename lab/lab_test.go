@@ -649,6 +649,7 @@ func TestNewErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
 	if n := l.Nodes(); len(n) != 5 || n[4].Name != "node-5" || n[4].PodCIDR.String() != "10.244.5.0/24" {
 		t.Errorf("nodes = %+v", n)
 	}
