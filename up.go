@@ -139,6 +139,11 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 // waitReady waits, bounded, until every pod with a server is ready.
 func waitReady(ctx context.Context, r *lab.Running, within time.Duration) {
 	deadline := time.Now().Add(within)
+	// A Deployment's pods come from the controllers after Apply returned:
+	// first wait for them to exist, then for them to be ready.
+	idleCtx, cancel := context.WithDeadline(ctx, deadline)
+	_ = r.WaitIdle(idleCtx)
+	cancel()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		all := true
 		for _, p := range r.Pods() {
