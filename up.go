@@ -151,9 +151,15 @@ func waitReady(ctx context.Context, w **lab.Watcher, r *lab.Lab, within time.Dur
 	var backlog []lab.Event
 	timeout := time.NewTimer(within)
 	defer timeout.Stop()
+	// A Deployment's pods come from the controllers after Apply returned:
+	// first wait for them to exist, then for them to be ready.
+	idleCtx, cancel := context.WithTimeout(ctx, within)
+	_ = r.WaitIdle(idleCtx)
+	cancel()
+	target := r.State().Seq // the pods exist by this event
 	state := (*w).State.Clone()
 	for {
-		if allReady(state) {
+		if state.Seq >= target && allReady(state) {
 			return backlog
 		}
 		select {

@@ -38,6 +38,15 @@ configured" when a later file changes an earlier object, or the error exactly
 as a real cluster reports it. It goes on past a rejected object, as kubectl
 does, then prints "kubectl get services,pods -o wide".
 
+The tables are what a real cluster shows right after the apply: the
+Deployment controller has synced each Deployment once. As kube's ReplicaSet
+controller does, one sync creates at most 500 pods (its burstReplicas), in
+slow-start batches of 1, 2, 4, ... pods; those that fit on the nodes (110
+pods each, the kubelet's default maxPods) are Running, the rest Pending. So
+"replicas: 30080" (a nodePort typed into replicas) prints 500 pods, not
+30080, and answers at once; the lab's controllers would go on creating the
+others 500 at a time.
+
 Exit status 1 if anything was rejected.`,
 		Example: `  nplab validate -f web.yaml
   nplab validate -f frontend.yaml -f backend.yaml --service-node-port-range 30000-30100`,
@@ -71,6 +80,9 @@ func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
 		return err
 	}
 	defer l.Close()
+	// The controllers run by hand: one sync per Deployment after the
+	// apply, whatever the machine's speed (see the help text).
+	l.PauseControllers()
 
 	// kubectl reads every file before it sends anything; a missing one
 	// stops it.
@@ -104,6 +116,9 @@ func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
 		fmt.Fprintln(stdout, r.String())
 		applied++
 	}
+	// What `kubectl get pods` shows right after the apply: each
+	// Deployment's first burst of pods.
+	l.SyncOnce()
 	// The errors at the end, one alone in kubectl's short form, several
 	// each on its own line.
 	if len(errs) > 0 {

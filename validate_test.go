@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	goldenfile "github.com/nplab/nplab/internal/golden"
 )
@@ -71,5 +74,59 @@ func TestValidate(t *testing.T) {
 			goldenFile(t, tt.name+".stdout", stdout)
 			goldenFile(t, tt.name+".stderr", stderr)
 		})
+	}
+}
+
+// TestValidateReplicasTypo: a Deployment with the nodePort typed into
+// replicas (30080) answers at once. validate prints what `kubectl get
+// pods` shows right after `kubectl apply` on a real cluster: one sync of
+// the ReplicaSet controller, its first burst of 500 pods (lab.BurstReplicas),
+// 330 of them Running (110 per node, the kubelet's maxPods) and the other
+// 170 Pending. The golden file holds the first lines of the output and the
+// counts, not all 500 pod lines.
+func TestValidateReplicasTypo(t *testing.T) {
+	o := &validateOptions{
+		files:     []string{filepath.Join("lab", "testdata", "validate", "replicas-30080.yaml")},
+		portRange: "30000-32767",
+		nodes:     3,
+		seed:      7,
+	}
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	err := runValidate(&stdout, &stderr, o)
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatalf("validate: %v\nstderr: %s", err, stderr.String())
+	}
+	// Explicitly asked for: a student must not wait for 30080 pods.
+	if elapsed >= time.Second {
+		t.Errorf("validate took %s, want under 1s", elapsed)
+	}
+	t.Logf("validate took %s", elapsed)
+
+	lines := strings.SplitAfter(stdout.String(), "\n")
+	var summary strings.Builder
+	const head = 12
+	for _, l := range lines[:min(head, len(lines))] {
+		summary.WriteString(l)
+	}
+	status := map[string]int{}
+	pods := 0
+	firstPending := ""
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 2 && strings.HasPrefix(f[0], "pod/") {
+			pods++
+			status[f[2]]++
+			if f[2] == "Pending" && firstPending == "" {
+				firstPending = l
+			}
+		}
+	}
+	fmt.Fprintf(&summary, "... (%d lines in all)\nfirst Pending pod:\n%s%d pods: %d Running, %d Pending\n",
+		len(lines)-1, firstPending, pods, status["Running"], status["Pending"])
+	goldenFile(t, "replicas-30080.stdout", summary.String())
+	goldenFile(t, "replicas-30080.stderr", stderr.String())
+	if pods != 500 || status["Running"] != 330 || status["Pending"] != 170 {
+		t.Errorf("%d pods, %v; want 500: 330 Running, 170 Pending", pods, status)
 	}
 }

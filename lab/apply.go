@@ -489,18 +489,20 @@ func (l *Lab) deleteObject(kind, namespace, name string) error {
 			}
 		}
 	case "Pod":
-		if _, ok := l.reg.GetPod(Namespace, name); !ok {
+		p, ok := l.reg.GetPod(Namespace, name)
+		if !ok {
 			return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
 		}
-		owner := l.ownerDeployment(name)
 		l.emit(EventDeleted, ref, "pod %q deleted", name)
 		if err := l.deletePod(name); err != nil {
 			return err
 		}
-		// The ReplicaSet controller replaces a deleted pod at once (a
-		// terminating pod no longer counts toward replicas).
-		if owner != nil {
-			l.reconcile(owner)
+		// The ReplicaSet controller replaces a deleted pod (a terminating
+		// pod no longer counts toward replicas): its Deployment is queued.
+		if owner := ownerDeploymentName(p); owner != "" {
+			if _, ok := l.reg.GetDeployment(Namespace, owner); ok {
+				l.enqueueDeployment(owner)
+			}
 		}
 	case "Deployment":
 		d, ok := l.reg.GetDeployment(Namespace, name)

@@ -6,7 +6,8 @@
 //
 //   - the API server (package lab/registry): defaulting, clusterIP and
 //     nodePort allocation, validation, in Kubernetes' order;
-//   - the Deployment/ReplicaSet controller: replicas pods named
+//   - the Deployment/ReplicaSet controller, in a worker of its own (see
+//     Controllers below): replicas pods named
 //     <deployment>-<pod-template-hash>-<5 chars>, with the template's labels
 //     plus pod-template-hash; scale up and down; a deleted pod is replaced;
 //   - the scheduler, after the API server has validated and stored the pod:
@@ -24,9 +25,47 @@
 //     ready = publishNotReadyAddresses || (serving && !terminating) — and
 //     targetPort resolved by number or by container port name.
 //
-// Everything runs synchronously inside each call (Apply, Delete, Scale,
-// SetPodReady, PodStopped), so a lab with a seeded Config.Rand and a fixed
-// Config.Now is reproducible: golden files hold its `kubectl get` output.
+// # Controllers
+//
+// On a real cluster `kubectl apply` returns as soon as the API server has
+// stored the Deployment; the pods come afterwards, from the controllers.
+// A lab works the same way. The API server's part — validation,
+// allocation, storing, and for a bare Pod its scheduling — runs inside
+// each call (Apply, Delete, Scale, SetPodReady, PodStopped). A
+// Deployment's pods do not: the call only queues the Deployment (Apply,
+// Scale, the deletion of one of its pods) and returns. One worker
+// goroutine, started by New and stopped by Close, takes Deployments off
+// that queue, first in first out, one at a time (a Deployment already
+// waiting is not queued twice). Each sync is bounded as
+// kube-controller-manager bounds it: it creates at most [BurstReplicas]
+// (500) pods, in slow-start batches of 1, 2, 4, ... pods (a batch with a
+// failure ends the sync, so a broken template costs one failed pod, not
+// 500), and deletes at most 500. A Deployment with work left goes to the
+// back of the queue, so a `replicas: 30080` typo neither blocks the
+// caller nor starves the other Deployments. A failed creation is a Failed
+// event, retried at the Deployment's next change (kube retries with a
+// growing backoff).
+//
+// [Lab.WaitIdle] waits until the queue is empty and no sync runs: tests
+// call it before they look at pods. [Lab.PauseControllers],
+// [Lab.SyncOnce] and [Lab.ResumeControllers] drive the controllers by
+// hand; `nplab validate` pauses them, applies, and runs one sync per
+// Deployment, so it prints what `kubectl get pods` shows right after
+// `kubectl apply`: the first burst of pods.
+//
+// The scheduler keeps its own count of pods per node and a queue of
+// Pending pods, as kube-scheduler keeps its cache, so placing a pod costs
+// O(nodes) and a sync O(pods), however many pods there are.
+//
+// Determinism: a sync runs only when it can take the lab's lock, and each
+// call makes all its changes under that lock in one go, so a call such as
+// ApplyFiles is finished before the controllers act on it, and the
+// controllers act in queue order. A lab with a seeded Config.Rand and a
+// fixed Config.Now, given the same calls each followed by WaitIdle, ends
+// with the same pods, names, nodes, IPs and events every run: golden files
+// hold its `kubectl get` output. (Without the WaitIdle between two calls
+// the second may land before or after a sync of the first; and a data
+// plane reports readiness when its probes say so.)
 //
 // # Apply
 //

@@ -61,7 +61,8 @@ type Config struct {
 // Lab is one lab: the emulated API server (package registry) and the
 // controllers on top of it (Deployments, scheduler, pod IPs, endpoints),
 // over a data plane when it has one, with one ordered event stream and a
-// State that is the fold of it. It is safe for concurrent use.
+// State that is the fold of it. It is safe for concurrent use; the
+// Deployment controller runs in a worker of its own (see WaitIdle).
 type Lab struct {
 	mu   sync.Mutex
 	name string
@@ -103,6 +104,10 @@ type Lab struct {
 	holding  bool
 	held     []Event
 	watchers map[*Watcher]struct{}
+
+	// ctrl is the controller worker's queue and the scheduler's cache
+	// (controller.go).
+	ctrl controllers
 }
 
 // New builds a lab. Without Config.DataPlane it is the control plane alone:
@@ -189,12 +194,15 @@ func build(ctx context.Context, cfg Config) (*Lab, error) {
 		l.dpq = newDPQueue()
 		go l.dpq.run(dp)
 	}
+	l.startControllers()
 	return l, nil
 }
 
-// Close stops the controllers and every watcher (their Err is
-// ErrLabClosed), then the data plane, which removes every namespace and
-// link the lab created. It is safe to call more than once.
+// Close stops the controller worker and waits for it (a sync in progress
+// finishes first), ends every watcher (their Err is ErrLabClosed), then
+// stops the data plane, which removes every namespace and link the lab
+// created. It is safe to call more than once, but not from inside a data
+// plane's call.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -207,6 +215,7 @@ func (l *Lab) Close() error {
 	}
 	l.mu.Unlock()
 	l.cancel()
+	l.stopControllers()
 	if l.dp == nil {
 		return nil
 	}

@@ -58,6 +58,18 @@ func newLab(t *testing.T, dp *fakeDataPlane) (*Lab, *clock) {
 	return l, c
 }
 
+// waitIdle waits for the controllers to finish what the calls before it
+// queued (Apply, Scale and Delete return before the Deployment's pods
+// change).
+func waitIdle(t *testing.T, l *Lab) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.WaitIdle(ctx); err != nil {
+		t.Fatalf("waiting for the controllers: %v", err)
+	}
+}
+
 func readFile(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
@@ -119,6 +131,7 @@ func TestDefaultManifest(t *testing.T) {
 	if got := resultLines(rs); got != "deployment.apps/web created\nservice/web created\n" {
 		t.Fatalf("apply:\n%s", got)
 	}
+	waitIdle(t, l)
 	c.Add(5 * time.Minute)
 	var b bytes.Buffer
 	if _, err := kubectl.GetServicesAndPods(&b, l.Services(), l.Pods(), c.Now(), true); err != nil {
@@ -194,9 +207,11 @@ func TestApplyConfiguredAndDuplicates(t *testing.T) {
 func TestScaleDeleteAndIPReuse(t *testing.T) {
 	l, _ := newLab(t, nil)
 	l.Apply("default.yaml", DefaultManifest)
+	waitIdle(t, l)
 	if err := l.Scale("web", 5); err != nil {
 		t.Fatal(err)
 	}
+	waitIdle(t, l)
 	ips := map[string]string{}
 	for _, p := range l.Pods() {
 		ips[p.Name] = p.Status.PodIP
@@ -214,6 +229,7 @@ func TestScaleDeleteAndIPReuse(t *testing.T) {
 	if err := l.Scale("web", 2); err != nil {
 		t.Fatal(err)
 	}
+	waitIdle(t, l)
 	if n := len(l.Pods()); n != 2 {
 		t.Errorf("%d pods after scaling to 2", n)
 	}
@@ -222,6 +238,7 @@ func TestScaleDeleteAndIPReuse(t *testing.T) {
 	}
 	// Freed addresses are handed out again, lowest first.
 	l.Scale("web", 3)
+	waitIdle(t, l)
 	used := map[string]bool{}
 	for _, p := range l.Pods() {
 		used[p.Status.PodIP] = true
@@ -236,6 +253,7 @@ func TestScaleDeleteAndIPReuse(t *testing.T) {
 	if err := l.Delete("pod", "", victim); err != nil {
 		t.Fatal(err)
 	}
+	waitIdle(t, l)
 	if pods := l.Pods(); len(pods) != 3 || pods[0].Name == victim && pods[1].Name == victim {
 		t.Errorf("after deleting %s: %d pods, want 3 with a replacement", victim, len(pods))
 	}
@@ -309,6 +327,7 @@ func TestMaxPods(t *testing.T) {
 	if r := l.Apply("d.yaml", []byte(dep)); r[0].Err != nil {
 		t.Fatal(r[0])
 	}
+	waitIdle(t, l)
 	var pending []*corev1.Pod
 	perNode := map[string]int{}
 	for _, p := range l.Pods() {
@@ -520,6 +539,7 @@ func TestDataPlaneLifecycle(t *testing.T) {
 	dp := &fakeDataPlane{}
 	l, _ := newLab(t, dp)
 	l.Apply("default.yaml", DefaultManifest)
+	waitIdle(t, l)
 	if len(dp.started) != 3 {
 		t.Fatalf("StartPod called %d times, want 3", len(dp.started))
 	}
@@ -544,6 +564,7 @@ func TestDataPlaneLifecycle(t *testing.T) {
 	if err := l.Delete("pod", "", victim); err != nil {
 		t.Fatal(err)
 	}
+	waitIdle(t, l)
 	if len(dp.stopped) != 1 || dp.stopped[0] != victim {
 		t.Errorf("StopPod calls = %v, want [%s]", dp.stopped, victim)
 	}
@@ -579,6 +600,7 @@ func TestDataPlaneCallbacks(t *testing.T) {
 	go func() {
 		l.Apply("default.yaml", DefaultManifest)
 		l.Scale("web", 1)
+		waitIdle(t, l)
 		close(done)
 	}()
 	select {
@@ -613,6 +635,7 @@ func TestNewErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
 	if n := l.Nodes(); len(n) != 5 || n[4].Name != "node-5" || n[4].PodCIDR.String() != "10.244.5.0/24" {
 		t.Errorf("nodes = %+v", n)
 	}
@@ -733,6 +756,7 @@ func TestApplyMerge(t *testing.T) {
 	if r := l.Apply("d.yaml", []byte(dep)); r[0].String() != "deployment.apps/many configured" {
 		t.Errorf("re-apply after scale: %s", r[0])
 	}
+	waitIdle(t, l)
 	if n := len(l.Pods()); n != 2 {
 		t.Errorf("%d pods after re-applying replicas: 2", n)
 	}
@@ -746,7 +770,9 @@ func TestApplyMerge(t *testing.T) {
 	if err := l.Scale("many", 3); err != nil {
 		t.Fatal(err)
 	}
-	if r := l.Apply("n.yaml", []byte(noReplicas)); r[0].String() != "deployment.apps/many unchanged" || len(l.Pods()) != 3 {
+	r := l.Apply("n.yaml", []byte(noReplicas))
+	waitIdle(t, l)
+	if r[0].String() != "deployment.apps/many unchanged" || len(l.Pods()) != 3 {
 		t.Errorf("re-apply without replicas after scale: %s, %d pods", r[0], len(l.Pods()))
 	}
 }

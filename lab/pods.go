@@ -73,7 +73,9 @@ func (e *UnschedulableError) Error() string {
 // schedule picks a node: spec.nodeName if set, else, among the nodes with
 // fewer than MaxPods pods, the one with the fewest pods, ties to the lowest
 // index (kube-scheduler's spreading, made deterministic). Every pod bound to
-// a node counts, terminating ones included, as in the scheduler's NodeInfo.
+// a node counts, terminating ones included, as in the scheduler's NodeInfo;
+// the counts come from the scheduler's cache (see pickNode), so scheduling
+// a pod costs O(nodes), not O(pods).
 func (l *Lab) schedule(pod *corev1.Pod) (int, error) {
 	if pod.Spec.NodeName != "" {
 		i := l.nodeIndex(pod.Spec.NodeName)
@@ -82,28 +84,7 @@ func (l *Lab) schedule(pod *corev1.Pod) (int, error) {
 		}
 		return i, nil
 	}
-	count := make([]int, len(l.topo.Nodes))
-	for _, p := range l.reg.ListPods() {
-		if p.Name == pod.Name {
-			continue
-		}
-		if i := l.nodeIndex(p.Spec.NodeName); i >= 0 {
-			count[i]++
-		}
-	}
-	best := -1
-	for i := range count {
-		if count[i] >= MaxPods {
-			continue
-		}
-		if best < 0 || count[i] < count[best] {
-			best = i
-		}
-	}
-	if best < 0 {
-		return -1, &UnschedulableError{Nodes: len(l.topo.Nodes)}
-	}
-	return best, nil
+	return l.pickNode()
 }
 
 // allocateIP gives the lowest free address from .2 up in the node's pod CIDR
@@ -161,6 +142,7 @@ func (l *Lab) createPod(pod *corev1.Pod) error {
 			}}
 		})
 		l.emit(EventFailedScheduling, "pod/"+out.Name, "%s", msg)
+		l.addPending(out.Name)
 		return nil
 	}
 	l.bind(out.Name, node)
@@ -168,24 +150,30 @@ func (l *Lab) createPod(pod *corev1.Pod) error {
 }
 
 // bind is the scheduler's binding plus the kubelet's start: the pod gets
-// its node and an IP, Running (and Ready without a data plane). l.mu is held.
+// its node and an IP, Running (and Ready without a data plane), in one
+// update of the pod (the API server's per-pod work dominates a sync of many
+// pods). l.mu is held.
 func (l *Lab) bind(name string, node int) {
 	nodeName := l.topo.Nodes[node].Name
 	ref := "pod/" + name
-	if _, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
-		p.Spec.NodeName = nodeName
-	}); err != nil {
-		l.emit(EventFailed, ref, "binding the pod to %s: %v", nodeName, err)
-		return
-	}
 	ip, err := l.allocateIP(node, name)
 	if err != nil {
+		// Bound, but without an address: the pod exists, Pending, as a
+		// real one would.
+		if _, berr := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
+			p.Spec.NodeName = nodeName
+		}); berr != nil {
+			l.emit(EventFailed, ref, "binding the pod to %s: %v", nodeName, berr)
+			return
+		}
+		l.podBound(name, node)
 		l.emit(EventFailed, ref, "%v", err)
-		return // the pod exists, Pending, as a real one would
+		return
 	}
 	now := metav1.NewTime(l.now())
 	ready := l.dp == nil
 	out, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
+		p.Spec.NodeName = nodeName
 		p.Status.Phase = corev1.PodRunning
 		p.Status.HostIP = l.topo.Nodes[node].IP.String()
 		p.Status.HostIPs = []corev1.HostIP{{IP: p.Status.HostIP}}
@@ -209,9 +197,10 @@ func (l *Lab) bind(name string, node int) {
 	})
 	if err != nil {
 		l.releaseIP(name)
-		l.emit(EventFailed, ref, "setting the pod's status: %v", err)
+		l.emit(EventFailed, ref, "binding the pod to %s: %v", nodeName, err)
 		return
 	}
+	l.podBound(name, node)
 	l.emit(EventScheduled, ref, "Successfully assigned %s/%s to %s, IP %s", Namespace, out.Name, nodeName, ip)
 	if ready {
 		l.emit(EventPodReady, ref, "pod is ready (no data plane: ready once scheduled)")
@@ -222,28 +211,6 @@ func (l *Lab) bind(name string, node int) {
 				l.record(Event{Type: EventFailed, Object: ref, Message: fmt.Sprintf("starting pod on %s: %v", nodeName, err)})
 			}
 		})
-	}
-}
-
-// schedulePending is the scheduler's retry after a pod left a node: pods
-// still Pending without a node get one, oldest first, while any fits.
-// l.mu is held.
-func (l *Lab) schedulePending() {
-	var pending []*corev1.Pod
-	for _, p := range l.reg.ListPods() {
-		if p.Spec.NodeName == "" && p.DeletionTimestamp == nil {
-			pending = append(pending, p)
-		}
-	}
-	sort.SliceStable(pending, func(i, j int) bool {
-		return pending[i].CreationTimestamp.Before(&pending[j].CreationTimestamp)
-	})
-	for _, p := range pending {
-		node, err := l.schedule(p)
-		if err != nil {
-			return
-		}
-		l.bind(p.Name, node)
 	}
 }
 
@@ -292,6 +259,7 @@ func (l *Lab) deletePod(name string) error {
 			return err
 		}
 		l.releaseIP(name)
+		l.podGone(name)
 		l.emit(EventPodDeleted, ref, "pod deleted")
 		l.schedulePending()
 		return nil
@@ -351,6 +319,7 @@ func (l *Lab) podStopped(name string) error {
 	err := l.reg.DeletePod(Namespace, name)
 	if err == nil {
 		l.releaseIP(name)
+		l.podGone(name)
 		l.emit(EventPodDeleted, "pod/"+name, "pod deleted")
 		l.schedulePending()
 		l.afterChange()
@@ -390,7 +359,7 @@ func (l *Lab) createDeployment(d *appsv1.Deployment) error {
 	if err != nil {
 		return err
 	}
-	l.reconcile(out)
+	l.enqueueDeployment(out.Name)
 	return nil
 }
 
@@ -408,12 +377,14 @@ func (l *Lab) updateDeployment(d *appsv1.Deployment) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	l.reconcile(out)
+	l.enqueueDeployment(out.Name)
 	return out.ResourceVersion != old.ResourceVersion, nil
 }
 
 // Scale sets a Deployment's replicas, as `kubectl scale deployment NAME
-// --replicas=N`.
+// --replicas=N`. Like Apply it returns once the API server has the new
+// replicas; the controllers create or delete the pods afterwards (see
+// WaitIdle).
 func (l *Lab) Scale(deployment string, replicas int) error {
 	l.mu.Lock()
 	err := l.scale(deployment, replicas)
@@ -441,78 +412,8 @@ func (l *Lab) scale(name string, replicas int) error {
 		return err
 	}
 	l.emit(EventScaled, "deployment.apps/"+name, "scaled from %d to %d replicas", was, replicas)
-	l.reconcile(out)
+	l.enqueueDeployment(out.Name)
 	return nil
-}
-
-// ownedPods are the pods of a Deployment's ReplicaSets: owned by a
-// ReplicaSet named <deployment>-<hash>.
-func (l *Lab) ownedPods(d *appsv1.Deployment) []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, p := range l.listPods() {
-		for _, ref := range p.OwnerReferences {
-			if ref.Kind == "ReplicaSet" && ref.Controller != nil && *ref.Controller &&
-				strings.TrimSuffix(ref.Name, "-"+p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]) == d.Name {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
-}
-
-// ownerDeployment is the Deployment whose ReplicaSet owns pod name, or nil.
-func (l *Lab) ownerDeployment(pod string) *appsv1.Deployment {
-	for _, d := range l.reg.ListDeployments() {
-		for _, p := range l.ownedPods(d) {
-			if p.Name == pod {
-				return d
-			}
-		}
-	}
-	return nil
-}
-
-// reconcile is the Deployment and ReplicaSet controllers in one step: the
-// pods of the current template are brought to spec.replicas (new ones
-// first), then pods of an older template are deleted. l.mu is held.
-func (l *Lab) reconcile(d *appsv1.Deployment) {
-	ref := "deployment.apps/" + d.Name
-	hash := ComputeHash(&d.Spec.Template)
-	want := 1
-	if d.Spec.Replicas != nil {
-		want = int(*d.Spec.Replicas)
-	}
-	var current, old []*corev1.Pod
-	for _, p := range l.ownedPods(d) {
-		if p.DeletionTimestamp != nil {
-			continue
-		}
-		if p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash {
-			current = append(current, p)
-		} else {
-			old = append(old, p)
-		}
-	}
-	for n := len(current); n < want; n++ {
-		pod := l.podFromTemplate(d, hash)
-		if err := l.createPod(pod); err != nil {
-			l.emit(EventFailed, ref, "creating pod: %v", err)
-			break
-		}
-	}
-	if extra := len(current) - want; extra > 0 {
-		sortForScaleDown(current)
-		for _, p := range current[:extra] {
-			if err := l.deletePod(p.Name); err != nil {
-				l.emit(EventFailed, ref, "deleting pod %q: %v", p.Name, err)
-			}
-		}
-	}
-	for _, p := range old {
-		if err := l.deletePod(p.Name); err != nil {
-			l.emit(EventFailed, ref, "deleting pod %q: %v", p.Name, err)
-		}
-	}
 }
 
 // sortForScaleDown orders pods the way the ReplicaSet controller picks

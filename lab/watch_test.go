@@ -75,7 +75,7 @@ func TestWatchConsistent(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	l.drain()
+	waitIdle(t, l)
 	final := l.State()
 
 	got := collect(t, w, final.Seq, 10*time.Second)
@@ -156,6 +156,7 @@ func TestWatchStalled(t *testing.T) {
 	if n != WatchBuffer || !errors.Is(stalled.Err(), ErrFellBehind) {
 		t.Errorf("stalled watcher: read %d events then Err %v; want %d then ErrFellBehind", n, stalled.Err(), WatchBuffer)
 	}
+	waitIdle(t, l)
 	again := l.Watch()
 	defer again.Stop()
 	if got := again.State.Flows[FlowKey{Service: "default/web", Node: "node-1", Protocol: "UDP", Result: plane.FlowRefused}].Count; got != WatchBuffer+10 {
@@ -228,6 +229,7 @@ func TestInjectErrors(t *testing.T) {
 		t.Errorf("unknown pod: %v", err)
 	}
 	l.Apply("default.yaml", DefaultManifest)
+	waitIdle(t, l)
 	p := l.Pods()[0].Name
 	if err := l.Inject(Fault{Kind: FaultStopApp, Pod: p}); !errors.Is(err, ErrNoDataPlane) {
 		t.Errorf("stop app without a data plane: %v", err)
