@@ -17,7 +17,7 @@ import (
 
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/kubectl"
-	"github.com/nplab/nplab/nodes"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 func init() { subcommands = append(subcommands, newUpCmd) }
@@ -63,8 +63,8 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if os.Geteuid() != 0 {
 		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
 	}
-	mode := nodes.ProxyMode(o.proxyMode)
-	if mode != nodes.ProxyRandom && mode != nodes.ProxyRoundRobin {
+	mode := plane.ProxyMode(o.proxyMode)
+	if mode != plane.ProxyRandom && mode != plane.ProxyRoundRobin {
 		return fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
 	}
 	// Read every manifest before anything is built: a missing file costs
@@ -164,7 +164,7 @@ func printLab(w io.Writer, r *lab.Running) {
 	for _, n := range topo.Nodes {
 		fmt.Fprintf(w, "  %-8s %-12s pods %s\n", n.Name, n.IP, n.PodCIDR)
 	}
-	fmt.Fprintf(w, "  %-8s %-12s outside the cluster: reaches node IPs, never pod IPs\n", nodes.ClientHost, topo.Client)
+	fmt.Fprintf(w, "  %-8s %-12s outside the cluster: reaches node IPs, never pod IPs\n", plane.ClientHost, topo.Client)
 	fmt.Fprintln(w, "\n$ kubectl get svc,pods -o wide")
 	_, _ = kubectl.GetServicesAndPods(w, r.Services(), r.Pods(), r.Now(), true)
 
@@ -175,7 +175,7 @@ func printLab(w io.Writer, r *lab.Running) {
 				continue
 			}
 			for _, n := range topo.Nodes {
-				req := nodes.Request{From: nodes.ClientHost, Protocol: string(p.Protocol),
+				req := plane.Request{From: plane.ClientHost, Protocol: string(p.Protocol),
 					Target: netip.AddrPortFrom(n.IP, uint16(p.NodePort)), Message: "/hostname"}
 				if p.Protocol != "TCP" {
 					req.Message = "hostname"

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/nplab/nplab/nodes"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 // conditions are an endpoint's EndpointSlice conditions (spec §5.5).
@@ -242,14 +242,14 @@ func (l *Lab) afterChange() {
 		return
 	}
 	l.synced, l.hasSynced = ports, true
-	snapshot := append([]nodes.ServicePort(nil), ports...)
+	snapshot := append([]plane.ServicePort(nil), ports...)
 	l.enqueue(func() { l.dp.SyncServices(snapshot) })
 }
 
 // servicePorts is the data plane's view: every port of every Service with a
 // ClusterIP, with the EndpointSlice endpoints of that port. l.mu is held.
-func (l *Lab) servicePorts() []nodes.ServicePort {
-	var out []nodes.ServicePort
+func (l *Lab) servicePorts() []plane.ServicePort {
+	var out []plane.ServicePort
 	svcs := l.reg.ListServices()
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
 	for _, svc := range svcs {
@@ -258,7 +258,7 @@ func (l *Lab) servicePorts() []nodes.ServicePort {
 			continue // headless or ExternalName: no proxying
 		}
 		for _, sp := range svc.Spec.Ports {
-			p := nodes.ServicePort{
+			p := plane.ServicePort{
 				Service:               svc.Namespace + "/" + svc.Name,
 				PortName:              sp.Name,
 				Protocol:              string(sp.Protocol),
@@ -281,7 +281,7 @@ func (l *Lab) servicePorts() []nodes.ServicePort {
 					}
 					for _, e := range sl.Endpoints {
 						a := netip.MustParseAddr(e.Addresses[0])
-						p.Endpoints = append(p.Endpoints, nodes.Endpoint{
+						p.Endpoints = append(p.Endpoints, plane.Endpoint{
 							Pod: e.TargetRef.Name, Node: *e.NodeName,
 							Addr:        netip.AddrPortFrom(a, uint16(*pt.Port)),
 							Ready:       *e.Conditions.Ready,

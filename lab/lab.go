@@ -14,9 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/lab/portalloc"
 	"github.com/nplab/nplab/lab/registry"
-	"github.com/nplab/nplab/nodes"
 )
 
 // DefaultManifest is the default lab: a 3-replica agnhost netexec Deployment
@@ -61,7 +61,7 @@ type DataPlane interface {
 	StopPod(name string) error
 	// SyncServices hands over the complete set of service ports with their
 	// endpoints, after every change.
-	SyncServices(ports []nodes.ServicePort)
+	SyncServices(ports []plane.ServicePort)
 }
 
 // Lab is the control plane of one lab: the emulated API server (package
@@ -71,7 +71,7 @@ type DataPlane interface {
 type Lab struct {
 	mu   sync.Mutex
 	name string
-	topo nodes.Topology
+	topo plane.Topology
 	reg  *registry.Registry
 	rand *rand.Rand
 	now  func() time.Time
@@ -90,7 +90,7 @@ type Lab struct {
 	// got last.
 	endpoints map[string]*corev1.Endpoints
 	slices    map[string][]discoveryv1.EndpointSlice
-	synced    []nodes.ServicePort
+	synced    []plane.ServicePort
 	hasSynced bool
 
 	events  []Event
@@ -126,7 +126,7 @@ func New(cfg Config) (*Lab, error) {
 	if pr.Size == 0 {
 		return nil, fmt.Errorf("invalid argument %q for \"--service-node-port-range\" flag: the range is empty", cfg.NodePortRange)
 	}
-	topo := nodes.DefaultTopology(cfg.Name, n)
+	topo := plane.DefaultTopology(cfg.Name, n)
 	if cfg.ServiceCIDR != "" {
 		p, err := netip.ParsePrefix(cfg.ServiceCIDR)
 		if err != nil {
@@ -183,14 +183,14 @@ func (l *Lab) Close() {
 func (l *Lab) Name() string { return l.name }
 
 // Topology is the lab's planned network: nodes, addresses, pod CIDRs.
-func (l *Lab) Topology() nodes.Topology {
+func (l *Lab) Topology() plane.Topology {
 	t := l.topo
-	t.Nodes = append([]nodes.NodeSpec(nil), l.topo.Nodes...)
+	t.Nodes = append([]plane.NodeSpec(nil), l.topo.Nodes...)
 	return t
 }
 
 // Nodes returns the lab's nodes.
-func (l *Lab) Nodes() []nodes.NodeSpec { return append([]nodes.NodeSpec(nil), l.topo.Nodes...) }
+func (l *Lab) Nodes() []plane.NodeSpec { return append([]plane.NodeSpec(nil), l.topo.Nodes...) }
 
 // NodePortRange is the --service-node-port-range in force.
 func (l *Lab) NodePortRange() portalloc.Range { return l.reg.NodePortRange() }
@@ -253,7 +253,7 @@ func (l *Lab) EndpointSlices(name string) []discoveryv1.EndpointSlice {
 
 // ServicePorts returns what the data plane was (or would be) given: every
 // port of every Service with its endpoints.
-func (l *Lab) ServicePorts() []nodes.ServicePort {
+func (l *Lab) ServicePorts() []plane.ServicePort {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.servicePorts()

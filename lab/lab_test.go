@@ -20,7 +20,7 @@ import (
 
 	goldenfile "github.com/nplab/nplab/internal/golden"
 	"github.com/nplab/nplab/lab/kubectl"
-	"github.com/nplab/nplab/nodes"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 func golden(t *testing.T, name string, got []byte) {
@@ -450,7 +450,7 @@ type fakeDataPlane struct {
 	callback bool
 	started  []string
 	stopped  []string
-	syncs    [][]nodes.ServicePort
+	syncs    [][]plane.ServicePort
 }
 
 func (f *fakeDataPlane) StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error {
@@ -473,13 +473,13 @@ func (f *fakeDataPlane) StopPod(name string) error {
 	return nil
 }
 
-func (f *fakeDataPlane) SyncServices(ports []nodes.ServicePort) {
+func (f *fakeDataPlane) SyncServices(ports []plane.ServicePort) {
 	f.mu.Lock()
 	f.syncs = append(f.syncs, ports)
 	f.mu.Unlock()
 }
 
-func (f *fakeDataPlane) lastSync() []nodes.ServicePort {
+func (f *fakeDataPlane) lastSync() []plane.ServicePort {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.syncs) == 0 {
@@ -488,7 +488,7 @@ func (f *fakeDataPlane) lastSync() []nodes.ServicePort {
 	return f.syncs[len(f.syncs)-1]
 }
 
-func readyCount(ports []nodes.ServicePort) (ready, all int) {
+func readyCount(ports []plane.ServicePort) (ready, all int) {
 	for _, e := range webPorts(ports)[0].Endpoints {
 		all++
 		if e.Ready {
@@ -531,7 +531,7 @@ func TestDataPlaneLifecycle(t *testing.T) {
 	if len(dp.stopped) != 1 || dp.stopped[0] != victim {
 		t.Errorf("StopPod calls = %v, want [%s]", dp.stopped, victim)
 	}
-	var term *nodes.Endpoint
+	var term *plane.Endpoint
 	for _, e := range webPorts(dp.lastSync())[0].Endpoints {
 		if e.Pod == victim {
 			e := e
@@ -677,8 +677,8 @@ func service(t *testing.T, l *Lab, name string) *corev1.Service {
 
 // webPorts leaves out default/kubernetes, which every lab has (without
 // endpoints).
-func webPorts(ports []nodes.ServicePort) []nodes.ServicePort {
-	var out []nodes.ServicePort
+func webPorts(ports []plane.ServicePort) []plane.ServicePort {
+	var out []plane.ServicePort
 	for _, p := range ports {
 		if p.Service != "default/kubernetes" {
 			out = append(out, p)

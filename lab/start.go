@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/nodes"
 )
 
@@ -15,7 +17,7 @@ import (
 type RunOptions struct {
 	// ProxyMode is how every node's proxy picks an endpoint ("" = random,
 	// as kube-proxy's iptables mode; "roundrobin" as IPVS's rr).
-	ProxyMode nodes.ProxyMode
+	ProxyMode plane.ProxyMode
 	// ProbeScale multiplies readiness probe times and --delay-shutdown;
 	// 0 means real time. Tests use a small value.
 	ProbeScale float64
@@ -37,26 +39,23 @@ func Start(ctx context.Context, cfg Config, opts RunOptions) (*Running, error) {
 	if cfg.DataPlane != nil {
 		return nil, fmt.Errorf("lab %q: Start builds its own data plane; Config.DataPlane must be nil", cfg.Name)
 	}
-	plane := &clusterPlane{}
-	cfg.DataPlane = plane
+	dp := &clusterPlane{}
+	cfg.DataPlane = dp
 	l, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	r := &Running{Lab: l}
-	plane.lab = l
-	c, err := nodes.NewCluster(ctx, nodes.Config{
-		Topology:   l.Topology(),
-		ProxyMode:  opts.ProxyMode,
-		ProbeScale: opts.ProbeScale,
-		OnEvent:    r.onNodeEvent,
-	})
+	dp.lab = l
+	q := &callQueue{}
+	c, err := nodes.New(ctx, l.Topology(), plane.Options{ProxyMode: opts.ProxyMode, ProbeScale: opts.ProbeScale}, nodeControl{q})
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
-	plane.c = c
+	dp.c = c
 	r.cluster = c
+	q.start(r)
 	return r, nil
 }
 
@@ -72,12 +71,12 @@ func (r *Running) Close() error {
 
 // Send sends one request through the lab's network (a curl or nc run in a
 // host: "client", a node or a pod).
-func (r *Running) Send(ctx context.Context, req nodes.Request) (nodes.Reply, error) {
+func (r *Running) Send(ctx context.Context, req plane.Request) (plane.Reply, error) {
 	return r.cluster.Send(ctx, req)
 }
 
 // Command is the shell command a student can type for the same request.
-func (r *Running) Command(req nodes.Request) string { return r.cluster.Command(req) }
+func (r *Running) Command(req plane.Request) string { return r.cluster.Command(req) }
 
 // SetPodUnready forces a pod's readiness false (or lets it go back).
 func (r *Running) SetPodUnready(pod string, unready bool) error {
@@ -85,7 +84,7 @@ func (r *Running) SetPodUnready(pod string, unready bool) error {
 }
 
 // StopApp stops a pod's servers; its probes then fail.
-func (r *Running) StopApp(pod string) error { return r.cluster.StopApp(pod) }
+func (r *Running) StopApp(pod string) error { return r.cluster.SetAppRunning(pod, false) }
 
 // SetNodeLink takes a node's link to the cluster network down or up.
 func (r *Running) SetNodeLink(node string, up bool) error {
@@ -96,33 +95,83 @@ func (r *Running) SetNodeLink(node string, up bool) error {
 // above (tests, benchmarks).
 func (r *Running) Cluster() *nodes.Cluster { return r.cluster }
 
-// onNodeEvent turns what the node agents report into control-plane state
-// (readiness, pod gone) and into events on the lab's stream.
-func (r *Running) onNodeEvent(ev nodes.Event) {
-	ref := "pod/" + ev.Pod
-	switch ev.Kind {
-	case nodes.EventPodReady:
-		_ = r.SetPodReady(ev.Pod, true)
-	case nodes.EventPodUnready:
-		_ = r.SetPodReady(ev.Pod, false)
-	case nodes.EventPodStopped:
-		_ = r.PodStopped(ev.Pod)
-	case nodes.EventPodStarted:
-		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: ref, Message: "started on " + ev.Node + ": " + ev.Message})
-	case nodes.EventPodNotice:
-		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: ref, Message: ev.Message})
-	case nodes.EventFlow:
-		if f := ev.Flow; f != nil {
-			r.Record(Event{Time: ev.Time, Type: EventFlow, Object: "service/" + serviceName(f.Service), Message: FlowString(f)})
+// nodeControl turns what the node agents report into control-plane state
+// (readiness, pod gone) and into events on the lab's stream. The lab calls
+// back into the data plane from these (SetPodReady and PodStopped sync
+// services), which a plane.Control must not, so they run in order on one
+// goroutine of their own. (A minimal adapter to nodes' plane.Control; the
+// lab's own rewrite replaces it.)
+type nodeControl struct{ q *callQueue }
+
+func (n nodeControl) PodStarted(pod, node, message string) {
+	n.q.push(func(r *Running) {
+		r.Record(Event{Time: time.Now(), Type: EventNotice, Object: "pod/" + pod, Message: "started on " + node + ": " + message})
+	})
+}
+func (n nodeControl) PodReady(pod string, ready bool) {
+	n.q.push(func(r *Running) { _ = r.SetPodReady(pod, ready) })
+}
+func (n nodeControl) PodStopped(pod string) { n.q.push(func(r *Running) { _ = r.PodStopped(pod) }) }
+func (n nodeControl) PodNotice(pod, message string) {
+	n.q.push(func(r *Running) {
+		r.Record(Event{Time: time.Now(), Type: EventNotice, Object: "pod/" + pod, Message: message})
+	})
+}
+func (n nodeControl) Warning(node, pod, message string) {
+	obj := "node/" + node
+	if pod != "" {
+		obj = "pod/" + pod
+	}
+	n.q.push(func(r *Running) { r.Record(Event{Time: time.Now(), Type: EventWarning, Object: obj, Message: message}) })
+}
+func (n nodeControl) Flow(f plane.Flow) {
+	n.q.push(func(r *Running) {
+		r.Record(Event{Time: time.Now(), Type: EventFlow, Object: "service/" + serviceName(f.Service), Message: FlowString(&f)})
+	})
+}
+func (n nodeControl) Listening(node string, ls []plane.Listener) {}
+
+// callQueue runs calls in order on one goroutine, never blocking push.
+type callQueue struct {
+	mu      sync.Mutex
+	r       *Running
+	calls   []func(*Running)
+	running bool
+}
+
+func (q *callQueue) push(f func(*Running)) {
+	q.mu.Lock()
+	q.calls = append(q.calls, f)
+	if q.running || q.r == nil {
+		q.mu.Unlock()
+		return
+	}
+	q.running = true
+	q.mu.Unlock()
+	go q.drain()
+}
+
+func (q *callQueue) start(r *Running) {
+	q.mu.Lock()
+	q.r = r
+	q.running = true
+	q.mu.Unlock()
+	go q.drain()
+}
+
+func (q *callQueue) drain() {
+	for {
+		q.mu.Lock()
+		if len(q.calls) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
 		}
-	case nodes.EventNodeLink:
-		r.Record(Event{Time: ev.Time, Type: EventNotice, Object: "node/" + ev.Node, Message: ev.Message})
-	default:
-		obj := "node/" + ev.Node
-		if ev.Pod != "" {
-			obj = ref
-		}
-		r.Record(Event{Time: ev.Time, Type: EventWarning, Object: obj, Message: ev.Message})
+		f := q.calls[0]
+		q.calls = q.calls[1:]
+		r := q.r
+		q.mu.Unlock()
+		f(r)
 	}
 }
 
@@ -138,13 +187,13 @@ func serviceName(s string) string {
 
 // FlowString is one line for a forwarded connection:
 // "TCP 172.18.0.100:41234 → node-1 172.18.0.2:30080 → pod web-x (node-2) 10.244.2.2:8080: ok, 120 B in, 310 B out, 2ms".
-func FlowString(f *nodes.Flow) string {
+func FlowString(f *plane.Flow) string {
 	s := fmt.Sprintf("%s %s → %s %s", f.Protocol, f.Client, f.EntryNode, f.Frontend)
 	if f.Pod != "" {
 		s += fmt.Sprintf(" → pod %s (%s) %s", f.Pod, f.PodNode, f.Backend)
 	}
 	s += ": " + string(f.Result)
-	if f.Result == nodes.FlowOK {
+	if f.Result == plane.FlowOK {
 		s += fmt.Sprintf(", %d B in, %d B out, %s", f.BytesIn, f.BytesOut, f.Duration.Round(100_000))
 		if f.SourceSeen.IsValid() {
 			s += ", pod saw " + f.SourceSeen.String()
@@ -166,16 +215,11 @@ func (p *clusterPlane) StartPod(ctx context.Context, node string, pod *corev1.Po
 }
 
 func (p *clusterPlane) StopPod(name string) error {
-	go func() {
-		if err := p.c.StopPod(name); err != nil {
-			p.lab.Record(Event{Type: EventWarning, Object: "pod/" + name, Message: "stopping: " + err.Error()})
-			_ = p.lab.PodStopped(name)
-		}
-	}()
+	p.c.StopPod(name)
 	return nil
 }
 
-func (p *clusterPlane) SyncServices(ports []nodes.ServicePort) { p.c.SyncServices(ports) }
+func (p *clusterPlane) SyncServices(ports []plane.ServicePort) { p.c.SyncServices(ports) }
 
 // Clean removes what a killed lab left behind: the namespaces and links its
 // record under /run/nplab lists, and nothing else. A lab that is still

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nplab/nplab/internal/testenv"
 	"github.com/nplab/nplab/lab"
-	"github.com/nplab/nplab/nodes"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 func labName() string {
@@ -92,13 +92,13 @@ func TestStartDefaultLab(t *testing.T) {
 		for _, n := range r.Nodes() {
 			seen := map[string]bool{}
 			for try := 0; try < 40 && len(seen) < len(pods); try++ {
-				req := nodes.Request{From: nodes.ClientHost, Protocol: proto,
+				req := plane.Request{From: plane.ClientHost, Protocol: proto,
 					Target: netip.AddrPortFrom(n.IP, 30080), Message: "/hostname", Timeout: 2 * time.Second}
 				if proto == "UDP" {
 					req.Message = "hostname"
 				}
 				rep, err := r.Send(ctx, req)
-				if err != nil || rep.Result != nodes.FlowOK {
+				if err != nil || rep.Result != plane.FlowOK {
 					t.Fatalf("%s via %s: %v %v", proto, n.Name, rep.Result, err)
 				}
 				name := strings.TrimSpace(rep.Body)

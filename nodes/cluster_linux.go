@@ -1,116 +1,110 @@
+//go:build linux
+
 package nodes
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 	"github.com/nplab/nplab/nodes/apps"
 )
 
-// Host names in the lab's network.
-const (
-	BridgeHost = "net"    // the namespace holding the cluster bridge
-	BridgeDev  = "br0"    // the bridge
-	ClientHost = "client" // the outside "laptop"
-)
-
-// Config is how to build a Cluster.
-type Config struct {
-	Topology Topology
-	// ProxyMode is how every node's proxy picks endpoints; "" is random.
-	ProxyMode ProxyMode
-	// OnEvent receives every event, from agent goroutines, in order per
-	// node. Events queue without bound while it runs, so it may call back
-	// into the Cluster (StartPod, SyncServices, StopPod...), but not Close,
-	// which waits for every queued event. Nil drops events.
-	OnEvent func(Event)
-	// ProbeScale multiplies the kubelet's and the apps' times: readiness
-	// probes' initialDelaySeconds, periodSeconds and timeoutSeconds, and
-	// netexec's --delay-shutdown. 0 means 1 (real time); tests use 0.05
-	// so a 10 s period takes half a second.
-	ProbeScale float64
-}
-
 // Cluster is a running lab cluster: the network, one agent per node (pods,
-// probes, proxy) and the outside client.
+// probes, proxy) and the outside client. It implements plane.DataPlane and
+// reports through the plane.Control it was built with.
 type Cluster struct {
-	cfg    Config
+	topo   plane.Topology
+	opts   plane.Options
+	ctl    plane.Control
 	netw   netsim.Network
 	nodes  map[string]*node
 	order  []*node
 	client netsim.Host
 	seed   uint64
+	flows  *flowBook
+
+	// ctx ends when Close begins: pods stopping in the background cut
+	// their grace period short.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu         sync.Mutex
 	closed     bool
 	starting   sync.WaitGroup // StartPod calls in flight; Close waits for them
+	stops      sync.WaitGroup // StopPod goroutines; Close waits for them
 	pods       map[string]*pod
+	stopping   map[string]*pod // pods StopPod is removing
 	veths      map[string]bool
 	clusterIPs map[netip.Addr]bool
 }
 
 // node is one node agent.
 type node struct {
-	spec   NodeSpec
-	host   netsim.Host
-	link   netsim.Link
-	proxy  *proxy
-	events *emitter
+	spec  plane.NodeSpec
+	host  netsim.Host
+	link  netsim.Link
+	proxy *proxy
+	down  atomic.Bool // SetNodeLink(false)
 }
 
-// NewCluster builds the network of cfg.Topology and starts an agent per
-// node:
+// New builds the network of topo and starts an agent per node:
 //
 //   - host "net" with bridge br0; host "node-N" with eth0 = node IP on the
 //     bridge, ip_forward=1 and a route to every other node's pod range via
 //     that node; host "client" with eth0 on the bridge and no route to pod
 //     ranges.
 //
-// On error it removes whatever it built.
-func NewCluster(ctx context.Context, cfg Config) (*Cluster, error) {
-	t := cfg.Topology
-	if err := validateTopology(t); err != nil {
+// Everything the agents observe goes to ctl (nil: dropped). On error New
+// removes whatever it built.
+func New(ctx context.Context, topo plane.Topology, opts plane.Options, ctl plane.Control) (*Cluster, error) {
+	if err := validateTopology(topo); err != nil {
 		return nil, err
 	}
-	if cfg.ProbeScale <= 0 {
-		cfg.ProbeScale = 1
+	if opts.ProbeScale <= 0 {
+		opts.ProbeScale = 1
 	}
-	if cfg.ProxyMode == "" {
-		cfg.ProxyMode = ProxyRandom
-	}
-	if cfg.ProxyMode != ProxyRandom && cfg.ProxyMode != ProxyRoundRobin {
-		return nil, fmt.Errorf("lab %q: unknown proxy mode %q (want %q or %q)", t.Lab, cfg.ProxyMode, ProxyRandom, ProxyRoundRobin)
-	}
-	netw, err := netsim.New(t.Lab)
+	mode, err := plane.ParseProxyMode(string(opts.ProxyMode))
 	if err != nil {
-		return nil, fmt.Errorf("lab %q: %w", t.Lab, err)
+		return nil, fmt.Errorf("lab %q: %w", topo.Lab, err)
 	}
+	opts.ProxyMode = mode
+	if ctl == nil {
+		ctl = nopControl{}
+	}
+	netw, err := netsim.New(topo.Lab)
+	if err != nil {
+		return nil, fmt.Errorf("lab %q: %w", topo.Lab, planeErr(err))
+	}
+	topo.Nodes = append([]plane.NodeSpec(nil), topo.Nodes...)
 	c := &Cluster{
-		cfg: cfg, netw: netw, nodes: map[string]*node{}, seed: rand.Uint64(),
-		pods: map[string]*pod{}, veths: map[string]bool{}, clusterIPs: map[netip.Addr]bool{},
+		topo: topo, opts: opts, ctl: ctl, netw: netw, nodes: map[string]*node{}, seed: rand.Uint64(), flows: newFlowBook(),
+		pods: map[string]*pod{}, stopping: map[string]*pod{}, veths: map[string]bool{}, clusterIPs: map[netip.Addr]bool{},
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if err := c.build(ctx); err != nil {
+		c.cancel()
 		c.stopAgents()
 		if cerr := netw.Close(); cerr != nil {
 			err = fmt.Errorf("%w (and removing it: %v)", err, cerr)
 		}
-		return nil, fmt.Errorf("lab %q: %w", t.Lab, err)
+		return nil, fmt.Errorf("lab %q: %w", topo.Lab, planeErr(err))
 	}
 	return c, nil
 }
 
-func validateTopology(t Topology) error {
+func validateTopology(t plane.Topology) error {
 	var errs []error
 	if t.Lab == "" {
 		errs = append(errs, errors.New("topology has no lab name"))
@@ -123,7 +117,7 @@ func validateTopology(t Topology) error {
 	}
 	seen := map[string]bool{}
 	for _, n := range t.Nodes {
-		if seen[n.Name] || n.Name == ClientHost || n.Name == BridgeHost || strings.HasPrefix(n.Name, "pod-") {
+		if seen[n.Name] || n.Name == plane.ClientHost || n.Name == plane.BridgeHost || strings.HasPrefix(n.Name, "pod-") {
 			errs = append(errs, fmt.Errorf("lab %q: node name %q is taken", t.Lab, n.Name))
 		}
 		seen[n.Name] = true
@@ -138,8 +132,8 @@ func validateTopology(t Topology) error {
 }
 
 func (c *Cluster) build(ctx context.Context) error {
-	t := c.cfg.Topology
-	br, err := c.netw.AddHost(BridgeHost)
+	t := c.topo
+	br, err := c.netw.AddHost(plane.BridgeHost)
 	if err != nil {
 		return err
 	}
@@ -174,22 +168,24 @@ func (c *Cluster) build(ctx context.Context) error {
 				return fmt.Errorf("node %q: route to %s's pods: %w", ns.Name, other.Name, err)
 			}
 		}
-		n := &node{spec: ns, host: h, link: l, events: newEmitter(c.cfg.OnEvent)}
+		n := &node{spec: ns, host: h, link: l}
 		n.proxy = newProxy(proxyEnv{
 			node: ns.Name, host: h, nodeIP: ns.IP, podCIDR: ns.PodCIDR, podCIDRs: podCIDRs,
-			isPodIP: c.isPodIP, isNodeIP: c.isNodeIP, listens: c.endpointListens, serviceCIDR: t.ServiceCIDR,
-			mode: c.cfg.ProxyMode, emit: n.events.emit, seed: c.seed + uint64(i)*104729,
+			isPodIP: t.IsPodIP, isNodeIP: c.isNodeIP, serviceCIDR: t.ServiceCIDR,
+			mode: c.opts.ProxyMode, ctl: c.ctl, report: c.reportFlow, pods: c.podFacts,
+			explain: func(pod, podNode string) (plane.FlowReason, string) { return c.explain(ns.Name, pod, podNode) },
+			seed:    c.seed + uint64(i)*104729,
 		})
 		c.nodes[ns.Name] = n
 		c.order = append(c.order, n)
 	}
-	cl, err := c.netw.AddHost(ClientHost)
+	cl, err := c.netw.AddHost(plane.ClientHost)
 	if err != nil {
 		return err
 	}
-	if _, err := c.netw.AddLink(netsim.LinkSpec{Name: ClientHost,
+	if _, err := c.netw.AddLink(netsim.LinkSpec{Name: plane.ClientHost,
 		A: netsim.LinkEnd{Host: cl, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(t.Client, bits)}},
-		B: netsim.LinkEnd{Host: br, Dev: ClientHost, Bridge: BridgeDev},
+		B: netsim.LinkEnd{Host: br, Dev: plane.ClientHost, Bridge: BridgeDev},
 	}); err != nil {
 		return err
 	}
@@ -197,54 +193,74 @@ func (c *Cluster) build(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// bridgePort names a node's port on the bridge: the node's name when it
-// fits in an interface name, else "n<index>".
-func bridgePort(node string, i int) string {
-	if len(node) <= netsim.MaxDevName && node != BridgeDev && node != ClientHost {
-		return node
-	}
-	return fmt.Sprintf("n%d", i+1)
-}
-
-func (c *Cluster) isPodIP(a netip.Addr) bool {
-	for _, n := range c.cfg.Topology.Nodes {
-		if n.PodCIDR.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 func (c *Cluster) isNodeIP(a netip.Addr) bool {
-	for _, n := range c.cfg.Topology.Nodes {
-		if n.IP == a {
-			return true
-		}
-	}
-	return false
+	_, ok := c.topo.NodeByIP(a)
+	return ok
 }
 
-// endpointListens reports whether e's pod runs an app listening on e's
-// port for protocol, as the image catalog says (nginx listens on 80 only,
-// whatever containerPort says). An endpoint whose pod this cluster does
-// not run (yet, or any more) counts as listening.
-func (c *Cluster) endpointListens(e Endpoint, protocol string) bool {
+// podFacts snapshots what the running pods' apps listen on, for the
+// proxies' plans.
+func (c *Cluster) podFacts() map[string]podFacts {
 	c.mu.Lock()
-	p := c.pods[e.Pod]
-	c.mu.Unlock()
-	if p == nil || p.ip != e.Addr.Addr() {
-		return true
+	defer c.mu.Unlock()
+	m := make(map[string]podFacts, len(c.pods))
+	for name, p := range c.pods {
+		m[name] = podFacts{ip: p.ip, specs: p.specs}
 	}
-	for _, s := range p.specs {
-		if s.Listens(protocol, e.Addr.Port()) {
-			return true
+	return m
+}
+
+// explain says why an attempt from node entry to pod on podNode failed,
+// when the cluster knows: a link on the path is down, or the pod's app is
+// stopped. It returns "" when it knows nothing.
+func (c *Cluster) explain(entry, pod, podNode string) (plane.FlowReason, string) {
+	if podNode != entry {
+		for _, name := range []string{entry, podNode} {
+			if n := c.nodes[name]; n != nil && n.down.Load() {
+				return plane.ReasonNodeLinkDown, name + "'s link is down"
+			}
 		}
 	}
-	return false
+	c.mu.Lock()
+	p := c.pods[pod]
+	c.mu.Unlock()
+	if p != nil && p.isAppStopped() {
+		return plane.ReasonAppStopped, "the app of pod " + pod + " is stopped"
+	}
+	return plane.ReasonNone, ""
+}
+
+// reportFlow is where every finished flow goes: to the control plane, and
+// to a Send waiting for the flow of its request. It is also the hook for
+// flows the nodes' kernels answered (see kernelFlow).
+func (c *Cluster) reportFlow(f plane.Flow) {
+	c.ctl.Flow(f)
+	c.flows.add(f)
+}
+
+// kernelFlow completes and reports a flow that a node's kernel answered
+// without any proxy socket: a refusal (no listener) or a Local-policy drop,
+// as observed on node by whoever watches its kernel (package netsim). It
+// fills in the Service and the reason from the node's last plan and
+// resolves a Send waiting for it. It reports nothing when the node knows
+// no verdict for the frontend.
+func (c *Cluster) kernelFlow(nodeName, proto string, client, frontend netip.AddrPort, start time.Time) bool {
+	n := c.nodes[nodeName]
+	if n == nil {
+		return false
+	}
+	v, ok := n.proxy.verdict(proto, frontend, client.Addr())
+	if !ok {
+		return false
+	}
+	c.reportFlow(plane.Flow{Protocol: proto, Client: client, EntryNode: nodeName, Frontend: frontend,
+		Service: v.Service, PortName: v.PortName, Result: v.Result, Reason: v.Reason, Kernel: true,
+		Start: start, Duration: time.Since(start)})
+	return true
 }
 
 // Topology returns the cluster's plan.
-func (c *Cluster) Topology() Topology { return c.cfg.Topology }
+func (c *Cluster) Topology() plane.Topology { return c.topo }
 
 // Network returns the lab's network (for tools that look inside).
 func (c *Cluster) Network() netsim.Network { return c.netw }
@@ -259,10 +275,12 @@ func (c *Cluster) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	c.cancel()
 	// A StartPod in flight sees closed when it is about to publish its
-	// pod and tears it down itself; wait for those, so no app or prober
-	// outlives the lab.
+	// pod and tears it down itself; a StopPod in flight cuts its grace
+	// period short. Wait for both, so no app or prober outlives the lab.
 	c.starting.Wait()
+	c.stops.Wait()
 	c.mu.Lock()
 	pods := c.pods
 	c.pods = map[string]*pod{}
@@ -271,40 +289,62 @@ func (c *Cluster) Close() error {
 		p.stopRunning()
 	}
 	c.stopAgents()
-	return c.netw.Close()
+	return planeErr(c.netw.Close())
 }
 
 func (c *Cluster) stopAgents() {
 	for _, n := range c.order {
 		n.proxy.close()
 	}
-	for _, n := range c.order {
-		n.events.close()
+}
+
+func (c *Cluster) node(name string) (*node, error) {
+	n := c.nodes[name]
+	if n == nil {
+		return nil, &plane.NotFoundError{Kind: "node", Name: name, Lab: c.topo.Lab}
 	}
+	return n, nil
 }
 
 // SetNodeLink takes a node's link to the cluster network down or up.
+// Flows that fail on the way to or from that node then say so
+// (plane.ReasonNodeLinkDown).
 // Equivalent to: ip -n nplab-<lab>-<node> link set eth0 down
 func (c *Cluster) SetNodeLink(name string, up bool) error {
-	n := c.nodes[name]
-	if n == nil {
-		return fmt.Errorf("node %q not found in lab %q", name, c.cfg.Topology.Lab)
+	n, err := c.node(name)
+	if err != nil {
+		return err
 	}
 	if err := n.link.SetUp(up); err != nil {
-		return fmt.Errorf("node %q: set link up=%v: %w", name, up, err)
+		return fmt.Errorf("node %q: set link up=%v: %w", name, up, planeErr(err))
 	}
-	state := "down"
-	if up {
-		state = "up"
+	n.down.Store(!up)
+	return nil
+}
+
+// SetImpairment gives a node's link delay, jitter and loss (netem) and a
+// rate limit (tbf), in each direction; the zero Impairment heals it. Where
+// the kernel lacks netem the error wraps plane.ErrNotSupported (and
+// netsim.ErrNotSupported) and says so.
+// Equivalent to: tc -n nplab-<lab>-<node> qdisc replace dev eth0 root netem delay <d> <jitter> loss <p>% (and tbf rate <r>bit)
+func (c *Cluster) SetImpairment(name string, im plane.Impairment) error {
+	n, err := c.node(name)
+	if err != nil {
+		return err
 	}
-	n.events.emit(Event{Time: time.Now(), Kind: EventNodeLink, Node: name, Message: fmt.Sprintf("link of %s is %s", name, state)})
+	if err := n.link.SetImpairment(netsim.Impairment{Delay: im.Delay, Jitter: im.Jitter, LossPercent: im.LossPercent}); err != nil {
+		return fmt.Errorf("node %q: %s: %w", name, im, planeErr(err))
+	}
+	if err := n.link.SetRate(im.RateBitsPerSec); err != nil {
+		return fmt.Errorf("node %q: %s: %w", name, im, planeErr(err))
+	}
 	return nil
 }
 
 // SyncServices makes every node's proxy serve exactly ports (the full
 // desired state) and every ClusterIP a local address of every node. It is
 // cheap to call often: unchanged listeners and flows are kept.
-func (c *Cluster) SyncServices(ports []ServicePort) {
+func (c *Cluster) SyncServices(ports []plane.ServicePort) {
 	want := map[netip.Addr]bool{}
 	for _, sp := range ports {
 		if sp.ClusterIP.IsValid() {
@@ -341,13 +381,13 @@ func (c *Cluster) SyncServices(ports []ServicePort) {
 			// ClusterIPs live on lo, as on IPVS's kube-ipvs0 dummy.
 			for _, a := range add {
 				if err := n.host.AddAddr("lo", netip.PrefixFrom(a, 32)); err != nil {
-					n.proxy.errorEvent("ClusterIP %s: %v", a, err)
+					n.proxy.warn("ClusterIP %s: %v", a, err)
 				}
 			}
 			n.proxy.sync(ports)
 			for _, a := range del {
 				if err := n.host.DelAddr("lo", netip.PrefixFrom(a, 32)); err != nil {
-					n.proxy.errorEvent("ClusterIP %s: %v", a, err)
+					n.proxy.warn("ClusterIP %s: %v", a, err)
 				}
 			}
 		})
@@ -357,103 +397,6 @@ func (c *Cluster) SyncServices(ports []ServicePort) {
 
 func sortAddrs(as []netip.Addr) {
 	sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
-}
-
-// Clean removes what a killed lab left behind (its namespaces and links),
-// and nothing else.
-// A running lab is refused (errors.Is(err, ErrLabRunning)).
-func Clean(lab string) error { return netsim.Clean(lab) }
-
-// CleanAll cleans every killed lab this machine has a record of and returns
-// their names; running labs are skipped and named in the error.
-func CleanAll() ([]string, error) { return netsim.CleanAll() }
-
-// ErrLabRunning is what Clean and CleanAll report for a lab still running.
-var ErrLabRunning = netsim.ErrLabRunning
-
-// emitter calls OnEvent from one goroutine, in order. emit never blocks:
-// events wait in an unbounded queue, so OnEvent may call back into the
-// Cluster (StartPod, SyncServices, which emit on this same emitter) without
-// deadlocking. Only Close must not be called from OnEvent: it waits for
-// the emitter to drain.
-type emitter struct {
-	mu     sync.Mutex
-	closed bool
-	queue  []Event
-	wake   chan struct{} // one token: the queue has events, or closed
-	done   chan struct{}
-}
-
-func newEmitter(fn func(Event)) *emitter {
-	e := &emitter{wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go func() {
-		defer close(e.done)
-		for range e.wake {
-			for {
-				e.mu.Lock()
-				batch := e.queue
-				e.queue = nil
-				closed := e.closed
-				e.mu.Unlock()
-				if len(batch) == 0 {
-					if closed {
-						return
-					}
-					break
-				}
-				for _, ev := range batch {
-					if fn != nil {
-						fn(ev)
-					}
-				}
-			}
-		}
-	}()
-	return e
-}
-
-func (e *emitter) emit(ev Event) {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return
-	}
-	e.queue = append(e.queue, ev)
-	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default: // a wake-up is already pending
-	}
-}
-
-// close delivers what is queued, then stops the emitter; later events are
-// dropped.
-func (e *emitter) close() {
-	e.mu.Lock()
-	e.closed = true
-	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-	<-e.done
-}
-
-// shortHash is 8 hex digits of FNV-1a of s.
-func shortHash(s string) string {
-	h := fnv.New32a()
-	h.Write([]byte(s))
-	return fmt.Sprintf("%08x", h.Sum32())
-}
-
-// podHostName is the netsim host of a pod: "pod-<name>", shortened with a
-// hash when the name is long so `ip netns list` stays readable.
-func podHostName(pod string) string {
-	const max = 48
-	if len(pod) <= max {
-		return "pod-" + pod
-	}
-	return "pod-" + strings.TrimRight(pod[:max-9], "-.") + "-" + shortHash(pod)
 }
 
 // specsOf reads a pod's containers through the image catalog.

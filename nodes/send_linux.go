@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -9,50 +11,25 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 )
 
-// Request is one use of a traffic tool (curl for TCP, nc for UDP and SCTP)
-// from a host of the lab.
-type Request struct {
-	// From is "client", a node name ("node-1") or a pod name.
-	From     string
-	Protocol string // "TCP" (HTTP GET), "UDP" or "SCTP"
-	Target   netip.AddrPort
-	// Message is, for TCP, the HTTP path ("/hostname"); for UDP and SCTP,
-	// a netexec command ("hostname", "echo hi", "clientip").
-	Message string
-	// LocalPort fixes the UDP source port (0: any).
-	LocalPort uint16
-	// Timeout bounds the whole exchange; 0 means 3 s.
-	Timeout time.Duration
-}
-
-// Reply is what the tool saw.
-type Reply struct {
-	Body   string
-	Status int         // HTTP status (TCP only)
-	Header http.Header // HTTP headers (TCP only)
-	// Result is ok, refused (the kernel's TCP RST to the SYN / ICMP port
-	// unreachable), reset (accepted by a proxy, then reset: its endpoint
-	// refused), timed out, or error (e.g. "network is unreachable").
-	Result FlowResult
-	Err    error
-}
-
-// DefaultSendTimeout is Request.Timeout's default.
-const DefaultSendTimeout = 3 * time.Second
+// flowWait bounds how long Send waits, after the tool is done, for the
+// flow its request made to be reported.
+var flowWait = time.Second
 
 // Command is the shell command a student would type for r
 // ("ip netns exec nplab-demo-client curl -sS http://172.18.0.2:30080/hostname"):
 // curl for TCP, netcat-openbsd's nc -u for UDP, ncat --sctp (Debian
 // package ncat) for SCTP.
-func (c *Cluster) Command(r Request) string {
+func (c *Cluster) Command(r plane.Request) string {
 	h := c.host(r.From)
-	ns := "nplab-" + c.cfg.Topology.Lab + "-" + r.From
+	ns := c.topo.Namespace(r.From)
 	if h != nil {
 		ns = h.Namespace()
 	}
@@ -76,7 +53,7 @@ func (c *Cluster) Command(r Request) string {
 }
 
 func (c *Cluster) host(name string) netsim.Host {
-	if name == ClientHost {
+	if name == plane.ClientHost {
 		return c.client
 	}
 	if n := c.nodes[name]; n != nil {
@@ -84,7 +61,7 @@ func (c *Cluster) host(name string) netsim.Host {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := c.pods[name]; p != nil && p.app != nil {
+	if p := c.pods[name]; p != nil && p.started {
 		return p.host
 	}
 	return nil
@@ -95,49 +72,106 @@ func (c *Cluster) host(name string) netsim.Host {
 // connection or SCTP association the proxy accepted and then reset or
 // closed before any answer (its endpoint refused) is FlowReset, as curl
 // shows "Connection reset by peer" there.
-func (c *Cluster) Send(ctx context.Context, r Request) (Reply, error) {
+//
+// Reply.Local is the tool's source address and port. Reply.Flow is the
+// flow a node's proxy recorded for exactly that client address and
+// protocol, started after the request: Send waits for it up to flowWait
+// after the tool is done. It is nil for a request no proxy saw: one to a
+// pod IP, one a node's kernel refused or dropped, one to a node whose link
+// is down, or a TCP connect that failed.
+//
+// A node sending to a ClusterIP uses its own IP as the source (a ClusterIP
+// is a local address of the node, which the kernel would otherwise pick),
+// as a real node's traffic to a Service leaves from the node's address.
+func (c *Cluster) Send(ctx context.Context, r plane.Request) (plane.Reply, error) {
 	h := c.host(r.From)
 	if h == nil {
-		return Reply{}, fmt.Errorf("send from %q: no such host in lab %q (want %q, a node or a pod)", r.From, c.cfg.Topology.Lab, ClientHost)
+		return plane.Reply{}, fmt.Errorf("send: %w", &plane.NotFoundError{Kind: "host", Name: r.From, Lab: c.topo.Lab})
 	}
 	if !r.Target.IsValid() {
-		return Reply{}, fmt.Errorf("send from %q: invalid target %v", r.From, r.Target)
+		return plane.Reply{}, fmt.Errorf("send from %q: invalid target %v", r.From, r.Target)
 	}
 	timeout := r.Timeout
 	if timeout <= 0 {
-		timeout = DefaultSendTimeout
+		timeout = plane.DefaultSendTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	var bind netip.Addr
+	if n := c.nodes[r.From]; n != nil && c.topo.ServiceCIDR.Contains(r.Target.Addr()) {
+		bind = n.spec.IP
+	}
+	proto := strings.ToUpper(r.Protocol)
+	if proto == "" {
+		proto = "TCP"
+	}
+	start := time.Now()
+	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var rep Reply
-	switch strings.ToUpper(r.Protocol) {
-	case "", "TCP":
-		rep = sendHTTP(ctx, h, r)
+	var rep plane.Reply
+	switch proto {
+	case "TCP":
+		rep = sendHTTP(tctx, h, r, bind)
 	case "UDP":
-		rep = sendDatagram(ctx, h, r, "udp")
+		rep = sendDatagram(tctx, h, r, "udp", bind)
 	case "SCTP":
-		rep = sendDatagram(ctx, h, r, "sctp")
+		rep = sendDatagram(tctx, h, r, "sctp", netip.Addr{})
 	default:
-		return Reply{}, fmt.Errorf("send from %q: unknown protocol %q", r.From, r.Protocol)
+		return plane.Reply{}, fmt.Errorf("send from %q: unknown protocol %q", r.From, r.Protocol)
 	}
-	if rep.Err != nil && rep.Result == FlowOK {
+	if rep.Err != nil && rep.Result == plane.FlowOK {
 		rep.Result = classify(rep.Err)
+	}
+	if c.proxied(r.Target.Addr()) && rep.Local.IsValid() && rep.Result != plane.FlowRefused {
+		since := start
+		if proto == "UDP" && r.LocalPort != 0 {
+			// A fixed source port may ride a UDP flow pinned by an
+			// earlier request: that flow is this request's too.
+			since = time.Time{}
+		}
+		rep.Flow = c.flows.wait(ctx, flowKey{proto, rep.Local}, since, flowWait)
 	}
 	return rep, nil
 }
 
-func sendHTTP(ctx context.Context, h netsim.Host, r Request) Reply {
+// proxied reports whether a request to a may reach a node's proxy: a node
+// IP or a ClusterIP.
+func (c *Cluster) proxied(a netip.Addr) bool {
+	return c.isNodeIP(a) || c.topo.ServiceCIDR.Contains(a)
+}
+
+func sendHTTP(ctx context.Context, h netsim.Host, r plane.Request, bind netip.Addr) plane.Reply {
 	path := r.Message
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
+	var mu sync.Mutex
+	var local netip.AddrPort
 	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return h.Dial(ctx, "tcp", addr)
+		var conn net.Conn
+		var err error
+		if bind.IsValid() {
+			conn, err = h.DialFrom(ctx, netsim.Dial{Network: "tcp", Local: netip.AddrPortFrom(bind, 0), Remote: r.Target})
+		} else {
+			conn, err = h.Dial(ctx, "tcp", addr)
+		}
+		if err == nil {
+			mu.Lock()
+			local = addrPortOf(conn.LocalAddr())
+			mu.Unlock()
+		}
+		return conn, err
 	}}
+	rep := doHTTP(ctx, tr, r, path)
+	mu.Lock()
+	rep.Local = local
+	mu.Unlock()
+	return rep
+}
+
+func doHTTP(ctx context.Context, tr *http.Transport, r plane.Request, path string) plane.Reply {
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Target.String()+path, nil)
 	if err != nil {
-		return Reply{Result: FlowError, Err: err}
+		return plane.Reply{Result: plane.FlowError, Err: err}
 	}
 	req.Header.Set("User-Agent", "curl/8 (nplab)")
 	resp, err := (&http.Client{Transport: tr}).Do(req)
@@ -146,52 +180,60 @@ func sendHTTP(ctx context.Context, h netsim.Host, r Request) Reply {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			// Closed before any answer: the proxy accepted, its
 			// endpoint refused, and it reset the connection.
-			res = FlowReset
+			res = plane.FlowReset
 		}
-		return Reply{Result: res, Err: err}
+		return plane.Reply{Result: res, Err: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	rep := Reply{Body: string(b), Status: resp.StatusCode, Header: resp.Header, Result: FlowOK}
+	rep := plane.Reply{Body: string(b), Status: resp.StatusCode, Header: resp.Header, Result: plane.FlowOK}
 	if err != nil {
 		rep.Result, rep.Err = classify(err), err
 	}
 	return rep
 }
 
-func sendDatagram(ctx context.Context, h netsim.Host, r Request, network string) Reply {
+func sendDatagram(ctx context.Context, h netsim.Host, r plane.Request, network string, bind netip.Addr) plane.Reply {
 	var conn net.Conn
 	var err error
-	if r.LocalPort > 0 {
-		conn, err = h.DialFrom(ctx, netsim.Dial{Network: network, Remote: r.Target,
-			Local: netip.AddrPortFrom(netip.IPv4Unspecified(), r.LocalPort)})
+	if r.LocalPort > 0 || bind.IsValid() {
+		local := netip.AddrPortFrom(netip.IPv4Unspecified(), r.LocalPort)
+		if bind.IsValid() {
+			local = netip.AddrPortFrom(bind, r.LocalPort)
+		}
+		conn, err = h.DialFrom(ctx, netsim.Dial{Network: network, Remote: r.Target, Local: local})
 	} else {
 		conn, err = h.Dial(ctx, network, r.Target.String())
 	}
 	if err != nil {
-		return Reply{Result: classify(err), Err: err}
+		return plane.Reply{Result: classify(err), Err: err}
 	}
 	defer conn.Close()
+	rep := plane.Reply{Local: addrPortOf(conn.LocalAddr())}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
 	if _, err := conn.Write([]byte(r.Message)); err != nil {
-		return Reply{Result: classify(err), Err: err}
+		rep.Result, rep.Err = classify(err), err
+		return rep
 	}
 	buf := make([]byte, 65535)
 	n, err := conn.Read(buf)
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, syscall.ECONNREFUSED) {
-			return Reply{Result: FlowTimedOut, Err: fmt.Errorf("no answer from %s within the timeout: %w", r.Target, ctx.Err())}
-		}
-		if network == "sctp" && errors.Is(err, io.EOF) {
+		switch {
+		case ctx.Err() != nil && !errors.Is(err, syscall.ECONNREFUSED):
+			rep.Result, rep.Err = plane.FlowTimedOut, fmt.Errorf("no answer from %s within the timeout: %w", r.Target, ctx.Err())
+		case network == "sctp" && errors.Is(err, io.EOF):
 			// The association was accepted and then closed without an
 			// answer: the proxy's endpoint refused.
-			return Reply{Result: FlowReset, Err: err}
+			rep.Result, rep.Err = plane.FlowReset, err
+		default:
+			rep.Result, rep.Err = classify(err), err
 		}
-		return Reply{Result: classify(err), Err: err}
+		return rep
 	}
-	return Reply{Body: string(buf[:n]), Result: FlowOK}
+	rep.Body, rep.Result = string(buf[:n]), plane.FlowOK
+	return rep
 }
