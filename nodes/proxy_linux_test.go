@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -313,16 +312,4 @@ func TestProxyLocalPolicyRules(t *testing.T) {
 	if rs := h.ruleList(); len(rs) != 0 {
 		t.Errorf("service gone: rules %+v left behind", rs)
 	}
-}
-
-func sameRules(got, want []netsim.Rule) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for _, w := range want {
-		if !slices.Contains(got, w) {
-			return false
-		}
-	}
-	return true
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -146,18 +147,10 @@ func sendHTTP(ctx context.Context, h netsim.Host, r plane.Request, bind netip.Ad
 	var mu sync.Mutex
 	var local netip.AddrPort
 	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var conn net.Conn
-		var err error
-		if bind.IsValid() {
-			conn, err = h.DialFrom(ctx, netsim.Dial{Network: "tcp", Local: netip.AddrPortFrom(bind, 0), Remote: r.Target})
-		} else {
-			conn, err = h.Dial(ctx, "tcp", addr)
-		}
-		if err == nil {
-			mu.Lock()
-			local = addrPortOf(conn.LocalAddr())
-			mu.Unlock()
-		}
+		conn, la, err := dialTCP(ctx, h, r.Target, bind)
+		mu.Lock()
+		local = la
+		mu.Unlock()
 		return conn, err
 	}}
 	rep := doHTTP(ctx, tr, r, path)
@@ -165,6 +158,58 @@ func sendHTTP(ctx context.Context, h netsim.Host, r plane.Request, bind netip.Ad
 	rep.Local = local
 	mu.Unlock()
 	return rep
+}
+
+// Ephemeral ports Send picks from for TCP, as Linux's default
+// net.ipv4.ip_local_port_range does.
+const (
+	ephemeralFirst = 32768
+	ephemeralLast  = 60999
+)
+
+// dialTCP connects from h to target from a source address and port it
+// picked itself, so the tool's address is known even when the connect
+// fails: a proxy that accepts and resets at once (its pod refused, its
+// route is gone) can reset the connection before connect returns, and the
+// flow of that attempt is still the request's. bind, if valid, is the
+// source address; else it is the one the kernel would choose. When a few
+// picked ports are taken it lets the kernel pick the port (and knows it
+// only on success).
+func dialTCP(ctx context.Context, h netsim.Host, target netip.AddrPort, bind netip.Addr) (net.Conn, netip.AddrPort, error) {
+	src := bind
+	if !src.IsValid() {
+		src = sourceFor(ctx, h, target)
+	}
+	if src.IsValid() {
+		for range 5 {
+			local := netip.AddrPortFrom(src, uint16(ephemeralFirst+rand.IntN(ephemeralLast-ephemeralFirst+1)))
+			conn, err := h.DialFrom(ctx, netsim.Dial{Network: "tcp", Local: local, Remote: target})
+			if errors.Is(err, syscall.EADDRINUSE) {
+				continue
+			}
+			if err != nil {
+				return nil, local, err
+			}
+			return conn, addrPortOf(conn.LocalAddr()), nil
+		}
+	}
+	conn, err := h.DialFrom(ctx, netsim.Dial{Network: "tcp", Local: netip.AddrPortFrom(bind, 0), Remote: target})
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	return conn, addrPortOf(conn.LocalAddr()), nil
+}
+
+// sourceFor is the source address h's kernel picks to reach target (a
+// connected UDP socket sends nothing, but its local address is the
+// route's choice), or the invalid address when there is no route.
+func sourceFor(ctx context.Context, h netsim.Host, target netip.AddrPort) netip.Addr {
+	c, err := h.Dial(ctx, "udp", target.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	defer c.Close()
+	return addrPortOf(c.LocalAddr()).Addr()
 }
 
 func doHTTP(ctx context.Context, tr *http.Transport, r plane.Request, path string) plane.Reply {
