@@ -34,6 +34,12 @@ type Cluster struct {
 	client netsim.Host
 	seed   uint64
 	flows  *flowBook
+	// kernelFlows: someone watches the nodes' kernels and reports the
+	// attempts they answered themselves (kernelFlow), so Send waits for
+	// a flow even for a request no proxy socket saw. Set before the
+	// cluster is used; nothing sets it yet (package netsim's observer
+	// is to come).
+	kernelFlows bool
 
 	// ctx ends when Close begins: pods stopping in the background cut
 	// their grace period short.

@@ -313,3 +313,54 @@ func TestProxyLocalPolicyRules(t *testing.T) {
 		t.Errorf("service gone: rules %+v left behind", rs)
 	}
 }
+
+// TestKernelFlowHook: a flow a node's kernel answered (reported by
+// whoever observes the kernel) gets its Service and reason from the
+// node's last plan, goes to the control plane, and resolves a Send waiting
+// for its client address.
+func TestKernelFlowHook(t *testing.T) {
+	h, log := newFakeHost(), &recorder{}
+	p := newTestProxy(t, h, log)
+	p.env.isPodIP = func(a netip.Addr) bool { return netip.MustParsePrefix("10.244.0.0/16").Contains(a) }
+	remote := plane.Endpoint{Pod: "b", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}
+	p.sync([]plane.ServicePort{
+		{Service: "default/empty", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.11"), Port: 80, NodePort: 30090},
+		{Service: "default/local", Protocol: "UDP", ClusterIP: netip.MustParseAddr("10.96.0.12"), Port: 81, NodePort: 30091,
+			ExternalTrafficPolicy: "Local", Endpoints: []plane.Endpoint{remote}},
+	})
+	c := &Cluster{topo: plane.DefaultTopology("demo", 1), ctl: log, flows: newFlowBook(), nodes: map[string]*node{"node-1": {proxy: p}}}
+	client := netip.MustParseAddrPort("172.18.0.100:40000")
+	pod := netip.MustParseAddrPort("10.244.2.30:40000")
+	for _, tc := range []struct {
+		proto    string
+		client   netip.AddrPort
+		frontend netip.AddrPort
+		ok       bool
+		result   plane.FlowResult
+		reason   plane.FlowReason
+		service  string
+	}{
+		{"TCP", client, netip.MustParseAddrPort("192.0.2.1:30090"), true, plane.FlowRefused, plane.ReasonNoEndpoints, "default/empty"},
+		{"TCP", client, netip.MustParseAddrPort("10.96.0.11:80"), true, plane.FlowRefused, plane.ReasonNoEndpoints, "default/empty"},
+		{"UDP", client, netip.MustParseAddrPort("192.0.2.1:30091"), true, plane.FlowDropped, plane.ReasonLocalPolicy, "default/local"},
+		{"UDP", pod, netip.MustParseAddrPort("192.0.2.1:30091"), false, "", "", ""},    // pods are proxied under Local
+		{"UDP", client, netip.MustParseAddrPort("10.96.0.12:81"), false, "", "", ""},   // the ClusterIP listens
+		{"TCP", client, netip.MustParseAddrPort("192.0.2.1:30099"), false, "", "", ""}, // no service there
+	} {
+		start := time.Now()
+		if ok := c.kernelFlow("node-1", tc.proto, tc.client, tc.frontend, start); ok != tc.ok {
+			t.Errorf("kernelFlow %s %s → %s = %v, want %v", tc.proto, tc.client, tc.frontend, ok, tc.ok)
+			continue
+		}
+		if !tc.ok {
+			continue
+		}
+		f := c.flows.wait(context.Background(), flowKey{tc.proto, tc.client}, start, time.Second)
+		if f == nil || !f.Kernel || f.Result != tc.result || f.Reason != tc.reason || f.Service != tc.service || f.EntryNode != "node-1" || f.Frontend != tc.frontend {
+			t.Errorf("%s → %s: flow %+v, want a kernel flow %s (%s) of %s", tc.proto, tc.frontend, f, tc.result, tc.reason, tc.service)
+		}
+	}
+	if n := len(log.flows(func(f plane.Flow) bool { return f.Kernel })); n != 3 {
+		t.Errorf("%d kernel flows reported to the control plane, want 3", n)
+	}
+}

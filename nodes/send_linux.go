@@ -75,11 +75,13 @@ func (c *Cluster) host(name string) netsim.Host {
 // shows "Connection reset by peer" there.
 //
 // Reply.Local is the tool's source address and port. Reply.Flow is the
-// flow a node's proxy recorded for exactly that client address and
-// protocol, started after the request: Send waits for it up to flowWait
-// after the tool is done. It is nil for a request no proxy saw: one to a
-// pod IP, one a node's kernel refused or dropped, one to a node whose link
-// is down, or a TCP connect that failed.
+// flow a node recorded for exactly that client address and protocol,
+// started after the request: Send waits for it up to flowWait after the
+// tool is done, when some proxy may have seen the request. It is nil for a
+// request no proxy saw: one to a pod IP, one a node's kernel refused or
+// dropped, one to a node whose link is down, a TCP connect that failed;
+// unless the nodes' kernels are observed (Cluster.kernelFlows), when the
+// flows the kernels answered resolve the wait too.
 //
 // A node sending to a ClusterIP uses its own IP as the source (a ClusterIP
 // is a local address of the node, which the kernel would otherwise pick),
@@ -108,20 +110,26 @@ func (c *Cluster) Send(ctx context.Context, r plane.Request) (plane.Reply, error
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rep plane.Reply
+	// reached: a proxy socket may have seen the request (a TCP connect
+	// that succeeded, or was reset by a proxy that accepted it; a
+	// datagram the node's kernel did not refuse).
+	reached := false
 	switch proto {
 	case "TCP":
-		rep = sendHTTP(tctx, h, r, bind)
+		rep, reached = sendHTTP(tctx, h, r, bind)
 	case "UDP":
 		rep = sendDatagram(tctx, h, r, "udp", bind)
+		reached = rep.Result != plane.FlowRefused
 	case "SCTP":
 		rep = sendDatagram(tctx, h, r, "sctp", netip.Addr{})
+		reached = rep.Result != plane.FlowRefused
 	default:
 		return plane.Reply{}, fmt.Errorf("send from %q: unknown protocol %q", r.From, r.Protocol)
 	}
 	if rep.Err != nil && rep.Result == plane.FlowOK {
 		rep.Result = classify(rep.Err)
 	}
-	if c.proxied(r.Target.Addr()) && rep.Local.IsValid() && rep.Result != plane.FlowRefused {
+	if c.proxied(r.Target.Addr()) && rep.Local.IsValid() && (reached || c.kernelFlows) {
 		since := start
 		if proto == "UDP" && r.LocalPort != 0 {
 			// A fixed source port may ride a UDP flow pinned by an
@@ -139,25 +147,31 @@ func (c *Cluster) proxied(a netip.Addr) bool {
 	return c.isNodeIP(a) || c.topo.ServiceCIDR.Contains(a)
 }
 
-func sendHTTP(ctx context.Context, h netsim.Host, r plane.Request, bind netip.Addr) plane.Reply {
+// sendHTTP is curl. reached says whether the TCP connection was set up
+// (or reset by whoever accepted it), so some proxy may have seen it.
+func sendHTTP(ctx context.Context, h netsim.Host, r plane.Request, bind netip.Addr) (plane.Reply, bool) {
 	path := r.Message
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
+	// The dial runs on the Transport's goroutine, which may outlive Do.
 	var mu sync.Mutex
 	var local netip.AddrPort
+	var connected bool
 	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, la, err := dialTCP(ctx, h, r.Target, bind)
 		mu.Lock()
 		local = la
+		connected = err == nil || errors.Is(err, syscall.ECONNRESET)
 		mu.Unlock()
 		return conn, err
 	}}
 	rep := doHTTP(ctx, tr, r, path)
 	mu.Lock()
 	rep.Local = local
+	reached := connected
 	mu.Unlock()
-	return rep
+	return rep, reached
 }
 
 // Ephemeral ports Send picks from for TCP, as Linux's default
