@@ -121,7 +121,7 @@ func (c *Cluster) Send(ctx context.Context, r plane.Request) (plane.Reply, error
 		rep = sendDatagram(tctx, h, r, "udp", bind)
 		reached = rep.Result != plane.FlowRefused
 	case "SCTP":
-		rep = sendDatagram(tctx, h, r, "sctp", netip.Addr{})
+		rep = sendDatagram(tctx, h, r, "sctp", bind)
 		reached = rep.Result != plane.FlowRefused
 	default:
 		return plane.Reply{}, fmt.Errorf("send from %q: unknown protocol %q", r.From, r.Protocol)
