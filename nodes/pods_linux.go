@@ -324,7 +324,7 @@ func (c *Cluster) StopPod(name string) {
 	p := c.pods[name]
 	if p == nil || !p.started {
 		c.mu.Unlock()
-		c.ctl.Warning("", name, fmt.Sprintf("stop pod %q: no such pod runs in lab %q", name, c.topo.Lab))
+		c.ctl.Warning("", name, fmt.Sprintf("stop pod: %v", &plane.NotFoundError{Kind: "pod", Name: name, Lab: c.topo.Lab}))
 		c.ctl.PodStopped(name)
 		return
 	}

@@ -160,7 +160,9 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 		return n, nil
 	}
 	rs := &readSide{r: src}
-	n, err := io.Copy(dst, rs)
+	buf := copyBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(writeOnly{dst}, rs, *buf)
+	copyBufs.Put(buf)
 	if err != nil {
 		// A reset or a closed peer: tear both down so the other half
 		// does not wait forever.
@@ -178,6 +180,16 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 	}
 	return n, nil
 }
+
+// copyBufs are the buffers of stream copies.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// writeOnly hides a conn's ReadFrom, so io.CopyBuffer uses the pooled
+// buffer (a conn's ReadFrom could splice only from another conn, and src
+// is a readSide).
+type writeOnly struct{ w io.Writer }
+
+func (w writeOnly) Write(b []byte) (int, error) { return w.w.Write(b) }
 
 // readSide remembers the error reading from r, so a reset by one peer is
 // told from a failed write to the other.
