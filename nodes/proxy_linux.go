@@ -283,7 +283,12 @@ func (p *proxy) applyRules(want map[netsim.Rule]bool) {
 func (p *proxy) verdict(proto string, frontend netip.AddrPort, client netip.Addr) (verdict, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, k := range []frontKey{{proto, frontend}, {proto, netip.AddrPortFrom(netip.IPv4Unspecified(), frontend.Port())}} {
+	keys := []frontKey{{proto, frontend}}
+	if !p.env.serviceCIDR.Contains(frontend.Addr()) {
+		// Any of the node's own addresses: its nodePort.
+		keys = append(keys, frontKey{proto, netip.AddrPortFrom(netip.IPv4Unspecified(), frontend.Port())})
+	}
+	for _, k := range keys {
 		v, ok := p.verdicts[k]
 		if !ok {
 			continue
