@@ -248,3 +248,64 @@ func TestCommandSCTPUsesNcat(t *testing.T) {
 		t.Errorf("Command(SCTP) = %q, want %q", got, want)
 	}
 }
+
+// slowListenHost is a fakeHost whose Listen waits for release, like a
+// namespace switch that takes its time.
+type slowListenHost struct {
+	*fakeHost
+	listening chan struct{}
+	release   chan struct{}
+}
+
+func (h slowListenHost) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	h.listening <- struct{}{}
+	<-h.release
+	return h.fakeHost.Listen(ctx, network, address)
+}
+
+// TestSyncOpensListenersWithoutTheLock: while a sync opens a listener,
+// the proxy's connections and lookups (which take its lock) go on.
+func TestSyncOpensListenersWithoutTheLock(t *testing.T) {
+	h := slowListenHost{newFakeHost(), make(chan struct{}, 1), make(chan struct{})}
+	log := &recorder{}
+	p := newProxy(proxyEnv{
+		node: "node-1", host: h, nodeIP: netip.MustParseAddr("192.0.2.1"), podCIDR: netip.MustParsePrefix("10.244.1.0/24"),
+		isPodIP: func(netip.Addr) bool { return false }, isNodeIP: func(netip.Addr) bool { return false },
+		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: plane.ProxyRandom, ctl: log, seed: 42, noTransparent: true,
+	})
+	defer p.close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.sync([]plane.ServicePort{{Service: "default/web", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",
+			Endpoints: []plane.Endpoint{{Pod: "b", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}}},
+			{Service: "default/empty", Protocol: "TCP", NodePort: 30090}})
+	}()
+	select {
+	case <-h.listening:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the sync never opened its listener")
+	}
+	looked := make(chan bool, 1)
+	go func() {
+		_, ok := p.verdict("TCP", netip.MustParseAddrPort("192.0.2.1:30090"), netip.MustParseAddr("172.18.0.100"))
+		looked <- ok
+	}()
+	select {
+	case ok := <-looked:
+		if !ok {
+			t.Errorf("no verdict for a nodePort without endpoints while the sync runs")
+		}
+	case <-time.After(time.Second):
+		t.Errorf("a lookup waited for a listener being opened: the sync holds the proxy's lock")
+	}
+	close(h.release)
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the sync did not finish")
+	}
+	if ls := lastListening(log, "node-1"); len(ls) != 1 || ls[0].Addr != netip.MustParseAddrPort("0.0.0.0:30080") {
+		t.Errorf("listeners reported: %+v, want the one nodePort", ls)
+	}
+}
