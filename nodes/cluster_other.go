@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/netsim"
 )
 
 // Cluster is nplab's data plane. It needs Linux network namespaces; on
@@ -29,6 +30,12 @@ func New(ctx context.Context, topo plane.Topology, opts plane.Options, ctl plane
 
 // Topology returns the cluster's plan.
 func (c *Cluster) Topology() plane.Topology { return c.topo }
+
+// Network is nil: there is no network here.
+func (c *Cluster) Network() netsim.Network { return nil }
+
+// Ready returns an error wrapping plane.ErrNotSupported.
+func (c *Cluster) Ready(name string) (bool, error) { return false, notLinux("pod readiness") }
 
 func (c *Cluster) StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error {
 	return notLinux("start pod")
