@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/kubectl"

@@ -3,9 +3,15 @@
 // kube-proxy (the NodePort and ClusterIP data path) — on top of the real
 // network that package netsim builds out of Linux network namespaces.
 //
-// # The cluster (NewCluster)
+// It is the data plane of package lab/plane's contract: a *Cluster is a
+// plane.DataPlane, built by New (or NewDataPlane, the plane.Factory), and
+// it speaks only plane's types (Topology, ServicePort, Endpoint, Flow,
+// Request, Reply, Impairment).
 //
-// A Cluster is one lab's network and agents. With the default topology:
+// # The cluster (New)
+//
+// New(ctx, topo, opts, ctl) builds one lab's network and agents. With the
+// default topology (plane.DefaultTopology):
 //
 //	host "net"     bridge br0, the cluster network 172.18.0.0/16
 //	host "node-N"  eth0 = 172.18.0.(1+N)/16 on br0, ip_forward=1,
@@ -18,8 +24,27 @@
 //	               carries 10.244.N.1/32 and the node has a /32 route to
 //	               the pod, as Calico-style CNIs do
 //
-// Every host is the namespace nplab-<lab>-<host>, so students can look in:
-// `ip netns exec nplab-demo-node-1 ss -ltnu` shows the proxy's listeners.
+// Every host is the namespace nplab-<lab>-<host> (plane.NamespaceName), so
+// students can look in: `ip netns exec nplab-demo-node-1 ss -ltnu` shows
+// the proxy's listeners.
+//
+// # Reporting back: the plane.Control
+//
+// The agents report everything through the plane.Control given to New,
+// calling it directly from their own goroutines (there is no queue): the
+// control plane's implementation is quick, never calls back into the
+// Cluster, and may be called with the agents' locks held. Per pod the
+// calls come in order: PodNotice (catalog remarks), PodStarted, then
+// PodReady on every readiness change (reported under the pod's lock, so
+// true and false never swap), and PodStopped once StopPod is done.
+// Warning reports what went wrong on a node (a listener that could not be
+// opened, a rule that could not be added). Flow reports every attempt
+// through a node's proxy when it ends. Listening reports a node's
+// complete listener set after each service sync that changed it.
+//
+// Unknown nodes, pods and hosts are *plane.NotFoundError; what the kernel
+// or the platform cannot do (netem, SCTP, anything off Linux) wraps
+// plane.ErrNotSupported, and netsim.ErrNotSupported too.
 //
 // # Pods (the kubelet)
 //
@@ -29,25 +54,54 @@
 // hashicorp/http-echo, and no server for curl and busybox. Apps answer with
 // the pod's name as their hostname. As in Kubernetes, containerPort is
 // informational: an nginx pod declared on 8080 listens on 80 and refuses
-// 8080, and nplab emits a PodNotice saying so.
+// 8080, and nplab reports a PodNotice saying so.
 //
 // Readiness probes (httpGet, tcpSocket) really run from the node's
 // namespace against the pod IP with the kubelet's rules: readiness starts
 // false, initialDelaySeconds before the first probe, then every
 // periodSeconds with timeoutSeconds; successThreshold passes in a row make
 // the pod ready, failureThreshold failures unready. A pod without a probe
-// is ready once its app listens. Config.ProbeScale shrinks these times for
-// tests and impatient students. nplab cannot run exec or grpc probes (there
-// are no containers) and treats them as passing, with a notice.
+// is ready once its app listens. plane.Options.ProbeScale shrinks these
+// times for tests and impatient students. nplab cannot run exec or grpc
+// probes (there are no containers) and treats them as passing, with a
+// notice.
 //
-// nodes does not compute endpoints: the control plane (package lab) turns
-// PodReady/PodUnready events into EndpointSlice conditions and hands the
-// result to SyncServices, as the endpoints controller and kube-proxy do.
+// StopPod is the kubelet's SIGTERM and returns at once: in a goroutine the
+// Cluster owns (Close waits for it), /readyz fails, the servers keep
+// serving for --delay-shutdown, then stop, the pod's namespace is removed
+// and PodStopped is reported (after a Warning, if that failed). A new pod
+// of the same name or IP waits for it, as the kubelet does.
+// SetAppRunning(pod, false) stops the pod's servers (flows to it then say
+// plane.ReasonAppStopped) and true starts them again, like a restarted
+// container: its probe passes again. SetPodUnready forces readiness false.
 //
-// # The proxy (kube-proxy)
+// nodes does not compute endpoints: the control plane turns PodReady into
+// EndpointSlice conditions and hands the result to SyncServices, as the
+// endpoints controller and kube-proxy do.
+//
+// # The proxy (kube-proxy): plan, then apply
 //
 // Every node runs a userspace proxy with kube-proxy's behaviour
-// (kubernetes-nodeport.md §5):
+// (kubernetes-nodeport.md §5). SyncServices hands every node the complete
+// set of service ports; each node's proxy then
+//
+//   - plans: planProxy, a pure function of the service ports and what the
+//     node knows (its name, the pod ranges, what each running pod's apps
+//     listen on), computes the listeners it wants (protocol and address →
+//     service port, nodePort or not), the ip rules it wants, and for every
+//     nodePort and ClusterIP:port it knows of but will not proxy, why:
+//     no usable endpoint (plane.ReasonNoEndpoints: the kernel refuses),
+//     endpoints none of whose apps listens on the target port
+//     (plane.ReasonNoListener: refused), or externalTrafficPolicy: Local
+//     without a local endpoint (plane.ReasonLocalPolicy: external traffic
+//     is dropped). The plan is table-tested without root, on any OS;
+//   - applies: closes and opens listeners and deletes and adds rules to
+//     match, taking its lock only to read and swap state, never across
+//     opening a socket or a netlink call (syncs are serialized by a lock
+//     of their own), and reports plane.Control.Listening when the
+//     listener set changed.
+//
+// What the proxy does:
 //
 //   - For each service port with a usable endpoint it listens on
 //     0.0.0.0:nodePort and ClusterIP:port, per protocol (TCP, UDP, SCTP).
@@ -55,8 +109,8 @@
 //     terminating ones (§5.5).
 //   - Each new TCP connection, UDP flow or SCTP association picks an
 //     endpoint uniformly at random (iptables/nftables), or round robin
-//     (IPVS rr) with ProxyRoundRobin. sessionAffinity: ClientIP pins a
-//     client IP to its endpoint per service port until the timeout passes
+//     (IPVS rr) with plane.ProxyRoundRobin. sessionAffinity: ClientIP pins
+//     a client IP to its endpoint per service port until the timeout passes
 //     without a new connection (iptables' "recent" match).
 //   - A service port without usable endpoints has no listener, so the
 //     node's kernel answers a TCP SYN with RST ("connection refused") and a
@@ -84,9 +138,40 @@
 //     open sockets without bound.
 //   - SCTP associations are relayed message by message, keeping message
 //     boundaries, stream ids and payload protocol ids.
-//   - Every forwarded connection, flow or association is an EventFlow:
-//     entry node, client, frontend, service, chosen pod and node, the
-//     source address the pod saw, result, bytes and duration.
+//
+// # Flows: what happened, and why
+//
+// Every forwarded TCP connection, UDP flow or SCTP association is one
+// plane.Flow, reported when it ends: entry node, client, frontend,
+// service, chosen pod and node, the source address the pod saw, Start,
+// Duration, bytes each way, the Result, and for every failure a Reason and
+// a Detail:
+//
+//   - the chosen pod refused (plane.ReasonPodRefused), reset an
+//     established connection (plane.ReasonPodReset) or did not answer in
+//     time (plane.ReasonPodTimeout);
+//   - its app is stopped (plane.ReasonAppStopped);
+//   - the link of the entry node or of the chosen pod's node is down
+//     (plane.ReasonNodeLinkDown, Detail "node-3's link is down"), as the
+//     Cluster knows from SetNodeLink;
+//   - a UDP pod answered nothing within 2 s (plane.ReasonNoReply).
+//
+// A UDP flow is reported once, when its first exchange completes: at the
+// pod's first reply (with the bytes of both ways so far, before the reply
+// is relayed), at a refusal, or when no reply came in time; later
+// datagrams of the same pinned flow are not reported again.
+//
+// Send runs curl (TCP), nc -u (UDP) or ncat --sctp from a host and fills
+// Reply.Local, the tool's source address and port, and Reply.Flow: the
+// flow a node recorded for exactly that protocol and client address and
+// port (there is no NAT between a host and a node), waiting up to a second
+// after the tool is done, when a proxy may have seen the request. For TCP
+// nplab picks the source port itself, so it knows it even when the proxy
+// resets the connection before connect returns. A node sending to a
+// ClusterIP uses its own IP as the source. Flows the nodes' kernels
+// answer themselves (refusals, Local drops) are reported by
+// Cluster.kernelFlow, the hook for an observer of the kernels, with the
+// reason from the node's last plan; they resolve a waiting Send too.
 //
 // # Where a userspace proxy differs from kernel DNAT
 //
@@ -102,12 +187,13 @@
 //     stopped, a mixed set like nginx and netexec behind 8080), the proxy
 //     has already accepted and can only reset the client's connection:
 //     curl prints "Connection reset by peer" (exit 56) where a real cluster
-//     prints "Connection refused" (exit 7). The flow event and Cluster.Send
-//     report that as FlowReset ("reset"), never as refused. An SCTP
-//     association is closed the same way (FlowReset).
+//     prints "Connection refused" (exit 7). The flow and Cluster.Send
+//     report that as plane.FlowReset ("reset"), never as refused, with the
+//     reason the pod refused (or its app is stopped). An SCTP association
+//     is closed the same way (plane.FlowReset).
 //   - An ICMP port unreachable from a pod is not relayed to a UDP client:
 //     where kube-proxy's client would get "connection refused" at its
-//     next read, nplab's client times out; the flow event says refused.
+//     next read, nplab's client times out; the flow says refused.
 //   - Cluster policy: the pod sees the entry node's address, exactly what
 //     MASQUERADE gives (the node IP, or 10.244.N.1 for a pod on the entry
 //     node).
@@ -141,10 +227,18 @@
 //   - The nodePort listener is bound to 0.0.0.0, so every local address of
 //     a node accepts it (iptables mode's default); nftables mode's
 //     "primary address only" default is not modelled.
+//   - A proxy that cannot reach the chosen pod (its node's link down)
+//     has already accepted the client's connection: the client sees a
+//     reset, or waits, where kube-proxy's client would see its SYN go
+//     unanswered or "No route to host".
 //
 // # Preconditions
 //
-// Root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and Linux, for netsim. SCTP needs the
-// kernel's sctp module; where it is missing, SCTP listeners fail with a
-// ProxyError event and the SCTP tests skip.
+// Root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and Linux, for netsim; on other
+// systems New returns an error wrapping plane.ErrNotSupported, and only
+// the pure parts (the plan, endpoint selection) build and test. SCTP needs
+// the kernel's sctp module; where it is missing, SCTP listeners fail with
+// a Warning and the SCTP tests skip. Impairments need the sch_netem
+// qdisc; without it SetImpairment returns an error wrapping
+// plane.ErrNotSupported ("netem qdisc unavailable").
 package nodes

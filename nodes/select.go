@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/nplab/nplab/lab/plane"
 )
 
 // usableEndpoints returns the endpoints kube-proxy would send new traffic
@@ -13,8 +15,8 @@ import (
 // serving and terminating. With node != "" only that node's endpoints count
 // (externalTrafficPolicy: Local). The result is sorted by address so round
 // robin is stable.
-func usableEndpoints(eps []Endpoint, node string) []Endpoint {
-	var ready, terminating []Endpoint
+func usableEndpoints(eps []plane.Endpoint, node string) []plane.Endpoint {
+	var ready, terminating []plane.Endpoint
 	for _, e := range eps {
 		if node != "" && e.Node != node {
 			continue
@@ -30,13 +32,13 @@ func usableEndpoints(eps []Endpoint, node string) []Endpoint {
 	if len(out) == 0 {
 		out = terminating
 	}
-	slices.SortFunc(out, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
+	slices.SortFunc(out, func(a, b plane.Endpoint) int { return a.Addr.Compare(b.Addr) })
 	return out
 }
 
 // servingEndpoint reports whether addr is still a serving endpoint of eps:
 // the test conntrack flushing uses for UDP (§5.9).
-func servingEndpoint(eps []Endpoint, addr netip.AddrPort) bool {
+func servingEndpoint(eps []plane.Endpoint, addr netip.AddrPort) bool {
 	for _, e := range eps {
 		if e.Addr == addr && (e.Serving || e.Ready) {
 			return true
@@ -69,9 +71,9 @@ func newChooser(seed uint64) *chooser {
 // match: keyed by source IP only, refreshed on every new connection);
 // otherwise the choice is uniform random (iptables, nftables) or round
 // robin (IPVS rr).
-func (c *chooser) pick(cands []Endpoint, client netip.Addr, mode ProxyMode, affinity time.Duration, now time.Time) (Endpoint, bool) {
+func (c *chooser) pick(cands []plane.Endpoint, client netip.Addr, mode plane.ProxyMode, affinity time.Duration, now time.Time) (plane.Endpoint, bool) {
 	if len(cands) == 0 {
-		return Endpoint{}, false
+		return plane.Endpoint{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -93,8 +95,8 @@ func (c *chooser) pick(cands []Endpoint, client netip.Addr, mode ProxyMode, affi
 			}
 		}
 	}
-	var e Endpoint
-	if mode == ProxyRoundRobin {
+	var e plane.Endpoint
+	if mode == plane.ProxyRoundRobin {
 		e = cands[c.next%uint64(len(cands))]
 		c.next++
 	} else {

@@ -4,10 +4,12 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/nplab/nplab/lab/plane"
 )
 
-func ep(pod, node, addr string, ready, serving, terminating bool) Endpoint {
-	return Endpoint{Pod: pod, Node: node, Addr: netip.MustParseAddrPort(addr), Ready: ready, Serving: serving, Terminating: terminating}
+func ep(pod, node, addr string, ready, serving, terminating bool) plane.Endpoint {
+	return plane.Endpoint{Pod: pod, Node: node, Addr: netip.MustParseAddrPort(addr), Ready: ready, Serving: serving, Terminating: terminating}
 }
 
 func TestUsableEndpoints(t *testing.T) {
@@ -18,16 +20,16 @@ func TestUsableEndpoints(t *testing.T) {
 	termGone := ep("g", "node-1", "10.244.1.12:8080", false, false, true)
 	tests := []struct {
 		name string
-		eps  []Endpoint
+		eps  []plane.Endpoint
 		node string
 		want []string
 	}{
-		{"ready ones only", []Endpoint{b, unready, a, termServing}, "", []string{"a", "b"}},
-		{"none ready: serving and terminating", []Endpoint{unready, termServing, termGone}, "", []string{"t"}},
-		{"nothing usable", []Endpoint{unready, termGone}, "", nil},
-		{"Local: this node's only", []Endpoint{a, b}, "node-2", []string{"b"}},
-		{"Local: local terminating beats remote ready", []Endpoint{a, termServing}, "node-2", []string{"t"}},
-		{"Local: no local endpoint", []Endpoint{b, termServing}, "node-1", nil},
+		{"ready ones only", []plane.Endpoint{b, unready, a, termServing}, "", []string{"a", "b"}},
+		{"none ready: serving and terminating", []plane.Endpoint{unready, termServing, termGone}, "", []string{"t"}},
+		{"nothing usable", []plane.Endpoint{unready, termGone}, "", nil},
+		{"Local: this node's only", []plane.Endpoint{a, b}, "node-2", []string{"b"}},
+		{"Local: local terminating beats remote ready", []plane.Endpoint{a, termServing}, "node-2", []string{"t"}},
+		{"Local: no local endpoint", []plane.Endpoint{b, termServing}, "node-1", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,7 +51,7 @@ func TestUsableEndpoints(t *testing.T) {
 }
 
 func TestChooser(t *testing.T) {
-	cands := []Endpoint{
+	cands := []plane.Endpoint{
 		ep("a", "n", "10.0.0.1:80", true, true, false),
 		ep("b", "n", "10.0.0.2:80", true, true, false),
 		ep("c", "n", "10.0.0.3:80", true, true, false),
@@ -60,7 +62,7 @@ func TestChooser(t *testing.T) {
 		ch := newChooser(1)
 		counts := map[string]int{}
 		for i := 0; i < 3000; i++ {
-			e, _ := ch.pick(cands, client, ProxyRandom, 0, now)
+			e, _ := ch.pick(cands, client, plane.ProxyRandom, 0, now)
 			counts[e.Pod]++
 		}
 		for _, p := range []string{"a", "b", "c"} {
@@ -73,7 +75,7 @@ func TestChooser(t *testing.T) {
 		ch := newChooser(1)
 		var got string
 		for i := 0; i < 6; i++ {
-			e, _ := ch.pick(cands, client, ProxyRoundRobin, 0, now)
+			e, _ := ch.pick(cands, client, plane.ProxyRoundRobin, 0, now)
 			got += e.Pod
 		}
 		if got != "abcabc" {
@@ -82,9 +84,9 @@ func TestChooser(t *testing.T) {
 	})
 	t.Run("ClientIP affinity sticks until the timeout", func(t *testing.T) {
 		ch := newChooser(2)
-		first, _ := ch.pick(cands, client, ProxyRandom, 10*time.Second, now)
+		first, _ := ch.pick(cands, client, plane.ProxyRandom, 10*time.Second, now)
 		for i := 1; i <= 20; i++ {
-			e, _ := ch.pick(cands, client, ProxyRandom, 10*time.Second, now.Add(time.Duration(i)*time.Second))
+			e, _ := ch.pick(cands, client, plane.ProxyRandom, 10*time.Second, now.Add(time.Duration(i)*time.Second))
 			if e.Pod != first.Pod {
 				t.Fatalf("pick %d went to %s, affinity said %s", i, e.Pod, first.Pod)
 			}
@@ -92,7 +94,7 @@ func TestChooser(t *testing.T) {
 		// A different client is chosen for independently.
 		spread := map[string]bool{}
 		for i := 0; i < 50; i++ {
-			e, _ := ch.pick(cands, netip.AddrFrom4([4]byte{172, 18, 1, byte(i)}), ProxyRandom, 10*time.Second, now)
+			e, _ := ch.pick(cands, netip.AddrFrom4([4]byte{172, 18, 1, byte(i)}), plane.ProxyRandom, 10*time.Second, now)
 			spread[e.Pod] = true
 		}
 		if len(spread) < 2 {
@@ -102,7 +104,7 @@ func TestChooser(t *testing.T) {
 		// over many tries it must leave the old endpoint at least once.
 		moved := false
 		for i := 0; i < 50 && !moved; i++ {
-			e, _ := ch.pick(cands, client, ProxyRandom, 10*time.Second, now.Add(time.Hour*time.Duration(i+1)))
+			e, _ := ch.pick(cands, client, plane.ProxyRandom, 10*time.Second, now.Add(time.Hour*time.Duration(i+1)))
 			moved = e.Pod != first.Pod
 		}
 		if !moved {
@@ -111,20 +113,20 @@ func TestChooser(t *testing.T) {
 	})
 	t.Run("affinity to an endpoint that is gone", func(t *testing.T) {
 		ch := newChooser(3)
-		first, _ := ch.pick(cands, client, ProxyRandom, time.Hour, now)
-		var rest []Endpoint
+		first, _ := ch.pick(cands, client, plane.ProxyRandom, time.Hour, now)
+		var rest []plane.Endpoint
 		for _, e := range cands {
 			if e.Pod != first.Pod {
 				rest = append(rest, e)
 			}
 		}
-		e, ok := ch.pick(rest, client, ProxyRandom, time.Hour, now)
+		e, ok := ch.pick(rest, client, plane.ProxyRandom, time.Hour, now)
 		if !ok || e.Pod == first.Pod {
 			t.Errorf("picked %v, %v after its endpoint left", e.Pod, ok)
 		}
 	})
 	t.Run("no candidates", func(t *testing.T) {
-		if _, ok := newChooser(1).pick(nil, client, ProxyRandom, 0, now); ok {
+		if _, ok := newChooser(1).pick(nil, client, plane.ProxyRandom, 0, now); ok {
 			t.Errorf("pick from nothing succeeded")
 		}
 	})

@@ -60,7 +60,10 @@ var (
 // why not ("kernel lacks SCTP: protocol not supported").
 func SCTPError() error {
 	sctpOnce.Do(func() {
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, syscall.IPPROTO_SCTP)
+		// IPPROTO_SCTP is 132 everywhere; package syscall names it only
+		// on some systems (not on Windows), so the module vets there too.
+		const ipprotoSCTP = 132
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, ipprotoSCTP)
 		if err != nil {
 			sctpErr = errors.New("kernel lacks SCTP: " + err.Error())
 			return

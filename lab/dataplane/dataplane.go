@@ -12,7 +12,6 @@
 package dataplane
 
 import (
-	"context"
 	"errors"
 
 	"github.com/nplab/nplab/lab"
@@ -21,15 +20,7 @@ import (
 )
 
 func init() {
-	lab.RegisterDriver(lab.Driver{New: start, Clean: clean, CleanAll: cleanAll})
-}
-
-func start(ctx context.Context, topo plane.Topology, opts plane.Options, ctl plane.Control) (plane.DataPlane, error) {
-	c, err := nodes.New(ctx, topo, opts, ctl)
-	if err != nil {
-		return nil, err // not a typed nil in the interface
-	}
-	return c, nil
+	lab.RegisterDriver(lab.Driver{New: nodes.NewDataPlane, Clean: clean, CleanAll: cleanAll})
 }
 
 func clean(name string) error { return running(nodes.Clean(name)) }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -12,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/nplab/nplab/internal/testenv"
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 )
 
@@ -40,9 +43,9 @@ import (
 // and skips when nft is missing ("apt-get install nftables"); with "nft"
 // in NPLAB_REQUIRE it fails instead.
 func BenchmarkForward(b *testing.B) {
-	c, log := newCluster(b, 2, ProxyRandom)
+	c, log := newCluster(b, 2, plane.ProxyRandom)
 	p := startPod(b, c, log, 1, 10, agnhost("bench-1"), true)
-	c.SyncServices([]ServicePort{{Service: "default/bench", Protocol: "TCP", ClusterIP: clusterIP, Port: 80, NodePort: 30080,
+	c.SyncServices([]plane.ServicePort{{Service: "default/bench", Protocol: "TCP", ClusterIP: clusterIP, Port: 80, NodePort: 30080,
 		ExternalTrafficPolicy: "Cluster", Endpoints: endpoints(8080, p)}})
 	from := c.Network().Host("node-2")
 	client := func(keepAlive bool) (*http.Client, func()) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -15,6 +17,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nplab/nplab/lab/plane"
 )
 
 var clusterIP = netip.MustParseAddr("10.96.0.10")
@@ -22,22 +26,22 @@ var clusterIP = netip.MustParseAddr("10.96.0.10")
 // TestCluster runs the NodePort checks of issue 3 on one 3-node cluster
 // with real namespaces: a 3-replica agnhost set, one pod per node.
 func TestCluster(t *testing.T) {
-	c, log := newCluster(t, 3, ProxyRandom)
+	c, log := newCluster(t, 3, plane.ProxyRandom)
 	var web []testPod
 	for i := 1; i <= 3; i++ {
 		web = append(web, startPod(t, c, log, i, 10, agnhost(fmt.Sprintf("web-%d", i)), true))
 	}
 	names := []string{"web-1", "web-2", "web-3"}
-	webTCP := ServicePort{Service: "default/web", Protocol: "TCP", ClusterIP: clusterIP, Port: 80, NodePort: 30080,
+	webTCP := plane.ServicePort{Service: "default/web", Protocol: "TCP", ClusterIP: clusterIP, Port: 80, NodePort: 30080,
 		ExternalTrafficPolicy: "Cluster", Endpoints: endpoints(8080, web...)}
-	webUDP := ServicePort{Service: "default/web", PortName: "udp", Protocol: "UDP", ClusterIP: clusterIP, Port: 81, NodePort: 30081,
+	webUDP := plane.ServicePort{Service: "default/web", PortName: "udp", Protocol: "UDP", ClusterIP: clusterIP, Port: 81, NodePort: 30081,
 		ExternalTrafficPolicy: "Cluster", Endpoints: endpoints(8081, web...)}
-	base := []ServicePort{webTCP, webUDP}
+	base := []plane.ServicePort{webTCP, webUDP}
 	c.SyncServices(base)
 
 	t.Run("every node reaches every pod over TCP and UDP", func(t *testing.T) {
 		for i := 1; i <= 3; i++ {
-			for _, r := range []Request{
+			for _, r := range []plane.Request{
 				{From: "client", Protocol: "TCP", Target: nodeAddr(i, 30080), Message: "/hostname"},
 				{From: "client", Protocol: "UDP", Target: nodeAddr(i, 30081), Message: "hostname"},
 			} {
@@ -52,8 +56,8 @@ func TestCluster(t *testing.T) {
 				}
 			}
 		}
-		ev := log.wait(t, 2*time.Second, "a TCP flow via node-1", func(e Event) bool {
-			return e.Kind == EventFlow && e.Flow.Protocol == "TCP" && e.Flow.EntryNode == "node-1" && e.Flow.Result == FlowOK
+		ev := log.wait(t, 2*time.Second, "a TCP flow via node-1", func(e record) bool {
+			return e.Kind == recFlow && e.Flow.Protocol == "TCP" && e.Flow.EntryNode == "node-1" && e.Flow.Result == plane.FlowOK
 		})
 		f := ev.Flow
 		if f.Client.Addr() != netip.MustParseAddr("172.18.0.100") || f.Frontend != nodeAddr(1, 30080) ||
@@ -63,37 +67,37 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("client cannot reach a pod IP, a pod reaches the ClusterIP", func(t *testing.T) {
-		rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: netip.AddrPortFrom(web[0].ip, 8080), Message: "/hostname", Timeout: time.Second})
-		if rep.Result == FlowOK {
+		rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: netip.AddrPortFrom(web[0].ip, 8080), Message: "/hostname", Timeout: time.Second})
+		if rep.Result == plane.FlowOK {
 			t.Errorf("client reached pod IP %s directly: %q", web[0].ip, rep.Body)
 		}
-		for _, r := range []Request{
+		for _, r := range []plane.Request{
 			{From: "web-1", Protocol: "TCP", Target: netip.AddrPortFrom(clusterIP, 80), Message: "/hostname"},
 			{From: "web-2", Protocol: "UDP", Target: netip.AddrPortFrom(clusterIP, 81), Message: "hostname"},
 			{From: "node-3", Protocol: "TCP", Target: netip.AddrPortFrom(clusterIP, 80), Message: "/hostname"},
 		} {
 			rep := send(t, c, r)
-			if rep.Result != FlowOK || !slices.Contains(names, rep.Body) {
+			if rep.Result != plane.FlowOK || !slices.Contains(names, rep.Body) {
 				t.Errorf("%s from %s to %s: %s %q %v", r.Protocol, r.From, r.Target, rep.Result, rep.Body, rep.Err)
 			}
 		}
 		// A pod sending UDP to its own node's IP gets the answer from that IP.
-		rep = send(t, c, Request{From: "web-1", Protocol: "UDP", Target: nodeAddr(1, 30081), Message: "hostname"})
-		if rep.Result != FlowOK || !slices.Contains(names, rep.Body) {
+		rep = send(t, c, plane.Request{From: "web-1", Protocol: "UDP", Target: nodeAddr(1, 30081), Message: "hostname"})
+		if rep.Result != plane.FlowOK || !slices.Contains(names, rep.Body) {
 			t.Errorf("UDP from web-1 to its node's nodePort: %s %q %v", rep.Result, rep.Body, rep.Err)
 		}
 	})
 
 	t.Run("no endpoints is a fast connection refused", func(t *testing.T) {
-		c.SyncServices(append(slices.Clone(base), ServicePort{Service: "default/empty", Protocol: "TCP",
+		c.SyncServices(append(slices.Clone(base), plane.ServicePort{Service: "default/empty", Protocol: "TCP",
 			ClusterIP: netip.MustParseAddr("10.96.0.11"), Port: 80, NodePort: 30090, ExternalTrafficPolicy: "Cluster"}))
 		start := time.Now()
-		rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(2, 30090), Message: "/hostname"})
-		if rep.Result != FlowRefused || time.Since(start) > time.Second {
+		rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(2, 30090), Message: "/hostname"})
+		if rep.Result != plane.FlowRefused || time.Since(start) > time.Second {
 			t.Errorf("no endpoints: got %s (%v) after %v, want refused at once", rep.Result, rep.Err, time.Since(start))
 		}
-		rep = send(t, c, Request{From: "client", Protocol: "UDP", Target: nodeAddr(2, 30090), Message: "hostname"})
-		if rep.Result != FlowRefused {
+		rep = send(t, c, plane.Request{From: "client", Protocol: "UDP", Target: nodeAddr(2, 30090), Message: "hostname"})
+		if rep.Result != plane.FlowRefused {
 			t.Errorf("UDP to a port without endpoints: %s (%v), want refused (ICMP port unreachable)", rep.Result, rep.Err)
 		}
 	})
@@ -101,9 +105,9 @@ func TestCluster(t *testing.T) {
 	t.Run("Cluster policy: the pod sees a node address", func(t *testing.T) {
 		c.SyncServices(base)
 		for i := 0; i < 6; i++ {
-			rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30080), Message: "/clientip"})
+			rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30080), Message: "/clientip"})
 			ap, err := netip.ParseAddrPort(rep.Body)
-			if rep.Result != FlowOK || err != nil {
+			if rep.Result != plane.FlowOK || err != nil {
 				t.Fatalf("/clientip: %s %q %v", rep.Result, rep.Body, rep.Err)
 			}
 			ip := ap.Addr()
@@ -114,7 +118,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("Local policy: node without endpoint drops, the pod sees the client", func(t *testing.T) {
-		local := ServicePort{Service: "default/local", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.12"), Port: 80, NodePort: 30085,
+		local := plane.ServicePort{Service: "default/local", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.12"), Port: 80, NodePort: 30085,
 			ExternalTrafficPolicy: "Local", Endpoints: endpoints(8080, web[1])}
 		localUDP := local
 		localUDP.Protocol, localUDP.NodePort, localUDP.Port, localUDP.PortName = "UDP", 30086, 81, "udp"
@@ -126,18 +130,18 @@ func TestCluster(t *testing.T) {
 				port, msg = 30086, "clientip"
 			}
 			start := time.Now()
-			rep := send(t, c, Request{From: "client", Protocol: proto, Target: nodeAddr(1, port), Message: msg, Timeout: time.Second})
-			if rep.Result != FlowTimedOut {
+			rep := send(t, c, plane.Request{From: "client", Protocol: proto, Target: nodeAddr(1, port), Message: msg, Timeout: time.Second})
+			if rep.Result != plane.FlowTimedOut {
 				t.Errorf("%s via node-1 (no local endpoint): %s %q %v after %v, want timed out", proto, rep.Result, rep.Body, rep.Err, time.Since(start))
 			}
-			rep = send(t, c, Request{From: "client", Protocol: proto, Target: nodeAddr(2, port), Message: msg})
-			if rep.Result != FlowOK || !strings.HasPrefix(rep.Body, "172.18.0.100:") {
+			rep = send(t, c, plane.Request{From: "client", Protocol: proto, Target: nodeAddr(2, port), Message: msg})
+			if rep.Result != plane.FlowOK || !strings.HasPrefix(rep.Body, "172.18.0.100:") {
 				t.Errorf("%s via node-2: %s %q %v, want the pod to see 172.18.0.100", proto, rep.Result, rep.Body, rep.Err)
 			}
 		}
 		// Pods and the node itself still get through node-1 (§5.6).
-		rep := send(t, c, Request{From: "web-1", Protocol: "TCP", Target: nodeAddr(1, 30085), Message: "/hostname"})
-		if rep.Result != FlowOK || rep.Body != "web-2" {
+		rep := send(t, c, plane.Request{From: "web-1", Protocol: "TCP", Target: nodeAddr(1, 30085), Message: "/hostname"})
+		if rep.Result != plane.FlowOK || rep.Body != "web-2" {
 			t.Errorf("from pod web-1 via its node's Local nodePort: %s %q %v, want web-2", rep.Result, rep.Body, rep.Err)
 		}
 		// So does a pod on another node: it reaches node-1 over eth0, like
@@ -148,19 +152,19 @@ func TestCluster(t *testing.T) {
 			if proto == "UDP" {
 				port, msg = 30086, "hostname"
 			}
-			rep = send(t, c, Request{From: "web-3", Protocol: proto, Target: nodeAddr(1, port), Message: msg, Timeout: 2 * time.Second})
-			if rep.Result != FlowOK || rep.Body != "web-2" {
+			rep = send(t, c, plane.Request{From: "web-3", Protocol: proto, Target: nodeAddr(1, port), Message: msg, Timeout: 2 * time.Second})
+			if rep.Result != plane.FlowOK || rep.Body != "web-2" {
 				t.Errorf("%s from pod web-3 (node-3) via node-1's Local nodePort: %s %q %v, want web-2", proto, rep.Result, rep.Body, rep.Err)
 			}
 		}
-		rep = send(t, c, Request{From: "node-1", Protocol: "TCP", Target: nodeAddr(1, 30085), Message: "/hostname"})
-		if rep.Result != FlowOK || rep.Body != "web-2" {
+		rep = send(t, c, plane.Request{From: "node-1", Protocol: "TCP", Target: nodeAddr(1, 30085), Message: "/hostname"})
+		if rep.Result != plane.FlowOK || rep.Body != "web-2" {
 			t.Errorf("from node-1 itself: %s %q %v, want web-2", rep.Result, rep.Body, rep.Err)
 		}
 		// The pod keeps serving other traffic while its replies to the
 		// client are taken by node-2's proxy: node-1's Cluster-policy hop
 		// to web-2 still works.
-		seen := fanOut(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30080), Message: "/hostname"}, 40, 3)
+		seen := fanOut(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30080), Message: "/hostname"}, 40, 3)
 		if seen["web-2"] == 0 {
 			t.Errorf("Cluster-policy traffic via node-1 never reached web-2: %v", seen)
 		}
@@ -174,8 +178,8 @@ func TestCluster(t *testing.T) {
 		c.SyncServices(append(slices.Clone(base), aff))
 		seen := map[string]int{}
 		for i := 0; i < 15; i++ {
-			rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(3, 30087), Message: "/hostname"})
-			if rep.Result != FlowOK {
+			rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(3, 30087), Message: "/hostname"})
+			if rep.Result != plane.FlowOK {
 				t.Fatalf("affinity request %d: %s %v", i, rep.Result, rep.Err)
 			}
 			seen[rep.Body]++
@@ -183,7 +187,7 @@ func TestCluster(t *testing.T) {
 		if len(seen) != 1 {
 			t.Errorf("ClientIP affinity: 15 requests hit %v, want one pod", seen)
 		}
-		none := fanOut(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(3, 30080), Message: "/hostname"}, 15, 3)
+		none := fanOut(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(3, 30080), Message: "/hostname"}, 15, 3)
 		if len(none) < 2 {
 			t.Errorf("sessionAffinity None: 15 requests hit only %v", none)
 		}
@@ -194,10 +198,10 @@ func TestCluster(t *testing.T) {
 		ng.Name = "nginx-1"
 		ng.Spec.Containers = []corev1.Container{{Name: "nginx", Image: "nginx:1.27", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}
 		p := startPod(t, c, log, 3, 20, ng, true)
-		log.wait(t, 2*time.Second, "the nginx port notice", func(e Event) bool {
-			return e.Kind == EventPodNotice && e.Pod == "nginx-1" && strings.Contains(e.Message, "nginx listens on 80, not 8080")
+		log.wait(t, 2*time.Second, "the nginx port notice", func(e record) bool {
+			return e.Kind == recPodNotice && e.Pod == "nginx-1" && strings.Contains(e.Message, "nginx listens on 80, not 8080")
 		})
-		svc := ServicePort{Service: "default/nginx", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.14"), Port: 80, NodePort: 30088,
+		svc := plane.ServicePort{Service: "default/nginx", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.14"), Port: 80, NodePort: 30088,
 			ExternalTrafficPolicy: "Cluster", Endpoints: endpoints(8080, p)}
 		right := svc
 		right.Service, right.NodePort, right.ClusterIP = "default/nginx-80", 30089, netip.MustParseAddr("10.96.0.15")
@@ -223,45 +227,43 @@ func TestCluster(t *testing.T) {
 				t.Errorf("connect from %s to %s (nginx behind targetPort 8080): %v after %v, want connection refused at once", from, target, err, time.Since(start))
 			}
 		}
-		rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30088), Message: "/"})
-		if rep.Result != FlowRefused {
+		rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30088), Message: "/"})
+		if rep.Result != plane.FlowRefused {
 			t.Errorf("nginx behind targetPort 8080: %s %q %v, want refused", rep.Result, rep.Body, rep.Err)
 		}
-		rep = send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30089), Message: "/"})
-		if rep.Result != FlowOK || rep.Header.Get("X-Pod-Name") != "nginx-1" || rep.Body != "nginx-1" {
+		rep = send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30089), Message: "/"})
+		if rep.Result != plane.FlowOK || rep.Header.Get("X-Pod-Name") != "nginx-1" || rep.Body != "nginx-1" {
 			t.Errorf("nginx behind targetPort 80: %s %q %v %v", rep.Result, rep.Body, rep.Header, rep.Err)
 		}
 		// Mixed: the proxy accepted before it knew, so a connection sent
 		// to nginx-1 is reset, and says so.
-		seen := map[FlowResult]int{}
-		for i := 0; i < 40 && (seen[FlowOK] == 0 || seen[FlowReset] == 0); i++ {
-			rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(2, 30093), Message: "/hostname"})
+		seen := map[plane.FlowResult]int{}
+		for i := 0; i < 40 && (seen[plane.FlowOK] == 0 || seen[plane.FlowReset] == 0); i++ {
+			rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(2, 30093), Message: "/hostname"})
 			seen[rep.Result]++
-			if rep.Result == FlowOK && rep.Body != "web-1" {
+			if rep.Result == plane.FlowOK && rep.Body != "web-1" {
 				t.Errorf("mixed service answered %q", rep.Body)
 			}
 		}
-		if seen[FlowOK] == 0 || seen[FlowReset] == 0 || len(seen) != 2 {
+		if seen[plane.FlowOK] == 0 || seen[plane.FlowReset] == 0 || len(seen) != 2 {
 			t.Errorf("mixed service: results %v, want ok (web-1) and reset (nginx-1)", seen)
 		}
-		log.wait(t, 2*time.Second, "a reset flow to nginx-1", func(e Event) bool {
-			return e.Kind == EventFlow && e.Flow.Pod == "nginx-1" && e.Flow.Result == FlowReset && e.Flow.Service == "default/mixed"
+		log.wait(t, 2*time.Second, "a reset flow to nginx-1", func(e record) bool {
+			return e.Kind == recFlow && e.Flow.Pod == "nginx-1" && e.Flow.Result == plane.FlowReset && e.Flow.Service == "default/mixed"
 		})
-		if log.has(func(e Event) bool { return e.Kind == EventFlow && e.Flow.Service == "default/nginx" }) {
+		if log.has(func(e record) bool { return e.Kind == recFlow && e.Flow.Service == "default/nginx" }) {
 			t.Errorf("a flow event for default/nginx: the proxy accepted a connection it cannot serve")
 		}
 		c.SyncServices(base)
-		if err := c.StopPod("nginx-1"); err != nil {
-			t.Fatal(err)
-		}
+		stopPod(t, c, log, "nginx-1")
 	})
 
 	t.Run("a UDP client on a fixed port moves to the new pod", func(t *testing.T) {
 		a := startPod(t, c, log, 2, 30, agnhost("mover-a"), true)
-		svc := ServicePort{Service: "default/mover", Protocol: "UDP", ClusterIP: netip.MustParseAddr("10.96.0.16"), Port: 81, NodePort: 30091,
+		svc := plane.ServicePort{Service: "default/mover", Protocol: "UDP", ClusterIP: netip.MustParseAddr("10.96.0.16"), Port: 81, NodePort: 30091,
 			ExternalTrafficPolicy: "Cluster", Endpoints: endpoints(8081, a)}
 		c.SyncServices(append(slices.Clone(base), svc))
-		r := Request{From: "client", Protocol: "UDP", Target: nodeAddr(1, 30091), Message: "hostname", LocalPort: 40000, Timeout: time.Second}
+		r := plane.Request{From: "client", Protocol: "UDP", Target: nodeAddr(1, 30091), Message: "hostname", LocalPort: 40000, Timeout: time.Second}
 		if rep := send(t, c, r); rep.Body != "mover-a" {
 			t.Fatalf("before the replacement: %s %q %v", rep.Result, rep.Body, rep.Err)
 		}
@@ -275,7 +277,7 @@ func TestCluster(t *testing.T) {
 		svc.Endpoints = endpoints(8081, b)
 		start := time.Now()
 		c.SyncServices(append(slices.Clone(base), svc))
-		var last Reply
+		var last plane.Reply
 		for time.Since(start) < 10*time.Second {
 			last = send(t, c, r)
 			if last.Body == "mover-b" {
@@ -286,14 +288,12 @@ func TestCluster(t *testing.T) {
 			t.Errorf("the UDP client on port 40000 did not move to mover-b within 10s: last %s %q %v", last.Result, last.Body, last.Err)
 		}
 		// mover-a's own server still answers: it was the flush.
-		if rep := send(t, c, Request{From: "node-2", Protocol: "UDP", Target: netip.AddrPortFrom(a.ip, 8081), Message: "hostname"}); rep.Body != "mover-a" {
+		if rep := send(t, c, plane.Request{From: "node-2", Protocol: "UDP", Target: netip.AddrPortFrom(a.ip, 8081), Message: "hostname"}); rep.Body != "mover-a" {
 			t.Errorf("mover-a itself: %s %q %v, want it still running", rep.Result, rep.Body, rep.Err)
 		}
 		c.SyncServices(base)
 		for _, n := range []string{"mover-a", "mover-b"} {
-			if err := c.StopPod(n); err != nil {
-				t.Errorf("StopPod %s: %v", n, err)
-			}
+			stopPod(t, c, log, n)
 		}
 	})
 
@@ -307,37 +307,37 @@ func TestCluster(t *testing.T) {
 			InitialDelaySeconds: 20, PeriodSeconds: 2, FailureThreshold: 2,
 		}), false)
 		started := time.Now()
-		ev := log.wait(t, 5*time.Second, "PodReady probed", func(e Event) bool { return e.Kind == EventPodReady && e.Pod == "probed" })
+		ev := log.wait(t, 5*time.Second, "PodReady probed", ready("probed", true))
 		if d := ev.Time.Sub(started); d < 900*time.Millisecond {
 			t.Errorf("initialDelaySeconds 20 (scaled to 1s) but ready after %v", d)
 		}
 		if ok, _ := c.Ready("never-ready"); ok {
 			t.Errorf("never-ready is ready although its probe fails")
 		}
-		eps := append(endpoints(8080, good), Endpoint{Pod: bad.name, Node: bad.node, Addr: netip.AddrPortFrom(bad.ip, 8080)})
-		svc := ServicePort{Service: "default/probed", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.17"), Port: 80, NodePort: 30092,
+		eps := append(endpoints(8080, good), plane.Endpoint{Pod: bad.name, Node: bad.node, Addr: netip.AddrPortFrom(bad.ip, 8080)})
+		svc := plane.ServicePort{Service: "default/probed", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.17"), Port: 80, NodePort: 30092,
 			ExternalTrafficPolicy: "Cluster", Endpoints: eps}
 		c.SyncServices(append(slices.Clone(base), svc))
 		for i := 0; i < 15; i++ {
-			rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30092), Message: "/hostname"})
+			rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30092), Message: "/hostname"})
 			if rep.Body != "probed" {
 				t.Fatalf("request %d reached %q (%s), want only the ready pod", i, rep.Body, rep.Result)
 			}
 		}
 		// The unready pod's server itself works: only readiness keeps it out.
-		if rep := send(t, c, Request{From: "node-1", Protocol: "TCP", Target: netip.AddrPortFrom(bad.ip, 8080), Message: "/hostname"}); rep.Body != "never-ready" {
+		if rep := send(t, c, plane.Request{From: "node-1", Protocol: "TCP", Target: netip.AddrPortFrom(bad.ip, 8080), Message: "/hostname"}); rep.Body != "never-ready" {
 			t.Errorf("never-ready's own server: %s %q", rep.Result, rep.Body)
 		}
 		// Stopping the app makes the probe fail: unready after 2 periods.
-		if err := c.StopApp("probed"); err != nil {
+		if err := c.SetAppRunning("probed", false); err != nil {
 			t.Fatal(err)
 		}
-		log.wait(t, 3*time.Second, "PodUnready probed", func(e Event) bool { return e.Kind == EventPodUnready && e.Pod == "probed" })
+		log.wait(t, 3*time.Second, "PodUnready probed", ready("probed", false))
 		// SetPodUnready forces a pod out and back.
 		if err := c.SetPodUnready("web-3", true); err != nil {
 			t.Fatal(err)
 		}
-		log.wait(t, time.Second, "PodUnready web-3", func(e Event) bool { return e.Kind == EventPodUnready && e.Pod == "web-3" })
+		log.wait(t, time.Second, "PodUnready web-3", ready("web-3", false))
 		if err := c.SetPodUnready("web-3", false); err != nil {
 			t.Fatal(err)
 		}
@@ -346,9 +346,7 @@ func TestCluster(t *testing.T) {
 		}
 		c.SyncServices(base)
 		for _, n := range []string{"never-ready", "probed"} {
-			if err := c.StopPod(n); err != nil {
-				t.Errorf("StopPod %s: %v", n, err)
-			}
+			stopPod(t, c, log, n)
 		}
 	})
 
@@ -356,29 +354,27 @@ func TestCluster(t *testing.T) {
 		if err := c.SetNodeLink("node-3", false); err != nil {
 			t.Fatal(err)
 		}
-		rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(3, 30080), Message: "/hostname", Timeout: 500 * time.Millisecond})
-		if rep.Result != FlowTimedOut {
+		rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(3, 30080), Message: "/hostname", Timeout: 500 * time.Millisecond})
+		if rep.Result != plane.FlowTimedOut {
 			t.Errorf("node-3 with its link down: %s %v, want timed out", rep.Result, rep.Err)
 		}
 		if err := c.SetNodeLink("node-3", true); err != nil {
 			t.Fatal(err)
 		}
-		if rep := send(t, c, Request{From: "client", Protocol: "TCP", Target: nodeAddr(3, 30080), Message: "/hostname"}); rep.Result != FlowOK {
+		if rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(3, 30080), Message: "/hostname"}); rep.Result != plane.FlowOK {
 			t.Errorf("node-3 with its link up again: %s %v", rep.Result, rep.Err)
 		}
-		if !log.has(func(e Event) bool { return e.Kind == EventNodeLink && e.Node == "node-3" }) {
-			t.Errorf("no NodeLink event")
-		}
+
 	})
 
 	t.Run("a second lab runs side by side", func(t *testing.T) {
-		c2, log2 := newCluster(t, 1, ProxyRoundRobin)
+		c2, log2 := newCluster(t, 1, plane.ProxyRoundRobin)
 		p := startPod(t, c2, log2, 1, 10, agnhost("web-1"), true) // same names and addresses as the first lab
-		c2.SyncServices([]ServicePort{{Service: "default/web", Protocol: "TCP", ClusterIP: clusterIP, Port: 80, NodePort: 30080,
+		c2.SyncServices([]plane.ServicePort{{Service: "default/web", Protocol: "TCP", ClusterIP: clusterIP, Port: 80, NodePort: 30080,
 			ExternalTrafficPolicy: "Cluster", Endpoints: endpoints(8080, p)}})
 		for _, cl := range []*Cluster{c, c2} {
-			rep := send(t, cl, Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30080), Message: "/hostname"})
-			if rep.Result != FlowOK || !slices.Contains(names, rep.Body) {
+			rep := send(t, cl, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30080), Message: "/hostname"})
+			if rep.Result != plane.FlowOK || !slices.Contains(names, rep.Body) {
 				t.Errorf("lab %s: %s %q %v", cl.Topology().Lab, rep.Result, rep.Body, rep.Err)
 			}
 		}
@@ -406,8 +402,8 @@ func TestCloseRemovesNamespaces(t *testing.T) {
 	}
 	// The client host object survives in memory, but its namespace is
 	// gone: a request must fail, one way or the other.
-	rep, err := c.Send(context.Background(), Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30080), Timeout: time.Second})
-	if err == nil && rep.Result == FlowOK {
+	rep, err := c.Send(context.Background(), plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, 30080), Timeout: time.Second})
+	if err == nil && rep.Result == plane.FlowOK {
 		t.Errorf("send after Close succeeded: %q", rep.Body)
 	}
 	if _, err := os.Stat("/run/nplab/" + lab + ".json"); !os.IsNotExist(err) {

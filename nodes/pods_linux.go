@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -14,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 	"github.com/nplab/nplab/nodes/apps"
 )
@@ -22,41 +25,50 @@ import (
 type pod struct {
 	name  string
 	node  *node
+	ctl   plane.Control
 	obj   *corev1.Pod
 	ip    netip.Addr
-	host  netsim.Host
 	hname string
 	veth  string
-	app   *apps.App
 	probe *corev1.Probe // the readiness probe, or nil
 	specs []apps.Spec   // what the containers' apps listen on (the catalog)
 	scale float64
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	// Set under Cluster.mu when the pod runs (started); then fixed.
+	host    netsim.Host
+	started bool
+	cancel  context.CancelFunc
+	done    chan struct{} // the prober has returned
+	gone    chan struct{} // StopPod is done with it
+
+	// appMu serializes stopping and starting the apps.
+	appMu sync.Mutex
 
 	mu            sync.Mutex
-	published     bool // last readiness sent as an event
+	app           *apps.App
+	published     bool // last readiness reported to the control plane
 	probeOK       bool // the prober's verdict (no probe: the app listens)
 	forcedUnready bool
 	appStopped    bool
+	stopped       bool // stopRunning ran: the app never starts again
 }
 
 // StartPod creates the pod's host on node with ip, links it to the node
 // (eth0 = ip/24 in the pod, a veth with the node side 10.244.N.1/32 and a
 // /32 route in the node), starts its containers' apps and its readiness
-// probe. Events: PodNotice (per catalog remark), PodStarted, and PodReady
-// once ready.
+// probe. It reports PodNotice (per catalog remark), PodStarted, and
+// PodReady once ready. A pod of the same name or IP that StopPod is still
+// removing is waited for (until ctx ends), as the kubelet does.
 func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod, ip netip.Addr) error {
 	if obj == nil {
 		return fmt.Errorf("start pod on node %q: nil pod", nodeName)
 	}
 	name := obj.Name
-	n := c.nodes[nodeName]
-	if n == nil {
-		return fmt.Errorf("start pod %q: node %q not found in lab %q", name, nodeName, c.cfg.Topology.Lab)
+	n, err := c.node(nodeName)
+	if err != nil {
+		return fmt.Errorf("start pod %q: %w", name, err)
 	}
-	gw := gatewayOf(n.spec.PodCIDR)
+	gw := n.spec.Gateway()
 	if !n.spec.PodCIDR.Contains(ip) || ip == gw || ip == n.spec.PodCIDR.Masked().Addr() {
 		return fmt.Errorf("start pod %q on node %q: IP %v is not a pod address in %v", name, nodeName, ip, n.spec.PodCIDR)
 	}
@@ -70,9 +82,27 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		}
 	}
 	c.mu.Lock()
-	if c.closed {
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return fmt.Errorf("start pod %q: lab %q is closed", name, c.topo.Lab)
+		}
+		var wait chan struct{}
+		for _, old := range c.stopping {
+			if old.name == name || old.ip == ip {
+				wait = old.gone
+			}
+		}
+		if wait == nil {
+			break
+		}
 		c.mu.Unlock()
-		return fmt.Errorf("start pod %q: lab %q is closed", name, c.cfg.Topology.Lab)
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return fmt.Errorf("start pod %q: waiting for the old pod of that name or IP to stop: %w", name, ctx.Err())
+		}
+		c.mu.Lock()
 	}
 	if _, dup := c.pods[name]; dup {
 		c.mu.Unlock()
@@ -88,11 +118,9 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	for i := 0; c.veths[veth]; i++ {
 		veth = "veth" + shortHash(fmt.Sprintf("%s#%d", name, i))
 	}
-	// The fields set here never change; host, app and cancel are set
-	// under c.mu once the pod runs (a pod without app is still building
-	// and invisible to Ready, StopPod, Send...).
-	p := &pod{name: name, node: n, obj: obj, ip: ip, hname: podHostName(name), veth: veth,
-		probe: probe, specs: specs, scale: c.cfg.ProbeScale, done: make(chan struct{})}
+	// A pod that has not started is invisible to Ready, StopPod, Send...
+	p := &pod{name: name, node: n, ctl: c.ctl, obj: obj, ip: ip, hname: podHostName(name), veth: veth,
+		probe: probe, specs: specs, scale: c.opts.ProbeScale, done: make(chan struct{}), gone: make(chan struct{})}
 	c.pods[name] = p // reserve the name and IP while building
 	c.veths[veth] = true
 	c.starting.Add(1) // Close waits for this call
@@ -107,14 +135,14 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		}
 		delete(c.veths, veth)
 		c.mu.Unlock()
-		return fmt.Errorf("start pod %q on node %q: %w", name, nodeName, err)
+		return fmt.Errorf("start pod %q on node %q: %w", name, nodeName, planeErr(err))
 	}
 	return nil
 }
 
 func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error {
 	n := p.node
-	gw := gatewayOf(n.spec.PodCIDR)
+	gw := n.spec.Gateway()
 	h, err := c.netw.AddHost(p.hname)
 	if err != nil {
 		return err
@@ -132,19 +160,20 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error 
 		return err
 	}
 	for _, msg := range notices {
-		p.event(EventPodNotice, msg)
+		c.ctl.PodNotice(p.name, msg)
 	}
 	app, err := apps.Start(ctx, h, p.name, p.specs)
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	p.app = app
 	if p.probe == nil {
 		// No readiness probe: ready as soon as the app listens, which
 		// apps.Start has just made true.
-		p.mu.Lock()
 		p.probeOK = true
-		p.mu.Unlock()
 	}
+	p.mu.Unlock()
 	pctx, cancel := context.WithCancel(context.Background())
 	c.mu.Lock()
 	if c.closed || c.pods[p.name] != p {
@@ -154,15 +183,15 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error 
 		c.mu.Unlock()
 		cancel()
 		app.Stop()
-		return fmt.Errorf("lab %q was closed while the pod started", c.cfg.Topology.Lab)
+		return fmt.Errorf("lab %q was closed while the pod started", c.topo.Lab)
 	}
-	p.host, p.app, p.cancel = h, app, cancel
+	p.host, p.started, p.cancel = h, true, cancel
 	c.mu.Unlock()
 	var descs []string
 	for _, s := range p.specs {
 		descs = append(descs, s.Describe())
 	}
-	p.event(EventPodStarted, fmt.Sprintf("pod %s started on %s at %s (%v)", p.name, n.spec.Name, p.ip, descs))
+	c.ctl.PodStarted(p.name, n.spec.Name, fmt.Sprintf("pod %s started on %s at %s (%v)", p.name, n.spec.Name, p.ip, descs))
 	// A StopPod from here on cancels pctx and waits for p.done, which
 	// the prober closes at once when pctx is already cancelled.
 	if p.probe == nil {
@@ -177,32 +206,24 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error 
 	return nil
 }
 
-func (p *pod) event(kind EventKind, msg string) {
-	p.node.events.emit(Event{Time: time.Now(), Kind: kind, Node: p.node.spec.Name, Pod: p.name, Message: msg})
-}
-
-// update publishes a readiness change as PodReady / PodUnready.
+// update reports a readiness change with PodReady. It reports while
+// holding p.mu, so the control plane hears the changes in the order they
+// happened, whichever goroutine made them.
 func (p *pod) update() {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	ready := p.probeOK && !p.forcedUnready && !(p.appStopped && p.probe == nil)
-	changed := ready != p.published
-	p.published = ready
-	why := "readiness probe failed"
-	switch {
-	case p.forcedUnready:
-		why = "forced unready"
-	case p.appStopped && p.probe == nil:
-		why = "its app stopped"
-	}
-	p.mu.Unlock()
-	if !changed {
+	if ready == p.published {
 		return
 	}
-	if ready {
-		p.event(EventPodReady, fmt.Sprintf("pod %s is ready", p.name))
-	} else {
-		p.event(EventPodUnready, fmt.Sprintf("pod %s is not ready: %s", p.name, why))
-	}
+	p.published = ready
+	p.ctl.PodReady(p.name, ready)
+}
+
+func (p *pod) isAppStopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.appStopped
 }
 
 // Ready reports whether pod name is ready now.
@@ -216,12 +237,13 @@ func (c *Cluster) Ready(name string) (bool, error) {
 	return p.published, nil
 }
 
+// pod returns a running pod, or a *plane.NotFoundError.
 func (c *Cluster) pod(name string) (*pod, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.pods[name]
-	if p == nil || p.app == nil {
-		return nil, fmt.Errorf("pod %q not found in lab %q", name, c.cfg.Topology.Lab)
+	if p == nil || !p.started {
+		return nil, &plane.NotFoundError{Kind: "pod", Name: name, Lab: c.topo.Lab}
 	}
 	return p, nil
 }
@@ -240,62 +262,124 @@ func (c *Cluster) SetPodUnready(name string, unready bool) error {
 	return nil
 }
 
-// StopApp is a fault: the pod's servers stop (connections are then
-// refused by the pod's kernel); a readiness probe then fails, and a pod
-// without one turns unready as its container has exited.
-func (c *Cluster) StopApp(name string) error {
+// SetAppRunning is a fault: running=false stops the pod's servers
+// (connections are then refused by the pod's kernel, and flows to it say
+// plane.ReasonAppStopped); a readiness probe then fails, and a pod without
+// one turns unready as its container has exited. running=true starts them
+// again, like the kubelet restarting the container: the servers listen
+// again, a probe passes again, and a pod without one is ready at once.
+func (c *Cluster) SetAppRunning(name string, running bool) error {
 	p, err := c.pod(name)
 	if err != nil {
 		return err
 	}
-	p.app.Stop()
+	p.appMu.Lock()
+	defer p.appMu.Unlock()
 	p.mu.Lock()
-	p.appStopped = true
+	gone, stopped, app := p.stopped, p.appStopped, p.app
+	p.mu.Unlock()
+	if gone {
+		return &plane.NotFoundError{Kind: "pod", Name: name, Lab: c.topo.Lab}
+	}
+	if !running {
+		if stopped {
+			return nil
+		}
+		app.Stop()
+		p.mu.Lock()
+		p.appStopped = true
+		p.mu.Unlock()
+		p.update()
+		c.ctl.PodNotice(name, fmt.Sprintf("the app of pod %s stopped", name))
+		return nil
+	}
+	if !stopped {
+		return nil
+	}
+	app, err = apps.Start(context.Background(), p.host, p.name, p.specs)
+	if err != nil {
+		return fmt.Errorf("start the app of pod %q again: %w", name, planeErr(err))
+	}
+	p.mu.Lock()
+	p.app, p.appStopped = app, false
 	p.mu.Unlock()
 	p.update()
-	p.event(EventPodNotice, fmt.Sprintf("the app of pod %s stopped", p.name))
+	c.ctl.PodNotice(name, fmt.Sprintf("the app of pod %s runs again", name))
 	return nil
 }
 
-// StopPod is the kubelet's SIGTERM: the apps' /readyz fails at once, the
-// servers keep running for --delay-shutdown (scaled by ProbeScale), then
-// stop; the pod's host is removed and PodStopped is emitted. It blocks
-// until then.
-func (c *Cluster) StopPod(name string) error {
-	p, err := c.pod(name)
-	if err != nil {
-		return err
-	}
+// StopPod is the kubelet's SIGTERM, in the background: the apps' /readyz
+// fails at once, the servers keep running for --delay-shutdown (scaled by
+// ProbeScale), then stop; the pod's host is removed and the control plane
+// hears PodStopped (after a Warning, if removing failed or the pod was
+// not running). Close waits for it, cutting the grace period short.
+func (c *Cluster) StopPod(name string) {
 	c.mu.Lock()
-	if c.pods[name] != p {
+	if c.closed {
+		// Close stops every pod.
 		c.mu.Unlock()
-		return fmt.Errorf("pod %q not found in lab %q", name, c.cfg.Topology.Lab)
+		c.ctl.PodStopped(name)
+		return
+	}
+	p := c.pods[name]
+	if p == nil || !p.started {
+		c.mu.Unlock()
+		c.ctl.Warning("", name, fmt.Sprintf("stop pod: %v", &plane.NotFoundError{Kind: "pod", Name: name, Lab: c.topo.Lab}))
+		c.ctl.PodStopped(name)
+		return
 	}
 	delete(c.pods, name)
+	c.stopping[name] = p
+	c.stops.Add(1)
 	c.mu.Unlock()
-	if d := p.app.Terminate(); d > 0 {
-		time.Sleep(time.Duration(float64(d) * p.scale))
+	go func() {
+		defer c.stops.Done()
+		err := c.stopPod(p)
+		c.mu.Lock()
+		delete(c.stopping, name)
+		delete(c.veths, p.veth)
+		c.mu.Unlock()
+		close(p.gone)
+		if err != nil {
+			c.ctl.Warning(p.node.spec.Name, name, fmt.Sprintf("stop pod %s: %v", name, err))
+		}
+		c.ctl.PodStopped(name)
+	}()
+}
+
+func (c *Cluster) stopPod(p *pod) error {
+	p.mu.Lock()
+	app := p.app
+	p.mu.Unlock()
+	if d := app.Terminate(); d > 0 {
+		t := time.NewTimer(time.Duration(float64(d) * p.scale))
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+		}
 	}
 	p.stopRunning()
-	err = c.netw.RemoveHost(p.hname)
-	c.mu.Lock()
-	delete(c.veths, p.veth)
-	c.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("stop pod %q: %w", name, err)
+	if err := c.netw.RemoveHost(p.hname); err != nil {
+		return fmt.Errorf("remove its namespace %s: %w", p.host.Namespace(), err)
 	}
-	p.event(EventPodStopped, fmt.Sprintf("pod %s stopped and its namespace %s was removed", name, p.host.Namespace()))
 	return nil
 }
 
-// stopRunning stops the prober and the apps.
+// stopRunning stops the prober and the apps for good.
 func (p *pod) stopRunning() {
 	if p.cancel != nil {
 		p.cancel()
 		<-p.done
 	}
-	if p.app != nil {
-		p.app.Stop()
+	p.appMu.Lock()
+	defer p.appMu.Unlock()
+	p.mu.Lock()
+	p.stopped = true
+	app := p.app
+	p.mu.Unlock()
+	if app != nil {
+		app.Stop()
 	}
 }
 
@@ -324,7 +408,7 @@ func (p *pod) runProbe(ctx context.Context) {
 		failT = 3
 	}
 	if pr.Exec != nil || pr.GRPC != nil {
-		p.event(EventPodNotice, fmt.Sprintf("pod %s: nplab cannot run exec or grpc readiness probes; it treats them as passing", p.name))
+		p.ctl.PodNotice(p.name, fmt.Sprintf("pod %s: nplab cannot run exec or grpc readiness probes; it treats them as passing", p.name))
 	}
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -355,7 +439,7 @@ func (p *pod) runProbe(ctx context.Context) {
 		p.mu.Unlock()
 		if changed {
 			if err != nil {
-				p.event(EventPodNotice, fmt.Sprintf("pod %s: readiness probe failed %d times: %v", p.name, fail, err))
+				p.ctl.PodNotice(p.name, fmt.Sprintf("pod %s: readiness probe failed %d times: %v", p.name, fail, err))
 			}
 			p.update()
 		}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -7,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 	"github.com/nplab/nplab/nodes/apps"
 )
@@ -134,12 +136,12 @@ func loopbackApp(t *testing.T, name string) (httpAddr, udpAddr netip.AddrPort) {
 	return httpAddr, udpAddr
 }
 
-func newTestProxy(t *testing.T, h *fakeHost, log *eventLog) *proxy {
+func newTestProxy(t *testing.T, h *fakeHost, log *recorder) *proxy {
 	p := newProxy(proxyEnv{
 		node: "node-1", host: h, nodeIP: netip.MustParseAddr("192.0.2.1"), podCIDR: netip.MustParsePrefix("10.244.1.0/24"),
 		podCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.2.0/24")},
 		isPodIP:  func(netip.Addr) bool { return false }, isNodeIP: func(netip.Addr) bool { return false },
-		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: ProxyRandom, emit: log.add, seed: 42, noTransparent: true,
+		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: plane.ProxyRandom, ctl: log, seed: 42, noTransparent: true,
 	})
 	t.Cleanup(p.close)
 	return p
@@ -159,14 +161,14 @@ func httpGet(addr, path string) (string, error) {
 func TestProxyTCPOnLoopback(t *testing.T) {
 	aHTTP, _ := loopbackApp(t, "pod-a")
 	bHTTP, _ := loopbackApp(t, "pod-b")
-	h, log := newFakeHost(), &eventLog{}
+	h, log := newFakeHost(), &recorder{}
 	p := newTestProxy(t, h, log)
-	sp := ServicePort{Service: "default/web", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",
-		Endpoints: []Endpoint{
+	sp := plane.ServicePort{Service: "default/web", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",
+		Endpoints: []plane.Endpoint{
 			{Pod: "pod-a", Node: "node-1", Addr: aHTTP, Ready: true, Serving: true},
 			{Pod: "pod-b", Node: "node-2", Addr: bHTTP, Ready: true, Serving: true},
 		}}
-	p.sync([]ServicePort{sp})
+	p.sync([]plane.ServicePort{sp})
 	front := h.real("0.0.0.0:30080", "tcp4")
 	seen := map[string]int{}
 	for i := 0; i < 40 && len(seen) < 2; i++ {
@@ -179,13 +181,13 @@ func TestProxyTCPOnLoopback(t *testing.T) {
 	if len(seen) != 2 || seen["pod-a"] == 0 || seen["pod-b"] == 0 {
 		t.Errorf("40 requests reached %v, want both pods", seen)
 	}
-	ev := log.wait(t, time.Second, "an ok flow", func(e Event) bool { return e.Kind == EventFlow && e.Flow.Result == FlowOK })
+	ev := log.wait(t, time.Second, "an ok flow", func(e record) bool { return e.Kind == recFlow && e.Flow.Result == plane.FlowOK })
 	if ev.Flow.BytesIn == 0 || ev.Flow.BytesOut == 0 || ev.Flow.Service != "default/web" || ev.Flow.EntryNode != "node-1" || ev.Flow.SourceSeen != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("flow event incomplete: %+v", ev.Flow)
 	}
 
 	// Re-syncing the same state keeps the listener (same port).
-	p.sync([]ServicePort{sp})
+	p.sync([]plane.ServicePort{sp})
 	if got := h.real("0.0.0.0:30080", "tcp4"); got != front {
 		t.Errorf("an unchanged sync reopened the listener: %s → %s", front, got)
 	}
@@ -193,18 +195,18 @@ func TestProxyTCPOnLoopback(t *testing.T) {
 	// An endpoint that refuses (one the proxy cannot know is closed): the
 	// proxy resets the client, and says so.
 	closed := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t))
-	sp.Endpoints = []Endpoint{{Pod: "gone", Node: "node-1", Addr: closed, Ready: true, Serving: true}}
-	p.sync([]ServicePort{sp})
+	sp.Endpoints = []plane.Endpoint{{Pod: "gone", Node: "node-1", Addr: closed, Ready: true, Serving: true}}
+	p.sync([]plane.ServicePort{sp})
 	if _, err := httpGet(front, "/hostname"); err == nil {
 		t.Errorf("a refusing endpoint answered")
 	}
-	log.wait(t, time.Second, "a reset flow", func(e Event) bool {
-		return e.Kind == EventFlow && e.Flow.Pod == "gone" && e.Flow.Result == FlowReset
+	log.wait(t, time.Second, "a reset flow", func(e record) bool {
+		return e.Kind == recFlow && e.Flow.Pod == "gone" && e.Flow.Result == plane.FlowReset
 	})
 
 	// No usable endpoint: the listener closes, the kernel refuses.
 	sp.Endpoints[0].Ready = false
-	p.sync([]ServicePort{sp})
+	p.sync([]plane.ServicePort{sp})
 	_, err := net.DialTimeout("tcp", front, time.Second)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("no usable endpoint: dial = %v, want connection refused", err)
@@ -225,14 +227,14 @@ func freePort(t *testing.T) uint16 {
 func TestProxyUDPFlowsOnLoopback(t *testing.T) {
 	_, aUDP := loopbackApp(t, "pod-a")
 	_, bUDP := loopbackApp(t, "pod-b")
-	h, log := newFakeHost(), &eventLog{}
+	h, log := newFakeHost(), &recorder{}
 	p := newTestProxy(t, h, log)
-	eps := []Endpoint{
+	eps := []plane.Endpoint{
 		{Pod: "pod-a", Node: "node-1", Addr: aUDP, Ready: true, Serving: true},
 		{Pod: "pod-b", Node: "node-1", Addr: bUDP, Ready: true, Serving: true},
 	}
-	sp := ServicePort{Service: "default/udp", Protocol: "UDP", NodePort: 30081, ExternalTrafficPolicy: "Cluster", Endpoints: eps}
-	p.sync([]ServicePort{sp})
+	sp := plane.ServicePort{Service: "default/udp", Protocol: "UDP", NodePort: 30081, ExternalTrafficPolicy: "Cluster", Endpoints: eps}
+	p.sync([]plane.ServicePort{sp})
 	front := h.real("0.0.0.0:30081", "udp4")
 	conn, err := net.Dial("udp", front)
 	if err != nil {
@@ -260,20 +262,20 @@ func TestProxyUDPFlowsOnLoopback(t *testing.T) {
 	}
 	// The pinned endpoint leaves: the flow is flushed and the same client
 	// port moves to the other pod.
-	var rest []Endpoint
+	var rest []plane.Endpoint
 	for _, e := range eps {
 		if e.Pod != first {
 			rest = append(rest, e)
 		}
 	}
 	sp.Endpoints = rest
-	p.sync([]ServicePort{sp})
+	p.sync([]plane.ServicePort{sp})
 	if got := ask(); got != rest[0].Pod {
 		t.Errorf("after its endpoint left, the flow answered from %s, want %s", got, rest[0].Pod)
 	}
 	n := 0
 	for _, e := range log.all() {
-		if e.Kind == EventFlow && e.Flow.Protocol == "UDP" {
+		if e.Kind == recFlow && e.Flow.Protocol == "UDP" {
 			n++
 		}
 	}
@@ -283,13 +285,13 @@ func TestProxyUDPFlowsOnLoopback(t *testing.T) {
 }
 
 func TestProxyLocalPolicyRules(t *testing.T) {
-	h, log := newFakeHost(), &eventLog{}
+	h, log := newFakeHost(), &recorder{}
 	p := newTestProxy(t, h, log)
 	p.env.noTransparent = false
-	remote := Endpoint{Pod: "b", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}
-	local := Endpoint{Pod: "a", Node: "node-1", Addr: netip.MustParseAddrPort("10.244.1.10:8080"), Ready: true, Serving: true}
-	sp := ServicePort{Service: "default/local", Protocol: "TCP", NodePort: 30085, ExternalTrafficPolicy: "Local", Endpoints: []Endpoint{remote}}
-	p.sync([]ServicePort{sp})
+	remote := plane.Endpoint{Pod: "b", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}
+	local := plane.Endpoint{Pod: "a", Node: "node-1", Addr: netip.MustParseAddrPort("10.244.1.10:8080"), Ready: true, Serving: true}
+	sp := plane.ServicePort{Service: "default/local", Protocol: "TCP", NodePort: 30085, ExternalTrafficPolicy: "Local", Endpoints: []plane.Endpoint{remote}}
+	p.sync([]plane.ServicePort{sp})
 	// The blackhole, and before it one rule per pod range that lets pods
 	// (on any node) through to the proxy.
 	want := []netsim.Rule{
@@ -300,8 +302,8 @@ func TestProxyLocalPolicyRules(t *testing.T) {
 	if rs := h.ruleList(); !sameRules(rs, want) {
 		t.Errorf("endpoints only elsewhere: rules %+v, want %+v", rs, want)
 	}
-	sp.Endpoints = []Endpoint{remote, local}
-	p.sync([]ServicePort{sp})
+	sp.Endpoints = []plane.Endpoint{remote, local}
+	p.sync([]plane.ServicePort{sp})
 	tproxy := netsim.Rule{Priority: tproxyRulePriority, From: netip.MustParsePrefix("10.244.1.10/32"), Proto: "tcp", SPort: 8080, Table: tproxyTable}
 	if rs := h.ruleList(); len(rs) != 1 || rs[0] != tproxy {
 		t.Errorf("with a local endpoint: rules %+v, want just %+v", rs, tproxy)
@@ -312,14 +314,53 @@ func TestProxyLocalPolicyRules(t *testing.T) {
 	}
 }
 
-func sameRules(got, want []netsim.Rule) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for _, w := range want {
-		if !slices.Contains(got, w) {
-			return false
+// TestKernelFlowHook: a flow a node's kernel answered (reported by
+// whoever observes the kernel) gets its Service and reason from the
+// node's last plan, goes to the control plane, and resolves a Send waiting
+// for its client address.
+func TestKernelFlowHook(t *testing.T) {
+	h, log := newFakeHost(), &recorder{}
+	p := newTestProxy(t, h, log)
+	p.env.isPodIP = func(a netip.Addr) bool { return netip.MustParsePrefix("10.244.0.0/16").Contains(a) }
+	remote := plane.Endpoint{Pod: "b", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}
+	p.sync([]plane.ServicePort{
+		{Service: "default/empty", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.11"), Port: 80, NodePort: 30090},
+		{Service: "default/local", Protocol: "UDP", ClusterIP: netip.MustParseAddr("10.96.0.12"), Port: 81, NodePort: 30091,
+			ExternalTrafficPolicy: "Local", Endpoints: []plane.Endpoint{remote}},
+	})
+	c := &Cluster{topo: plane.DefaultTopology("demo", 1), ctl: log, flows: newFlowBook(), nodes: map[string]*node{"node-1": {proxy: p}}}
+	client := netip.MustParseAddrPort("172.18.0.100:40000")
+	pod := netip.MustParseAddrPort("10.244.2.30:40000")
+	for _, tc := range []struct {
+		proto    string
+		client   netip.AddrPort
+		frontend netip.AddrPort
+		ok       bool
+		result   plane.FlowResult
+		reason   plane.FlowReason
+		service  string
+	}{
+		{"TCP", client, netip.MustParseAddrPort("192.0.2.1:30090"), true, plane.FlowRefused, plane.ReasonNoEndpoints, "default/empty"},
+		{"TCP", client, netip.MustParseAddrPort("10.96.0.11:80"), true, plane.FlowRefused, plane.ReasonNoEndpoints, "default/empty"},
+		{"UDP", client, netip.MustParseAddrPort("192.0.2.1:30091"), true, plane.FlowDropped, plane.ReasonLocalPolicy, "default/local"},
+		{"UDP", pod, netip.MustParseAddrPort("192.0.2.1:30091"), false, "", "", ""},    // pods are proxied under Local
+		{"UDP", client, netip.MustParseAddrPort("10.96.0.12:81"), false, "", "", ""},   // the ClusterIP listens
+		{"TCP", client, netip.MustParseAddrPort("192.0.2.1:30099"), false, "", "", ""}, // no service there
+	} {
+		start := time.Now()
+		if ok := c.kernelFlow("node-1", tc.proto, tc.client, tc.frontend, start); ok != tc.ok {
+			t.Errorf("kernelFlow %s %s → %s = %v, want %v", tc.proto, tc.client, tc.frontend, ok, tc.ok)
+			continue
+		}
+		if !tc.ok {
+			continue
+		}
+		f := c.flows.wait(context.Background(), flowKey{tc.proto, tc.client}, start, time.Second)
+		if f == nil || !f.Kernel || f.Result != tc.result || f.Reason != tc.reason || f.Service != tc.service || f.EntryNode != "node-1" || f.Frontend != tc.frontend {
+			t.Errorf("%s → %s: flow %+v, want a kernel flow %s (%s) of %s", tc.proto, tc.frontend, f, tc.result, tc.reason, tc.service)
 		}
 	}
-	return true
+	if n := len(log.flows(func(f plane.Flow) bool { return f.Kernel })); n != 3 {
+		t.Errorf("%d kernel flows reported to the control plane, want 3", n)
+	}
 }

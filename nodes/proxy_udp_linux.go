@@ -1,7 +1,10 @@
+//go:build linux
+
 package nodes
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -9,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nplab/nplab/lab/plane"
 )
 
 // udpFlow is one UDP "connection" through the proxy, the userspace twin of
@@ -20,9 +25,10 @@ type udpFlow struct {
 	client netip.AddrPort
 	local  netip.Addr // where the client sent to; replies come from here
 	svcKey string
-	ep     Endpoint
+	ep     plane.Endpoint
 	up     net.Conn
 	last   atomic.Int64 // unix nanoseconds of the last datagram either way
+	in     atomic.Int64 // bytes client → pod until the flow is reported
 	once   sync.Once
 }
 
@@ -104,11 +110,14 @@ func (p *proxy) udpLoop(f *frontend) {
 		fl := f.flows[client]
 		f.mu.Unlock()
 		if fl == nil {
-			fl = p.newUDPFlow(f, client, dst, n)
+			fl = p.newUDPFlow(f, client, dst)
 			if fl == nil {
 				continue
 			}
 		}
+		// Counted before it is sent: the reply may be read (and the
+		// flow reported) before Write returns.
+		fl.in.Add(int64(n))
 		if _, err := fl.up.Write(buf[:n]); err == nil {
 			fl.touch()
 		}
@@ -117,35 +126,33 @@ func (p *proxy) udpLoop(f *frontend) {
 
 // newUDPFlow picks an endpoint for a new flow, opens the proxy's socket to
 // it and starts relaying its answers. It returns nil when the datagram is
-// dropped.
-func (p *proxy) newUDPFlow(f *frontend, client netip.AddrPort, dst netip.Addr, n int) *udpFlow {
+// dropped (and reports that flow at once).
+func (p *proxy) newUDPFlow(f *frontend, client netip.AddrPort, dst netip.Addr) *udpFlow {
 	st := f.svc.Load()
 	sp := st.sp.Load()
 	front := f.key.addr
 	if dst.IsValid() {
 		front = netip.AddrPortFrom(dst, f.key.addr.Port())
 	}
-	ev := &Flow{EntryNode: p.env.node, Client: client, Frontend: front, Service: sp.Service,
-		PortName: sp.PortName, Protocol: "UDP", BytesIn: int64(n)}
+	rec := plane.Flow{Protocol: "UDP", Client: client, EntryNode: p.env.node, Frontend: front, Service: sp.Service,
+		PortName: sp.PortName, Start: time.Now()}
 	r := p.decide(f, sp, st, client.Addr())
 	if !r.ok {
-		ev.Result = r.result
-		p.flowEvent(ev)
+		rec.Result, rec.Reason = r.result, r.reason
+		p.env.report(rec)
 		return nil
 	}
-	ev.Pod, ev.PodNode, ev.Backend = r.ep.Pod, r.ep.Node, r.ep.Addr
+	rec.Pod, rec.PodNode, rec.Backend = r.ep.Pod, r.ep.Node, r.ep.Addr
 	up, err := p.dial(p.ctx, "udp", r, client)
 	if err != nil && r.transparent && p.ctx.Err() == nil {
-		p.errorEvent("transparent UDP socket for %s failed (%v); sending from the node instead", client, err)
+		p.warn("transparent UDP socket for %s failed (%v); sending from the node instead", client, err)
 		r.transparent = false
 		up, err = p.dial(p.ctx, "udp", r, client)
 	}
 	if err != nil {
-		ev.Result = classify(err)
-		if ev.Result == FlowOK {
-			ev.Result = FlowError
-		}
-		p.flowEvent(ev)
+		p.failure(&rec, err)
+		rec.Duration = time.Since(rec.Start)
+		p.env.report(rec)
 		return nil
 	}
 	fl := &udpFlow{f: f, client: client, local: dst, svcKey: st.key, ep: r.ep, up: up}
@@ -173,19 +180,37 @@ func (p *proxy) newUDPFlow(f *frontend, client netip.AddrPort, dst netip.Addr, n
 		evicted.close()
 	}
 	if r.transparent {
-		ev.SourceSeen = client.Addr()
+		rec.SourceSeen = client.Addr()
 	} else {
-		ev.SourceSeen = addrPortOf(up.LocalAddr()).Addr()
+		rec.SourceSeen = addrPortOf(up.LocalAddr()).Addr()
 	}
-	ev.Result = FlowOK
-	p.flowEvent(ev)
-	p.wg.Go(func() { p.udpReplies(fl, ev) })
+	p.wg.Go(func() { p.udpReplies(fl, rec) })
 	return fl
 }
 
 // udpReplies relays the endpoint's datagrams back to the client until the
-// flow idles out or is flushed.
-func (p *proxy) udpReplies(fl *udpFlow, ev *Flow) {
+// flow idles out or is flushed. It reports the flow once, when its first
+// exchange is complete: at the pod's first reply (before relaying it, so
+// the client never has its answer before the flow is known), at a refusal
+// (ICMP port unreachable from the pod), or when no reply came within
+// udpReplyTimeout.
+func (p *proxy) udpReplies(fl *udpFlow, rec plane.Flow) {
+	reported := false
+	report := func(res plane.FlowResult, reason plane.FlowReason, detail string) {
+		if reported {
+			return
+		}
+		reported = true
+		rec.Result, rec.Reason, rec.Detail = res, reason, detail
+		rec.BytesIn = fl.in.Load()
+		rec.Duration = time.Since(rec.Start)
+		if res != plane.FlowOK && p.env.explain != nil {
+			if why, d := p.env.explain(rec.Pod, rec.PodNode); why != plane.ReasonNone {
+				rec.Reason, rec.Detail = why, d
+			}
+		}
+		p.env.report(rec)
+	}
 	defer func() {
 		fl.close()
 		fl.f.mu.Lock()
@@ -196,25 +221,42 @@ func (p *proxy) udpReplies(fl *udpFlow, ev *Flow) {
 	}()
 	buf := make([]byte, 65535)
 	for {
-		_ = fl.up.SetReadDeadline(time.Unix(0, fl.last.Load()).Add(udpFlowIdle))
+		dl := time.Unix(0, fl.last.Load()).Add(udpFlowIdle)
+		if rd := rec.Start.Add(udpReplyTimeout); !reported && rd.Before(dl) {
+			dl = rd
+		}
+		_ = fl.up.SetReadDeadline(dl)
 		n, err := fl.up.Read(buf)
 		if err != nil {
-			if classify(err) == FlowTimedOut && time.Since(time.Unix(0, fl.last.Load())) < udpFlowIdle {
+			switch res := classify(err); {
+			case res == plane.FlowTimedOut && !reported && time.Since(rec.Start) >= udpReplyTimeout:
+				report(plane.FlowTimedOut, plane.ReasonNoReply, fmt.Sprintf("no reply from %s within %v", rec.Backend, udpReplyTimeout))
+				continue // the pod may still answer later datagrams
+			case res == plane.FlowTimedOut && time.Since(time.Unix(0, fl.last.Load())) < udpFlowIdle:
 				continue // traffic since the deadline was set
-			}
-			if errors.Is(err, net.ErrClosed) || classify(err) == FlowTimedOut {
+			case res == plane.FlowTimedOut:
 				return
-			}
-			if classify(err) == FlowRefused {
+			case errors.Is(err, net.ErrClosed):
+				if p.ctx.Err() == nil {
+					report(plane.FlowError, plane.ReasonNone, "the flow was flushed before the pod replied")
+				}
+				return
+			case res == plane.FlowRefused:
 				// ICMP port unreachable from the pod: nothing listens.
-				refused := *ev
-				refused.Result = FlowRefused
-				p.flowEvent(&refused)
+				// The client is not told (it times out); the flow says
+				// refused.
+				report(plane.FlowRefused, plane.ReasonPodRefused, err.Error())
+				return
+			default:
+				report(res, plane.ReasonNone, err.Error())
 				return
 			}
-			return
 		}
 		fl.touch()
+		if !reported {
+			rec.BytesOut = int64(n)
+			report(plane.FlowOK, plane.ReasonNone, "")
+		}
 		_ = fl.f.writeTo(buf[:n], fl.client, fl.local)
 	}
 }

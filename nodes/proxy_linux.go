@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -7,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 )
 
@@ -22,6 +26,9 @@ var (
 	// udpFlowIdle is how long a UDP flow stays pinned to its endpoint
 	// without traffic, like conntrack's UDP timeout.
 	udpFlowIdle = 30 * time.Second
+	// udpReplyTimeout is how long a new UDP flow waits for the pod's first
+	// reply before it is reported as timed out (plane.ReasonNoReply).
+	udpReplyTimeout = 2 * time.Second
 	// backendDialTimeout bounds the proxy's connect to an endpoint.
 	backendDialTimeout = 5 * time.Second
 	// udpMaxFlows caps the UDP flows of one frontend, like a small
@@ -30,29 +37,6 @@ var (
 	// sockets without bound.
 	udpMaxFlows = 1024
 )
-
-// tproxyTable is the routing table that delivers pod replies to the
-// proxy's transparent sockets under externalTrafficPolicy: Local.
-const tproxyTable = 100
-
-// localTable is the kernel's local routing table (RT_TABLE_LOCAL).
-const localTable = 255
-
-// tproxyRulePriority puts the reply rules after the local table (which
-// netsim moves to 100 once a blackhole exists) and before the main table.
-const tproxyRulePriority = 200
-
-// blackholePriority puts the Local-policy drop rules before the local
-// table, so a packet to the node's own address:nodePort is dropped before
-// it is delivered.
-const blackholePriority = 10
-
-// podBypassPriority puts, just before each blackhole rule, one rule per
-// pod range of the cluster that sends pod traffic to the local table
-// anyway: under Local policy traffic from pods (on any node) still goes to
-// cluster-wide endpoints (spec §5.3 4(a), §5.6), and a pod on another node
-// reaches this node over eth0 like an external client does.
-const podBypassPriority = blackholePriority - 1
 
 // proxyEnv is what a node's proxy knows of the cluster around it.
 type proxyEnv struct {
@@ -68,15 +52,20 @@ type proxyEnv struct {
 	isPodIP func(netip.Addr) bool
 	// isNodeIP reports whether an address is some node's IP.
 	isNodeIP func(netip.Addr) bool
-	// listens reports whether an endpoint's pod has an app listening on
-	// its port for protocol, as the image catalog says; true when the pod
-	// is not known. Nil: every endpoint listens.
-	listens func(e Endpoint, protocol string) bool
 	// serviceCIDR: ClusterIPs are local addresses of every node.
 	serviceCIDR netip.Prefix
-	mode        ProxyMode
-	emit        func(Event)
-	seed        uint64
+	mode        plane.ProxyMode
+	// ctl receives warnings and listener sets.
+	ctl plane.Control
+	// report receives every finished flow; nil: ctl.Flow.
+	report func(plane.Flow)
+	// pods snapshots the running pods and what their apps listen on, for
+	// the plan; nil: every endpoint listens.
+	pods func() map[string]podFacts
+	// explain says why an attempt to pod on podNode failed when the
+	// cluster knows (a link down, the app stopped); nil: it never knows.
+	explain func(pod, podNode string) (plane.FlowReason, string)
+	seed    uint64
 	// noTransparent makes Local policy dial from the node (unit tests on
 	// loopback, or a kernel that refuses IP_TRANSPARENT).
 	noTransparent bool
@@ -85,35 +74,42 @@ type proxyEnv struct {
 // proxy is one node's kube-proxy: listeners on every nodePort and
 // ClusterIP:port with usable endpoints, forwarding per connection / flow /
 // association.
+//
+// A sync plans (planProxy, pure) and then applies the plan: it takes mu
+// only to read and swap state, never across opening a socket or a netlink
+// call; syncMu keeps syncs in order.
 type proxy struct {
 	env proxyEnv
 	// ctx is cancelled by close: backend dials in flight give up at once.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	closed    bool
-	svcs      map[string]*svcState
-	fronts    map[frontKey]*frontend
+	// syncMu serializes syncs; rules and listening belong to the sync
+	// holding it.
+	syncMu    sync.Mutex
 	rules     map[netsim.Rule]bool // blackhole and tproxy rules in place
-	tproxyDst map[netip.Addr]bool  // client addresses with a local route in tproxyTable
-	conns     map[net.Conn]struct{}
-	wg        sync.WaitGroup
+	listening []plane.Listener     // the set last reported
+
+	// routeMu guards tproxyDst: client addresses with a local route in
+	// tproxyTable.
+	routeMu   sync.Mutex
+	tproxyDst map[netip.Addr]bool
+
+	mu       sync.Mutex
+	closed   bool
+	svcs     map[string]*svcState
+	fronts   map[frontKey]*frontend
+	verdicts map[frontKey]verdict
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
 }
 
 // svcState is one ServicePort as this node's proxy sees it.
 type svcState struct {
 	key string
-	sp  atomic.Pointer[ServicePort]
+	sp  atomic.Pointer[plane.ServicePort]
 	ch  *chooser
 }
-
-type frontKey struct {
-	proto string // "TCP", "UDP", "SCTP"
-	addr  netip.AddrPort
-}
-
-func (k frontKey) String() string { return k.addr.String() + "/" + k.proto }
 
 // frontend is one listening socket of the proxy.
 type frontend struct {
@@ -121,6 +117,7 @@ type frontend struct {
 	nodePort bool // 0.0.0.0:nodePort (external traffic policy applies)
 	svc      atomic.Pointer[svcState]
 	closer   interface{ Close() error }
+	serve    func() // the accept or read loop, started once registered
 
 	// UDP only.
 	mu    sync.Mutex
@@ -129,11 +126,13 @@ type frontend struct {
 	pc    net.PacketConn
 }
 
-func svcKey(sp *ServicePort) string {
-	return sp.Service + ":" + sp.PortName + "/" + strings.ToUpper(sp.Protocol)
-}
-
 func newProxy(env proxyEnv) *proxy {
+	if env.ctl == nil {
+		env.ctl = nopControl{}
+	}
+	if env.report == nil {
+		env.report = env.ctl.Flow
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &proxy{
 		env:       env,
@@ -141,160 +140,171 @@ func newProxy(env proxyEnv) *proxy {
 		cancel:    cancel,
 		svcs:      map[string]*svcState{},
 		fronts:    map[frontKey]*frontend{},
+		verdicts:  map[frontKey]verdict{},
 		rules:     map[netsim.Rule]bool{},
 		tproxyDst: map[netip.Addr]bool{},
 		conns:     map[net.Conn]struct{}{},
 	}
 }
 
-func (p *proxy) errorEvent(format string, args ...any) {
-	p.env.emit(Event{Time: time.Now(), Kind: EventProxyError, Node: p.env.node, Message: fmt.Sprintf(format, args...)})
+// warn reports a problem of this node's proxy to the control plane.
+func (p *proxy) warn(format string, args ...any) {
+	p.env.ctl.Warning(p.env.node, "", fmt.Sprintf(format, args...))
 }
 
-// sync makes the proxy's listeners, rules and flows match ports. It is
-// cheap when nothing changed: unchanged listeners are kept.
-func (p *proxy) sync(ports []ServicePort) {
+// sync makes the proxy's listeners, rules and flows match ports: it plans
+// (planProxy) and applies the plan. It is cheap when nothing changed:
+// unchanged listeners are kept. When the set of listeners changed it
+// reports the complete new set with Control.Listening.
+func (p *proxy) sync(ports []plane.ServicePort) {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	env := planEnv{node: p.env.node, podCIDRs: p.env.podCIDRs, transparent: !p.env.noTransparent}
+	if p.env.pods != nil {
+		env.pods = p.env.pods()
+	}
+	pl := planProxy(ports, env)
+	for _, w := range pl.warnings {
+		p.warn("%s", w)
+	}
+
+	// Swap in the new service state and find the listeners to close and
+	// to open.
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return
 	}
-	wantFront := map[frontKey]*svcState{}
-	frontNodePort := map[frontKey]bool{}
-	wantRules := map[netsim.Rule]bool{}
-	newSvcs := map[string]*svcState{}
-	for i := range ports {
-		sp := ports[i]
-		sp.Protocol = strings.ToUpper(sp.Protocol)
-		if sp.Protocol == "" {
-			sp.Protocol = "TCP"
-		}
-		k := svcKey(&sp)
+	newSvcs := make(map[string]*svcState, len(pl.keys))
+	for i, k := range pl.keys {
+		sp := pl.ports[k]
 		st := p.svcs[k]
 		if st == nil {
-			st = &svcState{key: k, ch: newChooser(p.env.seed + uint64(len(p.svcs)+len(newSvcs))*7919)}
+			st = &svcState{key: k, ch: newChooser(p.env.seed + uint64(len(p.svcs)+i)*7919)}
 		}
 		st.sp.Store(&sp)
 		newSvcs[k] = st
-		usable := usableEndpoints(sp.Endpoints, "")
-		if len(usable) == 0 {
-			// No usable endpoint anywhere: no listener, so the node's
-			// kernel refuses (TCP RST, ICMP port unreachable) like
-			// kube-proxy's REJECT rule.
-			continue
-		}
-		if !p.anyListens(usable, sp.Protocol) {
-			// Endpoints, but no app listens on their port (nginx behind
-			// targetPort 8080): kube-proxy would DNAT and every pod's
-			// kernel would refuse. Without a listener the node's kernel
-			// refuses the same way, where a proxy that accepted could
-			// only reset.
-			continue
-		}
-		if sp.ClusterIP.IsValid() && sp.Port > 0 {
-			fk := frontKey{sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, sp.Port)}
-			if other, dup := wantFront[fk]; dup {
-				p.errorEvent("%s and %s both want %s; keeping %s", other.key, k, fk, other.key)
-			} else {
-				wantFront[fk] = st
-			}
-		}
-		if sp.NodePort > 0 {
-			fk := frontKey{sp.Protocol, netip.AddrPortFrom(netip.IPv4Unspecified(), sp.NodePort)}
-			if other, dup := wantFront[fk]; dup {
-				p.errorEvent("%s and %s both want nodePort %s; keeping %s", other.key, k, fk, other.key)
-			} else {
-				wantFront[fk] = st
-				frontNodePort[fk] = true
-			}
-			if sp.ExternalTrafficPolicy == "Local" {
-				local := usableEndpoints(sp.Endpoints, p.env.node)
-				if len(local) == 0 {
-					// Endpoints elsewhere but none here: external
-					// traffic is dropped (the client times out), while
-					// pods and the node itself still get through.
-					proto := strings.ToLower(sp.Protocol)
-					wantRules[netsim.Rule{Priority: blackholePriority, IIF: "eth0", Proto: proto, DPort: sp.NodePort, Blackhole: true}] = true
-					for _, pc := range p.env.podCIDRs {
-						wantRules[netsim.Rule{Priority: podBypassPriority, IIF: "eth0", From: pc.Masked(), Proto: proto, DPort: sp.NodePort, Table: localTable}] = true
-					}
-				}
-				if !p.env.noTransparent {
-					for _, e := range local {
-						wantRules[netsim.Rule{Priority: tproxyRulePriority, From: netip.PrefixFrom(e.Addr.Addr(), 32),
-							Proto: strings.ToLower(sp.Protocol), SPort: e.Addr.Port(), Table: tproxyTable}] = true
-					}
-				}
-			}
-		}
 	}
 	p.svcs = newSvcs
-
-	// Listeners: close what is no longer wanted, open what is new.
+	p.verdicts = pl.verdicts
+	var toClose []*frontend
+	var toOpen []frontKey
 	for fk, f := range p.fronts {
-		if _, ok := wantFront[fk]; !ok {
-			f.close()
+		if want, ok := pl.fronts[fk]; !ok || want.nodePort != f.nodePort {
+			toClose = append(toClose, f)
 			delete(p.fronts, fk)
 		}
 	}
-	for fk, st := range wantFront {
+	for fk, want := range pl.fronts {
 		if f := p.fronts[fk]; f != nil {
-			f.svc.Store(st)
+			f.svc.Store(newSvcs[want.svc])
 			continue
 		}
-		f, err := p.open(fk, frontNodePort[fk], st)
-		if err != nil {
-			p.errorEvent("service %s: could not open %s: %v", st.key, fk, err)
-			continue
-		}
-		p.fronts[fk] = f
+		toOpen = append(toOpen, fk)
 	}
+	p.mu.Unlock()
+
+	for _, f := range toClose {
+		f.close()
+	}
+	opened := map[frontKey]*frontend{}
+	for _, fk := range toOpen {
+		want := pl.fronts[fk]
+		f, err := p.open(fk, want.nodePort)
+		if err != nil {
+			p.warn("service %s: could not open %s: %v", want.svc, fk, planeErr(err))
+			continue
+		}
+		opened[fk] = f
+	}
+
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		for _, f := range opened {
+			f.close()
+		}
+		return
+	}
+	for fk, f := range opened {
+		f.svc.Store(newSvcs[pl.fronts[fk].svc])
+		p.fronts[fk] = f
+		p.wg.Go(f.serve)
+	}
+	var udp []*frontend
+	have := map[frontKey]planFront{}
+	for fk, f := range p.fronts {
+		if fk.proto == "UDP" {
+			udp = append(udp, f)
+		}
+		have[fk] = pl.fronts[fk]
+	}
+	p.mu.Unlock()
+
 	// UDP flows whose endpoint stopped serving are flushed (§5.9), so the
 	// client's next datagram picks a new endpoint.
-	for _, f := range p.fronts {
-		if f.key.proto == "UDP" {
-			f.flushStale()
-		}
+	for _, f := range udp {
+		f.flushStale()
 	}
-	// Rules.
+	p.applyRules(pl.rules)
+	if ls := listenerSet(have); !slices.Equal(ls, p.listening) {
+		p.listening = ls
+		p.env.ctl.Listening(p.env.node, ls)
+	}
+}
+
+// applyRules adds and deletes ip rules so exactly want are in place.
+// syncMu is held.
+func (p *proxy) applyRules(want map[netsim.Rule]bool) {
 	for r := range p.rules {
-		if !wantRules[r] {
+		if !want[r] {
 			if err := p.env.host.DelRule(r); err != nil {
-				p.errorEvent("could not delete rule %+v: %v", r, err)
+				p.warn("could not delete rule %+v: %v", r, err)
 			}
 			delete(p.rules, r)
 		}
 	}
-	for r := range wantRules {
+	for r := range want {
 		if p.rules[r] {
 			continue
 		}
 		if err := p.env.host.AddRule(r); err != nil {
-			p.errorEvent("could not add rule %+v: %v", r, err)
+			p.warn("could not add rule %+v: %v", r, err)
 			continue
 		}
 		p.rules[r] = true
 	}
 }
 
-// anyListens reports whether some endpoint of eps has an app listening on
-// its port for protocol.
-func (p *proxy) anyListens(eps []Endpoint, protocol string) bool {
-	if p.env.listens == nil {
-		return true
+// verdict is what the node's kernel does with a new attempt from client to
+// frontend (proto "TCP", "UDP", "SCTP"), by the last plan: refuse (no
+// listener) or drop (Local policy, external clients only). ok is false
+// when the proxy takes it (or the node knows no service there).
+func (p *proxy) verdict(proto string, frontend netip.AddrPort, client netip.Addr) (verdict, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keys := []frontKey{{proto, frontend}}
+	if !p.env.serviceCIDR.Contains(frontend.Addr()) {
+		// Any of the node's own addresses: its nodePort.
+		keys = append(keys, frontKey{proto, netip.AddrPortFrom(netip.IPv4Unspecified(), frontend.Port())})
 	}
-	for _, e := range eps {
-		if p.env.listens(e, protocol) {
-			return true
+	for _, k := range keys {
+		v, ok := p.verdicts[k]
+		if !ok {
+			continue
 		}
+		if v.ExternalOnly && p.internalSource(client) {
+			return verdict{}, false
+		}
+		return v, true
 	}
-	return false
+	return verdict{}, false
 }
 
-// open starts a frontend listener inside the node.
-func (p *proxy) open(fk frontKey, nodePort bool, st *svcState) (*frontend, error) {
+// open opens a frontend's socket inside the node. Its serving loop
+// (f.serve) starts once the frontend is registered.
+func (p *proxy) open(fk frontKey, nodePort bool) (*frontend, error) {
 	f := &frontend{key: fk, nodePort: nodePort}
-	f.svc.Store(st)
 	ctx := context.Background()
 	switch fk.proto {
 	case "TCP", "SCTP":
@@ -307,7 +317,7 @@ func (p *proxy) open(fk frontKey, nodePort bool, st *svcState) (*frontend, error
 			return nil, err
 		}
 		f.closer = l
-		p.wg.Go(func() { p.acceptLoop(f, l) })
+		f.serve = func() { p.acceptLoop(f, l) }
 	case "UDP":
 		pc, err := p.env.host.ListenPacket(ctx, "udp4", fk.addr.String())
 		if err != nil {
@@ -317,7 +327,7 @@ func (p *proxy) open(fk frontKey, nodePort bool, st *svcState) (*frontend, error
 		f.pc = pc
 		f.flows = map[netip.AddrPort]*udpFlow{}
 		f.udp = enablePktinfo(pc)
-		p.wg.Go(func() { p.udpLoop(f) })
+		f.serve = func() { p.udpLoop(f) }
 	default:
 		return nil, fmt.Errorf("unknown protocol %q", fk.proto)
 	}
@@ -337,7 +347,8 @@ func (f *frontend) close() {
 	}
 }
 
-// close stops every listener and connection and removes the proxy's rules.
+// close stops every listener and connection. The rules stay: they go
+// with the node's namespace.
 func (p *proxy) close() {
 	p.mu.Lock()
 	if p.closed {
@@ -375,10 +386,12 @@ func (p *proxy) untrack(c net.Conn) {
 
 // route is the decision for one new connection or flow.
 type route struct {
-	ep          Endpoint
+	ep          plane.Endpoint
 	ok          bool
 	transparent bool // dial with the client's address as source
-	result      FlowResult
+	// result and reason when !ok.
+	result plane.FlowResult
+	reason plane.FlowReason
 }
 
 // decide picks an endpoint for a new connection from client to frontend f,
@@ -387,7 +400,7 @@ type route struct {
 // Local policy, traffic from a pod or from the node itself still may, but
 // external traffic goes only to this node's endpoints and keeps its source
 // address, and is dropped when there is none.
-func (p *proxy) decide(f *frontend, sp *ServicePort, st *svcState, client netip.Addr) route {
+func (p *proxy) decide(f *frontend, sp *plane.ServicePort, st *svcState, client netip.Addr) route {
 	node := ""
 	external := false
 	if f.nodePort && sp.ExternalTrafficPolicy == "Local" && !p.internalSource(client) {
@@ -396,9 +409,9 @@ func (p *proxy) decide(f *frontend, sp *ServicePort, st *svcState, client netip.
 	cands := usableEndpoints(sp.Endpoints, node)
 	if len(cands) == 0 {
 		if external && len(usableEndpoints(sp.Endpoints, "")) > 0 {
-			return route{result: FlowDropped}
+			return route{result: plane.FlowDropped, reason: plane.ReasonLocalPolicy}
 		}
-		return route{result: FlowRefused}
+		return route{result: plane.FlowRefused, reason: plane.ReasonNoEndpoints}
 	}
 	ep, _ := st.ch.pick(cands, client, p.env.mode, sp.AffinityTimeout, time.Now())
 	// Transparent only for clients outside the cluster: a node IP as
@@ -408,7 +421,7 @@ func (p *proxy) decide(f *frontend, sp *ServicePort, st *svcState, client netip.
 	// IP_TRANSPARENT (netsim.ErrTransparentSCTP), so SCTP under Local keeps
 	// the node's address: the one place nplab cannot show the client's.
 	tr := external && !p.env.noTransparent && !p.env.isNodeIP(client) && sp.Protocol != "SCTP"
-	return route{ep: ep, ok: true, transparent: tr, result: FlowOK}
+	return route{ep: ep, ok: true, transparent: tr, result: plane.FlowOK}
 }
 
 // internalSource reports whether client is a pod (anywhere in the cluster)
@@ -441,8 +454,8 @@ func (p *proxy) dial(ctx context.Context, network string, r route, client netip.
 // tproxy rules) local to the node, where the transparent socket takes
 // them: ip route add local <client>/32 dev lo table 100.
 func (p *proxy) ensureTproxyRoute(client netip.Addr) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.routeMu.Lock()
+	defer p.routeMu.Unlock()
 	if p.tproxyDst[client] {
 		return nil
 	}
@@ -454,39 +467,46 @@ func (p *proxy) ensureTproxyRoute(client netip.Addr) error {
 	return nil
 }
 
-func (p *proxy) flowEvent(fl *Flow) {
-	p.env.emit(Event{Time: time.Now(), Kind: EventFlow, Node: p.env.node, Pod: fl.Pod, Flow: fl,
-		Message: flowMessage(fl)})
-}
-
-func flowMessage(fl *Flow) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s → %s (%s)", fl.Protocol, fl.Client, fl.Frontend, fl.Service)
-	if fl.Pod != "" {
-		fmt.Fprintf(&b, " → %s on %s at %s", fl.Pod, fl.PodNode, fl.Backend)
+// failure fills in why an attempt to the chosen endpoint failed with err:
+// what the cluster knows (a link on the path down, the pod's app
+// stopped), else what the error says.
+func (p *proxy) failure(fl *plane.Flow, err error) {
+	fl.Result = classify(err)
+	if fl.Result == plane.FlowOK {
+		fl.Result = plane.FlowError
 	}
-	fmt.Fprintf(&b, ": %s", fl.Result)
-	if fl.Result == FlowReset {
-		b.WriteString(" (the pod refused the proxy's connection, so the proxy reset the client's)")
+	fl.Detail = err.Error()
+	if p.env.explain != nil {
+		if reason, detail := p.env.explain(fl.Pod, fl.PodNode); reason != plane.ReasonNone {
+			fl.Reason, fl.Detail = reason, detail
+			return
+		}
 	}
-	return b.String()
+	switch fl.Result {
+	case plane.FlowRefused:
+		fl.Reason = plane.ReasonPodRefused
+	case plane.FlowReset:
+		fl.Reason = plane.ReasonPodReset
+	case plane.FlowTimedOut:
+		fl.Reason = plane.ReasonPodTimeout
+	}
 }
 
 // classify maps a dial or I/O error to a FlowResult.
-func classify(err error) FlowResult {
+func classify(err error) plane.FlowResult {
 	var ne net.Error
 	switch {
 	case err == nil:
-		return FlowOK
+		return plane.FlowOK
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return FlowRefused
+		return plane.FlowRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return FlowReset
+		return plane.FlowReset
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, syscall.ETIMEDOUT), errors.As(err, &ne) && ne.Timeout():
-		return FlowTimedOut
+		return plane.FlowTimedOut
 	}
-	return FlowError
+	return plane.FlowError
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

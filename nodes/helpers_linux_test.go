@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -6,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/nplab/nplab/internal/testenv"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 // labName is "t" and five random characters, so parallel test runs and
@@ -29,61 +31,15 @@ func labName(t testing.TB) string {
 	return "t" + string(b)
 }
 
-// eventLog records every event of a cluster.
-type eventLog struct {
-	mu     sync.Mutex
-	events []Event
-}
-
-func (l *eventLog) add(e Event) {
-	l.mu.Lock()
-	l.events = append(l.events, e)
-	l.mu.Unlock()
-}
-
-func (l *eventLog) all() []Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]Event(nil), l.events...)
-}
-
-// wait polls until an event matches or timeout passes.
-func (l *eventLog) wait(t testing.TB, timeout time.Duration, what string, match func(Event) bool) Event {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, e := range l.all() {
-			if match(e) {
-				return e
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no event %s within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (l *eventLog) has(match func(Event) bool) bool {
-	for _, e := range l.all() {
-		if match(e) {
-			return true
-		}
-	}
-	return false
-}
-
 // newCluster starts a root test cluster of n nodes, closed in t.Cleanup.
-func newCluster(t testing.TB, n int, mode ProxyMode) (*Cluster, *eventLog) {
+func newCluster(t testing.TB, n int, mode plane.ProxyMode) (*Cluster, *recorder) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	log := &eventLog{}
+	log := &recorder{}
 	lab := labName(t)
-	c, err := NewCluster(context.Background(), Config{
-		Topology: DefaultTopology(lab, n), ProxyMode: mode, OnEvent: log.add, ProbeScale: 0.05,
-	})
+	c, err := New(context.Background(), plane.DefaultTopology(lab, n), plane.Options{ProxyMode: mode, ProbeScale: 0.05}, log)
 	if err != nil {
-		t.Fatalf("NewCluster: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
@@ -125,7 +81,7 @@ func podIP(node, host int) netip.Addr {
 }
 
 // startPod starts p on node and waits for it to be ready (if wantReady).
-func startPod(t testing.TB, c *Cluster, log *eventLog, node int, host int, p *corev1.Pod, wantReady bool) testPod {
+func startPod(t testing.TB, c *Cluster, log *recorder, node int, host int, p *corev1.Pod, wantReady bool) testPod {
 	t.Helper()
 	nodeName := fmt.Sprintf("node-%d", node)
 	ip := podIP(node, host)
@@ -133,16 +89,16 @@ func startPod(t testing.TB, c *Cluster, log *eventLog, node int, host int, p *co
 		t.Fatalf("StartPod %s: %v", p.Name, err)
 	}
 	if wantReady {
-		log.wait(t, 10*time.Second, "PodReady "+p.Name, func(e Event) bool { return e.Kind == EventPodReady && e.Pod == p.Name })
+		log.wait(t, 10*time.Second, "PodReady "+p.Name, ready(p.Name, true))
 	}
 	return testPod{name: p.Name, node: nodeName, ip: ip}
 }
 
 // endpoints makes ready endpoints of pods on port.
-func endpoints(port uint16, pods ...testPod) []Endpoint {
-	var eps []Endpoint
+func endpoints(port uint16, pods ...testPod) []plane.Endpoint {
+	var eps []plane.Endpoint
 	for _, p := range pods {
-		eps = append(eps, Endpoint{Pod: p.name, Node: p.node, Addr: netip.AddrPortFrom(p.ip, port), Ready: true, Serving: true})
+		eps = append(eps, plane.Endpoint{Pod: p.name, Node: p.node, Addr: netip.AddrPortFrom(p.ip, port), Ready: true, Serving: true})
 	}
 	return eps
 }
@@ -151,7 +107,7 @@ func nodeAddr(i int, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{172, 18, 0, byte(1 + i)}), port)
 }
 
-func send(t testing.TB, c *Cluster, r Request) Reply {
+func send(t testing.TB, c *Cluster, r plane.Request) plane.Reply {
 	t.Helper()
 	rep, err := c.Send(context.Background(), r)
 	if err != nil {
@@ -163,15 +119,26 @@ func send(t testing.TB, c *Cluster, r Request) Reply {
 // fanOut sends up to tries requests and returns how often each body came
 // back; it stops once want distinct bodies were seen. Any failed request
 // fails the test.
-func fanOut(t testing.TB, c *Cluster, r Request, tries, want int) map[string]int {
+func fanOut(t testing.TB, c *Cluster, r plane.Request, tries, want int) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
 	for i := 0; i < tries && len(seen) < want; i++ {
 		rep := send(t, c, r)
-		if rep.Result != FlowOK {
+		if rep.Result != plane.FlowOK {
 			t.Fatalf("%s %s from %s: %s (%v)", r.Protocol, r.Target, r.From, rep.Result, rep.Err)
 		}
 		seen[strings.TrimSpace(rep.Body)]++
 	}
 	return seen
+}
+
+// stopPod stops a pod and waits until the control plane hears it is gone;
+// a warning about it fails the test.
+func stopPod(t testing.TB, c *Cluster, log *recorder, name string) {
+	t.Helper()
+	c.StopPod(name)
+	log.wait(t, 10*time.Second, "PodStopped "+name, func(r record) bool { return r.Kind == recPodStopped && r.Pod == name })
+	if log.has(func(r record) bool { return r.Kind == recWarning && r.Pod == name }) {
+		t.Errorf("StopPod %s: a warning: %+v", name, log.all())
+	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -5,9 +7,9 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 )
 
@@ -39,25 +41,25 @@ func (p *proxy) acceptLoop(f *frontend, l net.Listener) {
 	}
 }
 
-// serveStream forwards one accepted connection or association.
+// serveStream forwards one accepted connection or association and
+// reports its flow when it ends.
 func (p *proxy) serveStream(f *frontend, c net.Conn) {
-	start := time.Now()
 	st := f.svc.Load()
 	sp := st.sp.Load()
 	client := addrPortOf(c.RemoteAddr())
-	fl := &Flow{
-		EntryNode: p.env.node, Client: client, Frontend: addrPortOf(c.LocalAddr()),
-		Service: sp.Service, PortName: sp.PortName, Protocol: sp.Protocol,
+	fl := plane.Flow{
+		Protocol: sp.Protocol, Client: client, EntryNode: p.env.node, Frontend: addrPortOf(c.LocalAddr()),
+		Service: sp.Service, PortName: sp.PortName, Start: time.Now(),
 	}
 	defer func() {
-		fl.Duration = time.Since(start)
-		p.flowEvent(fl)
+		fl.Duration = time.Since(fl.Start)
+		p.env.report(fl)
 	}()
 	r := p.decide(f, sp, st, client.Addr())
 	if !r.ok {
 		// Local policy with no local endpoint (the blackhole rule should
 		// have dropped it already), or endpoints vanished since sync.
-		fl.Result = r.result
+		fl.Result, fl.Reason = r.result, r.reason
 		resetClose(c)
 		return
 	}
@@ -68,19 +70,16 @@ func (p *proxy) serveStream(f *frontend, c net.Conn) {
 	}
 	up, err := p.dial(p.ctx, network, r, client)
 	if err != nil && r.transparent && p.ctx.Err() == nil {
-		p.errorEvent("transparent dial to %s for %s failed (%v); dialing from the node instead", r.ep.Addr, client, err)
+		p.warn("transparent dial to %s for %s failed (%v); dialing from the node instead", r.ep.Addr, client, err)
 		r.transparent = false
 		up, err = p.dial(p.ctx, network, r, client)
 	}
 	if err != nil {
-		fl.Result = classify(err)
-		switch fl.Result {
-		case FlowOK:
-			fl.Result = FlowError
-		case FlowRefused:
+		p.failure(&fl, err)
+		if fl.Result == plane.FlowRefused {
 			// The pod refused, but the client's connection was already
 			// accepted: it sees a reset, not a refusal.
-			fl.Result = FlowReset
+			fl.Result = plane.FlowReset
 		}
 		// The endpoint refused or is unreachable: reset the client's
 		// connection, the closest a userspace proxy gets to passing the
@@ -91,7 +90,7 @@ func (p *proxy) serveStream(f *frontend, c net.Conn) {
 	if !p.track(up) {
 		_ = up.Close()
 		_ = c.Close()
-		fl.Result = FlowError
+		fl.Result, fl.Detail = plane.FlowError, "the proxy was closed"
 		return
 	}
 	defer p.untrack(up)
@@ -100,9 +99,12 @@ func (p *proxy) serveStream(f *frontend, c net.Conn) {
 	} else {
 		fl.SourceSeen = addrPortOf(up.LocalAddr()).Addr()
 	}
-	in, out := splice(c, up)
+	in, out, upErr := splice(c, up)
 	fl.BytesIn, fl.BytesOut = in, out
-	fl.Result = FlowOK
+	fl.Result = plane.FlowOK
+	if classify(upErr) == plane.FlowReset {
+		fl.Result, fl.Reason, fl.Detail = plane.FlowReset, plane.ReasonPodReset, upErr.Error()
+	}
 }
 
 // resetClose closes c with an RST (SO_LINGER 0) where it can.
@@ -114,22 +116,23 @@ func resetClose(c net.Conn) {
 }
 
 // splice copies both ways until both directions are done; it returns the
-// bytes client→pod and pod→client. SCTP conns keep message boundaries and
+// bytes client→pod and pod→client, and the error reading from the pod
+// (nil at its orderly end). SCTP conns keep message boundaries and
 // stream ids.
-func splice(client, up net.Conn) (in, out int64) {
+func splice(client, up net.Conn) (in, out int64, upErr error) {
 	var wg sync.WaitGroup
-	var bin, bout atomic.Int64
-	wg.Go(func() { bin.Store(copyHalf(up, client)) })
-	wg.Go(func() { bout.Store(copyHalf(client, up)) })
+	wg.Go(func() { in, _ = copyHalf(up, client) })
+	wg.Go(func() { out, upErr = copyHalf(client, up) })
 	wg.Wait()
 	_ = client.Close()
 	_ = up.Close()
-	return bin.Load(), bout.Load()
+	return in, out, upErr
 }
 
 // copyHalf copies src to dst, then half-closes dst's write side (or closes
-// both when the conn cannot half-close, as with SCTP).
-func copyHalf(dst, src net.Conn) int64 {
+// both when the conn cannot half-close, as with SCTP). It returns the
+// bytes copied and the error reading src, if it was not its orderly end.
+func copyHalf(dst, src net.Conn) (int64, error) {
 	var n int64
 	sm, sok := src.(netsim.MessageConn)
 	dm, dok := dst.(netsim.MessageConn)
@@ -144,20 +147,28 @@ func copyHalf(dst, src net.Conn) int64 {
 				n += int64(k)
 			}
 			if err != nil {
-				break
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				_ = dst.Close()
+				_ = src.Close()
+				return n, err
 			}
 		}
 		_ = dst.Close()
 		_ = src.Close()
-		return n
+		return n, nil
 	}
-	n, err := io.Copy(dst, src)
+	rs := &readSide{r: src}
+	buf := copyBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(writeOnly{dst}, rs, *buf)
+	copyBufs.Put(buf)
 	if err != nil {
 		// A reset or a closed peer: tear both down so the other half
 		// does not wait forever.
 		_ = dst.Close()
 		_ = src.Close()
-		return n
+		return n, rs.err
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
@@ -167,5 +178,30 @@ func copyHalf(dst, src net.Conn) int64 {
 	if cr, ok := src.(interface{ CloseRead() error }); ok {
 		_ = cr.CloseRead()
 	}
-	return n
+	return n, nil
+}
+
+// copyBufs are the buffers of stream copies.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// writeOnly hides a conn's ReadFrom, so io.CopyBuffer uses the pooled
+// buffer (a conn's ReadFrom could splice only from another conn, and src
+// is a readSide).
+type writeOnly struct{ w io.Writer }
+
+func (w writeOnly) Write(b []byte) (int, error) { return w.w.Write(b) }
+
+// readSide remembers the error reading from r, so a reset by one peer is
+// told from a failed write to the other.
+type readSide struct {
+	r   io.Reader
+	err error
+}
+
+func (s *readSide) Read(b []byte) (int, error) {
+	n, err := s.r.Read(b)
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.err = err
+	}
+	return n, err
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nodes
 
 import (
@@ -14,45 +16,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-)
 
-// TestEmitterNeverBlocks: an OnEvent callback that emits (as StartPod and
-// SyncServices do when the lab calls them from OnEvent) far more than any
-// channel buffer must not deadlock, and events keep their order.
-func TestEmitterNeverBlocks(t *testing.T) {
-	const n = 5000
-	var got []int
-	done := make(chan struct{})
-	var e *emitter
-	e = newEmitter(func(ev Event) {
-		i, _ := strconv.Atoi(ev.Message)
-		got = append(got, i)
-		if i == 0 {
-			for j := 1; j <= n; j++ {
-				e.emit(Event{Message: strconv.Itoa(j)})
-			}
-		}
-		if i == n {
-			close(done)
-		}
-	})
-	e.emit(Event{Message: "0"})
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the callback's own events were not delivered within 10s (%d so far): emit blocks", len(got))
-	}
-	e.close()
-	e.emit(Event{Message: "after close"}) // dropped, must not block or panic
-	if len(got) != n+1 {
-		t.Fatalf("%d events delivered, want %d", len(got), n+1)
-	}
-	for i, v := range got {
-		if v != i {
-			t.Fatalf("event %d is %d: out of order", i, v)
-		}
-	}
-}
+	"github.com/nplab/nplab/lab/plane"
+)
 
 // socketFDs counts this process's open sockets.
 func socketFDs(t testing.TB) int {
@@ -75,11 +41,11 @@ func socketFDs(t testing.TB) int {
 // least recently used, and still serves a new client afterwards.
 func TestProxyUDPFlowsBounded(t *testing.T) {
 	_, aUDP := loopbackApp(t, "pod-a")
-	h, log := newFakeHost(), &eventLog{}
+	h, log := newFakeHost(), &recorder{}
 	p := newTestProxy(t, h, log)
-	sp := ServicePort{Service: "default/udp", Protocol: "UDP", NodePort: 30081, ExternalTrafficPolicy: "Cluster",
-		Endpoints: []Endpoint{{Pod: "pod-a", Node: "node-1", Addr: aUDP, Ready: true, Serving: true}}}
-	p.sync([]ServicePort{sp})
+	sp := plane.ServicePort{Service: "default/udp", Protocol: "UDP", NodePort: 30081, ExternalTrafficPolicy: "Cluster",
+		Endpoints: []plane.Endpoint{{Pod: "pod-a", Node: "node-1", Addr: aUDP, Ready: true, Serving: true}}}
+	p.sync([]plane.ServicePort{sp})
 	front := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(h.real("0.0.0.0:30081", "udp4")))
 	base := socketFDs(t)
 	peak := base
@@ -158,15 +124,15 @@ func (h hangHost) Dial(ctx context.Context, network, address string) (net.Conn, 
 // dials in flight to time out.
 func TestProxyCloseCancelsDials(t *testing.T) {
 	h := hangHost{newFakeHost(), make(chan struct{}, 1)}
-	log := &eventLog{}
+	log := &recorder{}
 	p := newProxy(proxyEnv{
 		node: "node-1", host: h, nodeIP: netip.MustParseAddr("192.0.2.1"), podCIDR: netip.MustParsePrefix("10.244.1.0/24"),
 		isPodIP: func(netip.Addr) bool { return false }, isNodeIP: func(netip.Addr) bool { return false },
-		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: ProxyRandom, emit: log.add, seed: 42, noTransparent: true,
+		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: plane.ProxyRandom, ctl: log, seed: 42, noTransparent: true,
 	})
 	defer p.close()
-	p.sync([]ServicePort{{Service: "default/hang", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",
-		Endpoints: []Endpoint{{Pod: "hang", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}}}})
+	p.sync([]plane.ServicePort{{Service: "default/hang", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",
+		Endpoints: []plane.Endpoint{{Pod: "hang", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}}}})
 	c, err := net.DialTimeout("tcp", h.real("0.0.0.0:30080", "tcp4"), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +153,7 @@ func TestProxyCloseCancelsDials(t *testing.T) {
 // TestStartPodConcurrent calls Ready and StopPod while StartPod runs; run
 // with -race.
 func TestStartPodConcurrent(t *testing.T) {
-	c, _ := newCluster(t, 1, "")
+	c, log := newCluster(t, 1, "")
 	for i := range 4 {
 		name := "race-" + strconv.Itoa(i)
 		var wg sync.WaitGroup
@@ -199,12 +165,10 @@ func TestStartPodConcurrent(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for !stopped && time.Now().Before(deadline) {
 			if _, err := c.Ready(name); err == nil {
-				if err := c.StopPod(name); err != nil {
-					t.Errorf("StopPod %s: %v", name, err)
-				}
+				stopPod(t, c, log, name)
 				stopped = true
 			}
-			_ = c.Command(Request{From: name, Protocol: "TCP", Target: nodeAddr(1, 30080)})
+			_ = c.Command(plane.Request{From: name, Protocol: "TCP", Target: nodeAddr(1, 30080)})
 		}
 		wg.Wait()
 		if startErr != nil {
@@ -277,10 +241,71 @@ func TestCloseDuringStartPod(t *testing.T) {
 // TestCommandSCTPUsesNcat: netcat-openbsd (Debian's nc) has no --sctp;
 // the hint must be one a student can run.
 func TestCommandSCTPUsesNcat(t *testing.T) {
-	c := &Cluster{cfg: Config{Topology: DefaultTopology("demo", 1)}, nodes: map[string]*node{}, pods: map[string]*pod{}}
-	got := c.Command(Request{From: "client", Protocol: "SCTP", Target: nodeAddr(1, 30082), Message: "hostname"})
+	c := &Cluster{topo: plane.DefaultTopology("demo", 1), nodes: map[string]*node{}, pods: map[string]*pod{}}
+	got := c.Command(plane.Request{From: "client", Protocol: "SCTP", Target: nodeAddr(1, 30082), Message: "hostname"})
 	want := `echo "hostname" | ip netns exec nplab-demo-client ncat --sctp 172.18.0.2 30082`
 	if got != want {
 		t.Errorf("Command(SCTP) = %q, want %q", got, want)
+	}
+}
+
+// slowListenHost is a fakeHost whose Listen waits for release, like a
+// namespace switch that takes its time.
+type slowListenHost struct {
+	*fakeHost
+	listening chan struct{}
+	release   chan struct{}
+}
+
+func (h slowListenHost) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	h.listening <- struct{}{}
+	<-h.release
+	return h.fakeHost.Listen(ctx, network, address)
+}
+
+// TestSyncOpensListenersWithoutTheLock: while a sync opens a listener,
+// the proxy's connections and lookups (which take its lock) go on.
+func TestSyncOpensListenersWithoutTheLock(t *testing.T) {
+	h := slowListenHost{newFakeHost(), make(chan struct{}, 1), make(chan struct{})}
+	log := &recorder{}
+	p := newProxy(proxyEnv{
+		node: "node-1", host: h, nodeIP: netip.MustParseAddr("192.0.2.1"), podCIDR: netip.MustParsePrefix("10.244.1.0/24"),
+		isPodIP: func(netip.Addr) bool { return false }, isNodeIP: func(netip.Addr) bool { return false },
+		serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), mode: plane.ProxyRandom, ctl: log, seed: 42, noTransparent: true,
+	})
+	defer p.close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.sync([]plane.ServicePort{{Service: "default/web", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",
+			Endpoints: []plane.Endpoint{{Pod: "b", Node: "node-2", Addr: netip.MustParseAddrPort("10.244.2.10:8080"), Ready: true, Serving: true}}},
+			{Service: "default/empty", Protocol: "TCP", NodePort: 30090}})
+	}()
+	select {
+	case <-h.listening:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the sync never opened its listener")
+	}
+	looked := make(chan bool, 1)
+	go func() {
+		_, ok := p.verdict("TCP", netip.MustParseAddrPort("192.0.2.1:30090"), netip.MustParseAddr("172.18.0.100"))
+		looked <- ok
+	}()
+	select {
+	case ok := <-looked:
+		if !ok {
+			t.Errorf("no verdict for a nodePort without endpoints while the sync runs")
+		}
+	case <-time.After(time.Second):
+		t.Errorf("a lookup waited for a listener being opened: the sync holds the proxy's lock")
+	}
+	close(h.release)
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the sync did not finish")
+	}
+	if ls := lastListening(log, "node-1"); len(ls) != 1 || ls[0].Addr != netip.MustParseAddrPort("0.0.0.0:30080") {
+		t.Errorf("listeners reported: %+v, want the one nodePort", ls)
 	}
 }
