@@ -17,7 +17,10 @@ type control struct{ l *Lab }
 var _ plane.Control = control{}
 
 func (c control) PodStarted(pod, node, message string) {
-	c.l.record(Event{Type: EventNotice, Object: "pod/" + pod, Message: "started on " + node + ": " + message})
+	if message == "" {
+		message = "started on " + node
+	}
+	c.l.record(Event{Type: EventNotice, Object: "pod/" + pod, Message: message})
 }
 
 func (c control) PodReady(pod string, ready bool) { _ = c.l.setPodReady(pod, ready) }

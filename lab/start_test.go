@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +157,76 @@ func TestStartDefaultLab(t *testing.T) {
 		}
 		return ready == 3
 	})
+}
+
+// TestWatchWithDataPlane: with pods, probes and proxies running for real,
+// and applies, scaling, faults and traffic racing each other, a watcher's
+// snapshot plus its events is exactly the lab's state at any later Seq: no
+// gap, no duplicate, and the flows counted per pod.
+func TestWatchWithDataPlane(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	l, err := lab.Start(ctx, lab.Config{Name: labName(), ProbeScale: 0.05})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	w := l.Watch()
+	defer w.Stop()
+	l.Apply("default.yaml", lab.DefaultManifest)
+	if err := l.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node1 := netip.AddrPortFrom(l.Nodes()[0].IP, 30080)
+	done := make(chan struct{})
+	go func() { // traffic, all along
+		defer close(done)
+		for range 5 {
+			_, _ = l.Traffic(ctx, lab.TrafficSpec{Targets: []netip.AddrPort{node1}, Count: 20, Timeout: time.Second})
+		}
+	}()
+	l.Scale("web", 4)
+	for _, p := range l.Pods()[:1] {
+		_ = l.Inject(lab.Fault{Kind: lab.FaultPodUnready, Pod: p.Name})
+	}
+	_ = l.Inject(lab.Fault{Kind: lab.FaultLinkDown, Node: "node-3"})
+	l.Scale("web", 2)
+	_ = l.Inject(lab.Fault{Kind: lab.FaultLinkUp, Node: "node-3"})
+	<-done
+	if err := l.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	final := l.State()
+
+	s := w.State.Clone()
+	next := s.Seq + 1
+	timeout := time.After(10 * time.Second)
+	for s.Seq < final.Seq {
+		select {
+		case e, ok := <-w.Events:
+			if !ok {
+				t.Fatalf("watch ended: %v", w.Err())
+			}
+			if e.Seq != next {
+				t.Fatalf("seq %d, want %d: a gap or a duplicate", e.Seq, next)
+			}
+			next++
+			s.Apply(e)
+		case <-timeout:
+			t.Fatalf("events stopped at seq %d, want %d", s.Seq, final.Seq)
+		}
+	}
+	if !reflect.DeepEqual(s, final) {
+		t.Errorf("snapshot + events != state at seq %d\nfolded: %+v\nstate:  %+v", final.Seq, s, final)
+	}
+	var ok int64
+	for _, n := range final.PodCounts("web") {
+		ok += n
+	}
+	if ok == 0 {
+		t.Errorf("no flow reached a pod: %+v", final.Flows)
+	}
+	if n, _ := final.Node("node-1"); len(n.Listeners) == 0 {
+		t.Errorf("node-1 listens on nothing in the state: %+v", n)
+	}
 }
