@@ -2,12 +2,17 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"net/netip"
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/nplab/nplab/lab/plane"
@@ -279,4 +284,32 @@ func (l *Lab) hasPod(name string) bool {
 	defer l.mu.Unlock()
 	_, ok := l.reg.GetPod(Namespace, name)
 	return ok
+}
+
+// ApplyObjects applies Kubernetes objects (a *corev1.Service, *corev1.Pod
+// or *appsv1.Deployment, say) as `kubectl apply` would apply them from a
+// file: the same defaulting, validation, three-way merge and errors. Their
+// apiVersion and kind may be left empty. The results name the file
+// "<objects>".
+func (l *Lab) ApplyObjects(objs ...runtime.Object) []Result {
+	var docs []string
+	for _, o := range objs {
+		o = o.DeepCopyObject()
+		if gvk := o.GetObjectKind().GroupVersionKind(); gvk.Kind == "" {
+			switch o.(type) {
+			case *corev1.Service:
+				o.GetObjectKind().SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Service"))
+			case *corev1.Pod:
+				o.GetObjectKind().SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+			case *appsv1.Deployment:
+				o.GetObjectKind().SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("Deployment"))
+			}
+		}
+		b, err := json.Marshal(o)
+		if err != nil {
+			return []Result{{File: "<objects>", Err: fmt.Errorf("encoding %T: %w", o, err)}}
+		}
+		docs = append(docs, string(b))
+	}
+	return l.Apply("<objects>", []byte(strings.Join(docs, "\n---\n")))
 }

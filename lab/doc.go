@@ -122,7 +122,8 @@
 //
 // Front ends — the terminal UI, the scenario runner, `nplab up`, an
 // instructor's Go code — drive a lab through its methods alone: Apply,
-// ApplyFiles, Delete, DeleteFile and Scale; [Lab.Send], whose reply carries
+// ApplyFiles, ApplyObjects (Go objects, through the same path as a file),
+// Delete, DeleteFile and Scale; [Lab.Send], whose reply carries
 // its flow, and [Lab.Traffic], a bounded burst counted per pod and per
 // result; and [Lab.Inject] for faults: delete a pod, make it unready or
 // ready, stop or start its app, take a node's link down or up, add delay,

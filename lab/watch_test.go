@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/nplab/nplab/lab/plane"
 )
 
@@ -239,5 +242,26 @@ func TestInjectErrors(t *testing.T) {
 	}
 	if ps := l.State().Pods[p]; ps.Ready || !ps.ForcedUnready {
 		t.Errorf("after pod-unready: %+v", ps)
+	}
+}
+
+// TestApplyObjects: an object goes through the same path as a file: a
+// changed policy is "configured", an invalid one is kubectl's error.
+func TestApplyObjects(t *testing.T) {
+	l, _ := newLab(t, nil)
+	l.Apply("default.yaml", DefaultManifest)
+	svc := l.Services()[1] // web
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	if got := resultLines(l.ApplyObjects(svc)); got != "service/web configured\n" {
+		t.Errorf("apply a changed object: %q", got)
+	}
+	if p := l.State().Services["web"].ExternalTrafficPolicy; p != corev1.ServiceExternalTrafficPolicyLocal {
+		t.Errorf("policy in the state = %q", p)
+	}
+	bad := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort,
+		Ports: []corev1.ServicePort{{Port: 80, NodePort: 80}}}}
+	want := `The Service "x" is invalid: spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767` + "\n"
+	if got := resultLines(l.ApplyObjects(bad)); got != want {
+		t.Errorf("apply an invalid object:\n got %q\nwant %q", got, want)
 	}
 }
