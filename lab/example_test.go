@@ -39,6 +39,7 @@ func Example() {
 	for readyEndpoints(state, "web") < 3 {
 		state.Apply(<-w.Events)
 	}
+	_ = l.WaitIdle(ctx) // until every node's proxy has them too
 
 	// 30 requests from the outside client to node-1's nodePort fan out to
 	// every pod, wherever it runs.
