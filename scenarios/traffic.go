@@ -248,4 +248,3 @@ func (obs *trafficObs) podList() string {
 	}
 	return strings.Join(out, ", ")
 }
-
