@@ -61,6 +61,9 @@ func (s *Session) evaluate(i int, st *Step, obs *observation) []CheckResult {
 	if len(e.State) > 0 {
 		state := s.lab.State()
 		for j := range e.State {
+			if s.opts.ControlPlaneOnly && e.State[j].Listens != "" {
+				continue // the proxies' sockets: there are none without a data plane
+			}
 			out = append(out, checkState(state, &e.State[j]))
 		}
 	}
@@ -165,11 +168,13 @@ func trafficChecks(state lab.State, e *Expect, t *trafficObs) []CheckResult {
 	if r := e.Reaches; r != nil {
 		sel := selectorString(r.Selector)
 		pods := readyPods(state, r.Selector)
-		var strangers, missed, offNodes []string
+		var strangers, missed, offNodes, unready []string
 		for p := range t.perPod {
 			sp, known := state.Pods[p]
 			if !known || !matches(r.Selector, sp.Labels) {
 				strangers = append(strangers, p)
+			} else if !sp.Ready {
+				unready = append(unready, p)
 			}
 			if len(r.Nodes) > 0 && !slices.Contains(r.Nodes, t.podNode[p]) {
 				offNodes = append(offNodes, p+" on "+t.podNode[p])
@@ -184,6 +189,7 @@ func trafficChecks(state lab.State, e *Expect, t *trafficObs) []CheckResult {
 		}
 		slices.Sort(strangers)
 		slices.Sort(offNodes)
+		slices.Sort(unready)
 		want := "answers from pods of " + sel
 		if r.All {
 			want = fmt.Sprintf("answers from every ready pod of %s (%s)", sel, orNone(pods))
@@ -191,7 +197,7 @@ func trafficChecks(state lab.State, e *Expect, t *trafficObs) []CheckResult {
 		if len(r.Nodes) > 0 {
 			want += ", only pods on " + strings.Join(r.Nodes, ", ")
 		}
-		c := CheckResult{Check: "reaches " + sel, Pass: ok > 0 && len(strangers) == 0 && len(missed) == 0 && len(offNodes) == 0, Expected: want, Observed: observed}
+		c := CheckResult{Check: "reaches " + sel, Pass: ok > 0 && len(strangers) == 0 && len(missed) == 0 && len(offNodes) == 0 && len(unready) == 0, Expected: want, Observed: observed}
 		switch {
 		case ok == 0:
 			c.Observed = "no answer at all: " + observed
@@ -199,6 +205,8 @@ func trafficChecks(state lab.State, e *Expect, t *trafficObs) []CheckResult {
 			c.Observed = observed + "; never answered: " + strings.Join(missed, ", ")
 		case len(strangers) > 0:
 			c.Observed = observed + "; not of " + sel + ": " + strings.Join(strangers, ", ")
+		case len(unready) > 0:
+			c.Observed = observed + "; answered though not ready: " + strings.Join(unready, ", ")
 		case len(offNodes) > 0:
 			c.Observed = observed + "; on other nodes: " + strings.Join(offNodes, ", ")
 		}
@@ -359,7 +367,11 @@ func stateCheckName(c *StateCheck) string {
 		props = append(props, fmt.Sprintf("link up %t", *c.LinkUp))
 	}
 	if c.Listens != "" {
-		props = append(props, "listens on "+c.Listens)
+		if _, _, err := parseListen(c.Listens); err == nil {
+			props = append(props, "listens on "+c.Listens)
+		} else {
+			props = append(props, "listens on the nodePorts of service "+c.Listens)
+		}
 	}
 	if len(props) == 0 {
 		return what + " exists"
@@ -513,16 +525,39 @@ func checkState(state lab.State, c *StateCheck) CheckResult {
 			res.Pass = false
 		}
 		if c.Listens != "" {
-			port, proto, _ := parseListen(c.Listens)
-			var ls []string
-			found := false
-			for _, l := range n.Listeners {
-				ls = append(ls, fmt.Sprintf("%d/%s", l.Addr.Port(), l.Protocol))
-				if int(l.Addr.Port()) == port && l.Protocol == proto {
-					found = true
+			// PORT/PROTOCOL, or a Service: each of its nodePorts.
+			type sock struct {
+				port  int
+				proto string
+			}
+			var want []sock
+			if port, proto, err := parseListen(c.Listens); err == nil {
+				want = append(want, sock{port, proto})
+			} else if svc, ok := state.Services[c.Listens]; ok {
+				for _, p := range svc.Ports {
+					if p.NodePort != 0 {
+						want = append(want, sock{int(p.NodePort), string(p.Protocol)})
+					}
 				}
 			}
-			seen = append(seen, "listens on "+orNone(ls))
+			var ls []string
+			found := len(want) > 0
+			for _, w := range want {
+				has := false
+				for _, l := range n.Listeners {
+					if l.NodePort && int(l.Addr.Port()) == w.port && l.Protocol == w.proto {
+						has = true
+					}
+				}
+				found = found && has
+			}
+			for _, l := range n.Listeners {
+				if l.NodePort {
+					ls = append(ls, fmt.Sprintf("%d/%s", l.Addr.Port(), l.Protocol))
+				}
+			}
+			slices.Sort(ls)
+			seen = append(seen, "nodePorts it listens on: "+orNone(ls))
 			if !found {
 				res.Pass = false
 			}

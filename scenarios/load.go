@@ -401,7 +401,7 @@ func (v *validator) traffic(key string, t *Traffic) {
 func (v *validator) parseTarget(s string) (target, error) {
 	var tg target
 	if s == "" {
-		return tg, errors.New(`a traffic step needs a target: "node-1:30080", "node-*:30080", "node-*:SERVICE", "SERVICE[:PORT]" or "CLUSTER-IP:PORT"`)
+		return tg, errors.New(`a traffic step needs a target: "node-1:30080", "node-*:30080", "node-1,node-2:30080", "node-*:SERVICE", "SERVICE[:PORT]" or "CLUSTER-IP:PORT"`)
 	}
 	host, port, hasPort := strings.Cut(s, ":")
 	if strings.Count(s, ":") > 1 {
@@ -417,10 +417,12 @@ func (v *validator) parseTarget(s string) (target, error) {
 			tg.nodes = append(tg.nodes, fmt.Sprintf("node-%d", i))
 		}
 	case strings.HasPrefix(host, "node-"):
-		if _, ok := v.nodeIndex(host); !ok {
-			return tg, fmt.Errorf("%q: the nodes are node-1 to node-%d (or node-* for each in turn)", host, v.nodes())
+		for _, n := range strings.Split(host, ",") {
+			if _, ok := v.nodeIndex(n); !ok {
+				return tg, fmt.Errorf("%q: the nodes are node-1 to node-%d (or node-* for each in turn)", n, v.nodes())
+			}
+			tg.nodes = append(tg.nodes, n)
 		}
-		tg.nodes = []string{host}
 	}
 	if tg.nodes != nil {
 		if !hasPort || port == "" {
@@ -557,7 +559,7 @@ func (v *validator) stateCheck(key string, c *StateCheck) {
 			v.errorf(key+".nodePortIn", "%v", err)
 		}
 	}
-	if c.Listens != "" {
+	if c.Listens != "" && !nameRE.MatchString(c.Listens) {
 		if _, _, err := parseListen(c.Listens); err != nil {
 			v.errorf(key+".listens", "%v", err)
 		}
@@ -586,7 +588,7 @@ func parseListen(s string) (int, string, error) {
 	n, err := strconv.Atoi(p)
 	proto = strings.ToUpper(proto)
 	if !ok || err != nil || n < 1 || n > 65535 || (proto != "TCP" && proto != "UDP" && proto != "SCTP") {
-		return 0, "", fmt.Errorf("%q: want PORT/PROTOCOL such as 30080/TCP", s)
+		return 0, "", fmt.Errorf("%q: want PORT/PROTOCOL such as 30080/TCP, or a Service's name for its nodePorts", s)
 	}
 	return n, proto, nil
 }

@@ -116,7 +116,8 @@ type Traffic struct {
 	// written "app=frontend".
 	From string `yaml:"from"`
 	// To is where the requests go: "node-1:30080"; "node-*:30080" (every
-	// node in turn); a node and a Service's nodePort, "node-*:web";
+	// node in turn) or "node-1,node-2:30080" (these in turn); a node and a
+	// Service's nodePort, "node-*:web";
 	// a ClusterIP and port, "10.96.0.10:80"; or a Service, "web" or
 	// "web:80" (its ClusterIP).
 	To string `yaml:"to"`
@@ -254,8 +255,8 @@ type StateCheck struct {
 	OnNode string `yaml:"onNode"`
 	Phase  string `yaml:"phase"`
 	Count  *int   `yaml:"count"`
-	// Node: LinkUp; Listens is a socket its proxy listens on,
-	// "30080/TCP".
+	// Node: LinkUp; Listens is a nodePort its proxy listens on,
+	// "30080/TCP", or a Service's name for every nodePort of it.
 	LinkUp  *bool  `yaml:"linkUp"`
 	Listens string `yaml:"listens"`
 }
