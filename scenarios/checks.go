@@ -500,9 +500,9 @@ func checkState(state lab.State, c *StateCheck) CheckResult {
 		var all, ready []string
 		for _, name := range state.PodNames() {
 			p := state.Pods[name]
-			if matches(c.Pods, p.Labels) && !p.Terminating {
+			if matches(c.Pods, p.Labels) {
 				all = append(all, name)
-				if p.Ready {
+				if p.Ready && !p.Terminating {
 					ready = append(ready, name)
 				}
 			}

@@ -681,7 +681,7 @@ func (s *Session) wait(ctx context.Context, w *Wait) string {
 		var failed []string
 		for i := range w.Until {
 			if c := checkState(state, &w.Until[i]); !c.Pass {
-				failed = append(failed, c.Check+": "+c.Observed)
+				failed = append(failed, c.Observed)
 			}
 		}
 		if len(failed) == 0 {

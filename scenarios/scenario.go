@@ -250,7 +250,8 @@ type StateCheck struct {
 	Type                  string `yaml:"type"`
 	ExternalTrafficPolicy string `yaml:"externalTrafficPolicy"`
 	// Pod: Ready is true or false; OnNode the node it runs on; Phase its
-	// phase. Pods: Count pods match, Ready of them are ready.
+	// phase. Pods: Count pods match (terminating ones included), Ready
+	// of them are ready and not terminating.
 	Ready  *Ready `yaml:"ready"`
 	OnNode string `yaml:"onNode"`
 	Phase  string `yaml:"phase"`
