@@ -283,7 +283,11 @@ func (s *Session) Next(ctx context.Context) StepResult {
 		s.notify(r)
 		return r
 	}
-	s.finish(&r, st.Expect.Hint)
+	hint := st.Expect.Hint
+	if hint == "" && st.Task != nil && len(st.Task.Hints) > 0 {
+		hint = st.Task.Hints[0]
+	}
+	s.finish(&r, hint)
 	return r
 }
 
