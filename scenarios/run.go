@@ -447,6 +447,9 @@ func (st *Step) Action() string {
 	}
 	if a == "" {
 		a = "read"
+		if len(st.Expect.State) > 0 {
+			a = "check"
+		}
 	}
 	return a
 }
