@@ -239,56 +239,58 @@ func (s *Session) Next(ctx context.Context) StepResult {
 	st := &s.sc.Steps[i]
 	r := StepResult{Index: i + 1, Name: st.Name, Action: st.Action()}
 	start := time.Now()
-	defer func() { r.Took = time.Since(start) }()
-	if n, ok := s.missing[i]; ok {
-		r.Status = Unsupported
-		r.Reason = fmt.Sprintf("needs %s: %v", n, s.opts.Probe(n))
+	done := func() StepResult {
+		r.Took = time.Since(start)
 		s.results = append(s.results, r)
 		s.notify(r)
 		return r
 	}
+	if n, ok := s.missing[i]; ok {
+		r.Status = Unsupported
+		r.Reason = fmt.Sprintf("needs %s: %v", n, s.opts.Probe(n))
+		return done()
+	}
 	cpOnly := s.opts.ControlPlaneOnly
 	if cpOnly && st.actionNeedsDataPlane() {
-		r.Status = Skipped
-		r.Reason = "needs the data plane (this run has the control plane only)"
-		s.results = append(s.results, r)
-		s.notify(r)
-		return r
+		r.Status, r.Reason = Skipped, "needs the data plane (this run has the control plane only)"
+		return done()
 	}
 	obs := s.act(ctx, i, st)
 	if !cpOnly {
 		s.observe(ctx, st, obs)
 	}
 	r.Checks = s.evaluate(i, st, obs)
-	if cpOnly && st.Traffic != nil {
-		if len(r.Checks) == 0 {
-			r.Status, r.Reason = Skipped, "its traffic needs the data plane (this run has the control plane only)"
-			s.results = append(s.results, r)
-			s.notify(r)
-			return r
-		}
-		defer func() {
-			if r.Status == Pass {
-				r.Reason = "traffic not sent: this run has the control plane only"
-				s.results[len(s.results)-1].Reason = r.Reason
-			}
-		}()
-	}
 	if obs.unsupported != nil {
 		r.Status, r.Reason = Unsupported, obs.unsupported.Error()
 		if s.unsup == nil {
-			s.unsup = &UnsupportedError{Need: NeedDataPlane, Step: i + 1, Reason: obs.unsupported.Error()}
+			s.unsup = &UnsupportedError{Need: st.likelyNeed(), Step: i + 1, Reason: obs.unsupported.Error()}
 		}
-		s.results = append(s.results, r)
-		s.notify(r)
-		return r
+		return done()
+	}
+	if cpOnly && st.Traffic != nil && len(r.Checks) == 0 {
+		r.Status, r.Reason = Skipped, "its traffic needs the data plane (this run has the control plane only)"
+		return done()
 	}
 	hint := st.Expect.Hint
 	if hint == "" && st.Task != nil && len(st.Task.Hints) > 0 {
 		hint = st.Task.Hints[0]
 	}
-	s.finish(&r, hint)
-	return r
+	s.grade(&r, hint)
+	if cpOnly && st.Traffic != nil && r.Status == Pass {
+		r.Reason = "traffic not sent: this run has the control plane only"
+	}
+	return done()
+}
+
+// likelyNeed is the need a step's "not supported here" error is about.
+func (st *Step) likelyNeed() Need {
+	switch {
+	case st.Traffic != nil && st.Traffic.Protocol == "SCTP":
+		return NeedSCTP
+	case st.Fault != nil && lab.FaultKind(st.Fault.Kind) == lab.FaultImpair:
+		return NeedNetem
+	}
+	return NeedDataPlane
 }
 
 // Recheck runs step i's traffic and checks again without doing its action
@@ -300,13 +302,7 @@ func (s *Session) Recheck(ctx context.Context, i int) StepResult {
 	obs := &observation{}
 	s.observe(ctx, st, obs)
 	r.Checks = s.evaluate(i, st, obs)
-	r.Status = Pass
-	for _, c := range r.Checks {
-		if !c.Pass {
-			r.Status, r.Reason = Fail, c.Check
-			break
-		}
-	}
+	s.grade(&r, st.Expect.Hint)
 	return r
 }
 
@@ -356,8 +352,9 @@ func (s *Session) notify(r StepResult) {
 	}
 }
 
-// finish sets a step's status from its checks and records it.
-func (s *Session) finish(r *StepResult, hint string) {
+// grade sets a step's status from its checks, and the hint on each failed
+// check.
+func (s *Session) grade(r *StepResult, hint string) {
 	r.Status = Pass
 	for i := range r.Checks {
 		if !r.Checks[i].Pass {
@@ -367,6 +364,11 @@ func (s *Session) finish(r *StepResult, hint string) {
 			}
 		}
 	}
+}
+
+// finish grades a step and records it.
+func (s *Session) finish(r *StepResult, hint string) {
+	s.grade(r, hint)
 	s.results = append(s.results, *r)
 	s.notify(*r)
 }
