@@ -405,6 +405,15 @@ func checkState(state lab.State, c *StateCheck) CheckResult {
 		seen = append(seen, fmt.Sprintf(format, args...))
 	}
 	wantExists := c.Exists == nil || *c.Exists
+	if c.Band != "" {
+		if sl, sh, dl, dh, err := bands(state.NodePortRange); err == nil {
+			lo, hi := dl, dh
+			if c.Band == "static" {
+				lo, hi = sl, sh
+			}
+			res.Expected = fmt.Sprintf("%s (%d-%d of %s)", res.Expected, lo, hi, state.NodePortRange)
+		}
+	}
 	switch {
 	case c.Service != "":
 		svc, ok := state.Services[c.Service]
@@ -443,7 +452,6 @@ func checkState(state lab.State, c *StateCheck) CheckResult {
 				if c.Band == "static" {
 					lo, hi = sl, sh
 				}
-				res.Expected = fmt.Sprintf("%s (%d-%d of %s)", res.Expected, lo, hi, state.NodePortRange)
 				if int(np) < lo || int(np) > hi {
 					res.Pass = false
 				}

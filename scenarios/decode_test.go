@@ -147,3 +147,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The complete example of docs/scenarios.md is a valid scenario.
+func TestDocsExample(t *testing.T) {
+	md, err := os.ReadFile("../docs/scenarios.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(md), "## A complete example\n\n```yaml\n")
+	src, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("docs/scenarios.md has no complete example")
+	}
+	var read []string
+	sc, err := Parse("docs-example.yaml", []byte(src), func(name string) ([]byte, error) {
+		read = append(read, name)
+		return []byte("apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n"), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sc.Steps) != 5 || len(read) != 3 {
+		t.Errorf("%d steps and %d files read (%v), want 5 and 3", len(sc.Steps), len(read), read)
+	}
+}
