@@ -317,12 +317,21 @@ func (s *Session) Await(ctx context.Context, i int, interval time.Duration) Step
 		if r.Status == Pass || ctx.Err() != nil {
 			return r
 		}
-		select {
-		case <-ctx.Done():
-			return r
-		case _, ok := <-w.Events:
-			if !ok {
-				w = s.lab.Watch()
+		// Wait for a change that is not traffic (the recheck's own
+		// flows are events too).
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return r
+			case e, ok := <-w.Events:
+				if !ok {
+					w = s.lab.Watch()
+					break wait
+				}
+				if e.Flow == nil {
+					break wait
+				}
 			}
 		}
 		t := time.NewTimer(interval)
@@ -491,6 +500,9 @@ func (st *Step) Requires() []Need {
 // actionNeedsDataPlane reports whether the step's action (its traffic
 // aside) needs the data plane.
 func (st *Step) actionNeedsDataPlane() bool {
+	if n := st.Requires(); slices.Contains(n, NeedSCTP) || slices.Contains(n, NeedNetem) {
+		return true // a step about SCTP or netem is about the data plane throughout
+	}
 	c := *st
 	c.Traffic = nil
 	return slices.Contains(c.Requires(), NeedDataPlane)
