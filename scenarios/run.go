@@ -187,8 +187,11 @@ func NewSession(ctx context.Context, sc *Scenario, opts Options) (*Session, erro
 		if start == nil {
 			start = lab.Start
 		}
+		// A lab that cannot start here (no data plane linked, a kernel
+		// without veth or bridges, no permission) is the machine's
+		// limit, not the scenario's failure.
 		s.lab, err = start(ctx, cfg)
-		if errors.Is(err, lab.ErrNoDriver) || errors.Is(err, plane.ErrNotSupported) {
+		if err != nil {
 			return s, &UnsupportedError{Need: NeedDataPlane, Reason: err.Error()}
 		}
 	} else {
