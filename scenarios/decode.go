@@ -128,6 +128,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if isNull(n) {
+			d.errorf(n, path, "want a value, got nothing")
 			return
 		}
 		p := reflect.New(v.Type().Elem())

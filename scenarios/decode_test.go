@@ -99,6 +99,10 @@ func TestParseTable(t *testing.T) {
 		{"task without solution", "name: a\nsteps:\n- text: x\n  task: {hints: [a]}\n", "s.yaml:4: steps[0].task.solution: a task needs a solution, so that `nplab run` proves it can be solved"},
 		{"bool expected", "name: a\nsteps:\n- text: x\n  traffic: {to: node-1:1}\n  expect: {sticky: yes please}\n", `s.yaml:5: steps[0].expect.sticky: want true or false, got "yes please"`},
 		{"results key", "name: a\nsteps:\n- text: x\n  traffic: {to: node-1:1}\n  expect: {results: {fine: 3}}\n", "s.yaml:5: steps[0].expect.results.fine: unknown result (known: dropped, error, ok, refused, reset, timed out)"},
+		{"empty apply", "name: a\nsteps:\n- text: x\n  apply: []\n", "s.yaml:4: steps[0].apply: apply needs at least one manifest"},
+		{"null apply", "name: a\nsteps:\n- text: x\n  apply:\n", "s.yaml:4: steps[0].apply: apply needs at least one manifest"},
+		{"empty delete", "name: a\nsteps:\n- text: x\n  delete: []\n", "s.yaml:4: steps[0].delete: delete needs KIND/NAME or a manifest"},
+		{"null traffic", "name: a\nsteps:\n- text: x\n  traffic:\n", "s.yaml:4: steps[0].traffic: want a value, got nothing"},
 		{"flow sequence key", "name: a\nsteps:\n- text: x\n  {a: b}: c\n", "s.yaml:4: steps[0]: a key must be a single value, got a mapping"},
 	}
 	for _, tt := range tests {

@@ -203,12 +203,18 @@ func (v *validator) step(key string, st *Step) {
 		st.Name, _, _ = strings.Cut(strings.TrimSpace(st.Text), "\n")
 	}
 	var actions []string
-	if st.Apply != nil {
+	if st.Apply != nil || v.d.lines[key+".apply"] != 0 {
 		actions = append(actions, "apply")
+		if len(st.Apply) == 0 {
+			v.errorf(key+".apply", "apply needs at least one manifest")
+		}
 		v.manifests(key+".apply", st.Apply)
 	}
 	if st.Delete != nil {
 		actions = append(actions, "delete")
+		if len(st.Delete.Objects)+len(st.Delete.Manifests) == 0 {
+			v.errorf(key+".delete", "delete needs KIND/NAME or a manifest")
+		}
 		v.deletion(key+".delete", st.Delete)
 	}
 	if st.Fault != nil {
