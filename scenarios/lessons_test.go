@@ -69,3 +69,32 @@ func TestLessonsDataPlane(t *testing.T) {
 		})
 	}
 }
+
+// Every built-in lesson passes on an in-memory model of the data plane
+// (fakePlane): the runner's traffic, faults and checks end to end, with
+// no root. SCTP is "not supported" there, so protocols ends unsupported,
+// naming the sctp need.
+func TestLessonsFakeDataPlane(t *testing.T) {
+	for _, name := range Lessons {
+		t.Run(name, func(t *testing.T) {
+			sc, err := Builtin(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := Run(context.Background(), sc, Options{Start: startFake, Seed: 1,
+				Probe: func(Need) error { return nil }})
+			var out bytes.Buffer
+			_ = WriteText(&out, rep)
+			want := Pass
+			if name == "protocols" {
+				want = Unsupported
+			}
+			if rep.Status != want {
+				t.Errorf("status %s, want %s:\n%s", rep.Status, want, out.String())
+			}
+			if want == Unsupported && !strings.Contains(rep.Reason, "it needs sctp") {
+				t.Errorf("reason %q does not name the sctp need", rep.Reason)
+			}
+		})
+	}
+}

@@ -647,9 +647,18 @@ type idler interface {
 // waitIdle waits until the controllers are idle and the data plane has
 // caught up (Deployment pods are created after Apply returns).
 func (s *Session) waitIdle(ctx context.Context) {
-	if i, ok := any(s.lab).(idler); ok && s.lab.HasDataPlane() {
-		_ = i.WaitIdle(ctx)
+	if !s.lab.HasDataPlane() {
+		return
 	}
+	if i, ok := any(s.lab).(idler); ok {
+		_ = i.WaitIdle(ctx)
+		return
+	}
+	// Until lab.WaitIdle lands: every public method of a lab returns once
+	// the data plane has run what was queued before it returns, so an
+	// empty ApplyFiles waits for the endpoints that a wait step just saw
+	// to reach every node's proxy.
+	s.lab.ApplyFiles()
 }
 
 // inject injects a fault on each pod it names.
