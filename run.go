@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,19 +79,26 @@ Exit status, always with a one-line reason:
 func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *scenarioOptions, student []lab.File) error {
 	sc, err := scenarios.Open(arg)
 	if err != nil {
-		var es scenarios.Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				fmt.Fprintln(stderr, e)
-			}
-			if len(es) > 1 {
-				fmt.Fprintf(stderr, "invalid scenario: %d errors, the first at %s:%d (%s)\n", len(es), es[0].File, es[0].Line, es[0].Key)
-			} else {
-				fmt.Fprintf(stderr, "invalid scenario: %s:%d (%s)\n", es[0].File, es[0].Line, es[0].Key)
-			}
-			return exitError{exitInvalid}
+		// Every error (file:line: key: what), then the one-line reason;
+		// --json and --junit say the same.
+		rep := scenarios.InvalidReport(arg, err)
+		if student != nil {
+			rep.Mode = "check"
 		}
-		fmt.Fprintf(stderr, "invalid scenario: %v\n", err)
+		for _, e := range rep.Errors {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintln(stderr, rep.Reason)
+		if o.json {
+			if err := scenarios.WriteJSON(stdout, rep); err != nil {
+				return err
+			}
+		}
+		if o.junit != "" {
+			if err := writeJUnit(o.junit, rep); err != nil {
+				fmt.Fprintf(stderr, "error: writing %s: %v\n", o.junit, err)
+			}
+		}
 		return exitError{exitInvalid}
 	}
 	if ctx == nil {

@@ -92,6 +92,11 @@ func TestRunInvalid(t *testing.T) {
 	if stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", stderr, want)
 	}
+	stdout, _, code := runCLI(t, "run", "--json", "scenarios/testdata/invalid/bad-values.yaml")
+	if code != exitInvalid {
+		t.Errorf("--json: exit status %d, want %d", code, exitInvalid)
+	}
+	cliGolden(t, "invalid.json", stdout)
 	_, stderr, code = runCLI(t, "run", "no-such-lesson")
 	if code != exitInvalid || !strings.Contains(stderr, `no built-in scenario "no-such-lesson"`) {
 		t.Errorf("unknown name: exit %d, stderr %q", code, stderr)

@@ -19,10 +19,10 @@ import (
 // the key (its path from the top: "steps[2].traffic.count") and what is
 // wrong. `nplab run` prints it and exits 2.
 type Error struct {
-	File string
-	Line int
-	Key  string
-	Msg  string
+	File string `json:"file"`
+	Line int    `json:"line"`
+	Key  string `json:"key,omitempty"`
+	Msg  string `json:"message"`
 }
 
 func (e *Error) Error() string {

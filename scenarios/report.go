@@ -105,6 +105,9 @@ type JUnitSkipped struct {
 // ToJUnit converts a report.
 func ToJUnit(r *Report) JUnit {
 	s := JUnitSuite{Name: r.Scenario}
+	if s.Name == "" {
+		s.Name = r.File
+	}
 	var total time.Duration
 	for _, st := range r.Steps {
 		c := JUnitCase{Name: fmt.Sprintf("%02d %s", st.Index, st.Name), ClassName: "nplab." + r.Scenario, Time: seconds(st.Took)}
@@ -130,12 +133,20 @@ func ToJUnit(r *Report) JUnit {
 	}
 	if len(r.Steps) == 0 && r.Status != Pass {
 		// Nothing ran: one case says why.
-		c := JUnitCase{Name: "00 " + r.Scenario, ClassName: "nplab." + r.Scenario, Time: "0.000"}
+		name := r.Scenario
+		if name == "" {
+			name = r.File
+		}
+		c := JUnitCase{Name: "00 " + name, ClassName: "nplab." + name, Time: "0.000"}
 		if r.Status == Unsupported {
 			c.Skipped = &JUnitSkipped{Message: r.Reason}
 			s.Skipped++
 		} else {
-			c.Failure = &JUnitFailure{Message: r.Reason, Type: "error"}
+			var text strings.Builder
+			for _, e := range r.Errors {
+				text.WriteString(e.Error() + "\n")
+			}
+			c.Failure = &JUnitFailure{Message: r.Reason, Type: string(r.Status), Text: text.String()}
 			s.Failures++
 		}
 		s.Cases = append(s.Cases, c)

@@ -53,6 +53,7 @@ const (
 	Fail        Status = "fail"
 	Skipped     Status = "skipped"     // not run: a need is missing or an earlier failure stopped the run
 	Unsupported Status = "unsupported" // this machine cannot run it (exit 3)
+	Invalid     Status = "invalid"     // the scenario file is invalid (exit 2)
 )
 
 // Report is a whole run: `nplab run --json` prints it.
@@ -66,6 +67,27 @@ type Report struct {
 	// steps passed".
 	Reason string       `json:"reason"`
 	Steps  []StepResult `json:"steps"`
+	// Errors are an invalid scenario's errors (file, line, key).
+	Errors []*Error `json:"errors,omitempty"`
+}
+
+// InvalidReport is the report of a scenario that could not be loaded: err
+// from Open, Load or Parse.
+func InvalidReport(file string, err error) *Report {
+	rep := &Report{File: file, Mode: "run", Status: Invalid, Steps: []StepResult{}}
+	var es Errors
+	switch {
+	case errors.As(err, &es) && len(es) > 0:
+		rep.Errors = es
+		if len(es) == 1 {
+			rep.Reason = fmt.Sprintf("invalid scenario: %s:%d (%s)", es[0].File, es[0].Line, es[0].Key)
+		} else {
+			rep.Reason = fmt.Sprintf("invalid scenario: %d errors, the first at %s:%d (%s)", len(es), es[0].File, es[0].Line, es[0].Key)
+		}
+	default:
+		rep.Reason = "invalid scenario: " + err.Error()
+	}
+	return rep
 }
 
 // ExitCode is `nplab run`'s exit status for the report: 0 pass, 1 a check
@@ -76,6 +98,8 @@ func (r *Report) ExitCode() int {
 		return 0
 	case Unsupported:
 		return 3
+	case Invalid:
+		return 2
 	}
 	return 1
 }
