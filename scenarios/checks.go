@@ -19,7 +19,8 @@ import (
 func (s *Session) evaluate(i int, st *Step, obs *observation) []CheckResult {
 	var out []CheckResult
 	e := &st.Expect
-	if s.opts.Check && st.Task != nil {
+	if s.opts.Check && st.Task != nil && obs.applied {
+		// (Recheck applies nothing: the student works in the lab.)
 		out = append(out, s.suppliesCheck(i, st.Task)...)
 	}
 	if obs.applied {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/plane"
@@ -257,5 +258,55 @@ func TestSessionHintsAndStudentFiles(t *testing.T) {
 	}
 	if applied.Pass || !strings.HasPrefix(applied.Observed, "error: error parsing junk.yaml: ") || applied.Hint == "" {
 		t.Errorf("apply check %+v: want kubectl's parse error and a hint", applied)
+	}
+}
+
+// A task re-checked on demand and continuously: it fails until the
+// student applies the Service (here, through the session's lab, as the
+// terminal UI would), and Await returns as soon as it passes.
+func TestRecheckAndAwait(t *testing.T) {
+	src := `name: task
+steps:
+  - name: Create web
+    task:
+      supplies: [Service/web]
+      solution: {inline: "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: NodePort, ports: [{port: 80}]}\n"}
+    expect:
+      state:
+        - service: web
+          type: NodePort
+      hint: A NodePort Service named web.
+`
+	sc, err := Parse("task.yaml", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := NewSession(ctx, sc, Options{Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if r := s.Next(ctx); r.Status != Fail {
+		t.Fatalf("with no student file the task passed: %+v", r)
+	}
+	if r := s.Recheck(ctx, 0); r.Status != Fail || r.Checks[len(r.Checks)-1].Hint != "A NodePort Service named web." {
+		t.Fatalf("Recheck before the student's work: %+v", r)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.Lab().Apply("web.yaml", []byte("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: NodePort, ports: [{port: 80}]}\n"))
+	}()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r := s.Await(ctx, 0, 5*time.Millisecond)
+	var state CheckResult
+	for _, c := range r.Checks {
+		if strings.HasPrefix(c.Check, "service web") {
+			state = c
+		}
+	}
+	if !state.Pass || r.Status != Pass {
+		t.Fatalf("Await: %+v", r)
 	}
 }
