@@ -282,13 +282,13 @@ steps:
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := NewSession(ctx, sc, Options{Check: true})
+	s, err := NewSession(ctx, sc, Options{Interactive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if r := s.Next(ctx); r.Status != Fail {
-		t.Fatalf("with no student file the task passed: %+v", r)
+	if r := s.Next(ctx); r.Status != Fail || len(r.Checks) != 1 {
+		t.Fatalf("before the student's work the task passed, or checked more than its state: %+v", r)
 	}
 	if r := s.Recheck(ctx, 0); r.Status != Fail || r.Checks[len(r.Checks)-1].Hint != "A NodePort Service named web." {
 		t.Fatalf("Recheck before the student's work: %+v", r)

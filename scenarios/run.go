@@ -21,6 +21,10 @@ type Options struct {
 	// supply its objects (Task.Supplies) instead of its solution.
 	Check   bool
 	Student []lab.File
+	// Interactive is for a terminal UI: a task step applies nothing (the
+	// student works in the lab) and Next runs its checks once; Await then
+	// re-checks it until it passes.
+	Interactive bool
 
 	// ControlPlaneOnly runs the scenario on lab.New (no root): steps that
 	// need the data plane are skipped, and the control plane's checks
@@ -639,6 +643,8 @@ func (s *Session) act(ctx context.Context, i int, st *Step) *observation {
 		}
 	case st.Wait != nil:
 		obs.waitErr = s.wait(ctx, st.Wait)
+	case st.Task != nil && s.opts.Interactive:
+		// The student does the task in the lab.
 	case st.Task != nil:
 		obs.applied, obs.verb = true, "kubectl apply"
 		fs := files(st.Task.Solution)
