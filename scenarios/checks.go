@@ -37,14 +37,14 @@ func (s *Session) evaluate(i int, st *Step, obs *observation) []CheckResult {
 			out = append(out, c)
 		}
 	}
-	if st.Fault != nil && obs.unsupported == nil {
+	if st.Fault != nil && obs.acted && obs.unsupported == nil {
 		c := CheckResult{Check: "fault: " + st.Fault.Kind, Pass: obs.faultErr == nil, Expected: "the fault is injected", Observed: "injected"}
 		if obs.faultErr != nil {
 			c.Observed = obs.faultErr.Error()
 		}
 		out = append(out, c)
 	}
-	if st.Wait != nil {
+	if st.Wait != nil && obs.acted {
 		c := CheckResult{Check: "wait", Pass: obs.waitErr == "", Expected: fmt.Sprintf("within %s: %s", st.Wait.Timeout.String(), waitWhat(st.Wait)), Observed: "reached"}
 		if obs.waitErr != "" {
 			c.Observed = obs.waitErr

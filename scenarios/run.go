@@ -328,6 +328,9 @@ func (st *Step) likelyNeed() Need {
 // (a task the student works on), and returns the result. The result is not
 // added to the run's.
 func (s *Session) Recheck(ctx context.Context, i int) StepResult {
+	if i < 0 || i >= len(s.sc.Steps) {
+		return StepResult{Index: i + 1, Status: Fail, Reason: fmt.Sprintf("no step %d", i+1), Checks: []CheckResult{}}
+	}
 	st := &s.sc.Steps[i]
 	r := StepResult{Index: i + 1, Name: st.Name, Action: st.Action()}
 	obs := &observation{}
@@ -377,6 +380,9 @@ func (s *Session) Await(ctx context.Context, i int, interval time.Duration) Step
 // Hint returns the next hint of task step i, one at a time, and false
 // when there is none left.
 func (s *Session) Hint(i int) (string, bool) {
+	if i < 0 || i >= len(s.sc.Steps) {
+		return "", false
+	}
 	t := s.sc.Steps[i].Task
 	if t == nil || s.hints[i] >= len(t.Hints) {
 		return "", false
@@ -607,6 +613,7 @@ func studentSupplies(fs []lab.File) map[string]bool {
 
 // observation is what a step did and saw.
 type observation struct {
+	acted       bool         // the step's action ran (not a recheck)
 	results     []lab.Result // apply, delete, task
 	applied     bool         // results are from an apply, delete or task
 	verb        string       // "kubectl apply", "kubectl delete"
@@ -618,7 +625,7 @@ type observation struct {
 
 // act does the step's action.
 func (s *Session) act(ctx context.Context, i int, st *Step) *observation {
-	obs := &observation{}
+	obs := &observation{acted: true}
 	l := s.lab
 	switch {
 	case st.Apply != nil:
