@@ -31,6 +31,7 @@ type scenarioOptions struct {
 	name             string
 	seed             uint64
 	controlPlaneOnly bool
+	probeScale       float64
 }
 
 func (o *scenarioOptions) addFlags(cmd *cobra.Command) {
@@ -40,8 +41,10 @@ func (o *scenarioOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.name, "name", "", `lab name (namespaces are nplab-<name>-<host>); default "s-" and the scenario's name`)
 	f.Uint64Var(&o.seed, "seed", 0, "seed the random allocations (clusterIPs, nodePorts, pod names); 0 means random")
 	f.BoolVar(&o.controlPlaneOnly, "control-plane-only", false, "run on the control plane alone (no root): traffic and data-plane faults are skipped")
+	f.Float64Var(&o.probeScale, "probe-scale", 0, "multiply readiness probe times (tests use 0.05); 0 means real time")
 	_ = f.MarkHidden("seed")
 	_ = f.MarkHidden("control-plane-only")
+	_ = f.MarkHidden("probe-scale")
 }
 
 func newRunCmd() *cobra.Command {
@@ -110,7 +113,7 @@ func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *s
 
 	opts := scenarios.Options{
 		Check: student != nil, Student: student,
-		LabName: o.name, Seed: o.seed, ControlPlaneOnly: o.controlPlaneOnly,
+		LabName: o.name, Seed: o.seed, ControlPlaneOnly: o.controlPlaneOnly, ProbeScale: o.probeScale,
 	}
 	if !o.json {
 		fmt.Fprintf(stdout, "%s: %s\n", sc.Name, sc.Title)

@@ -129,7 +129,7 @@ func TestCheckCollision(t *testing.T) {
 
 func TestCheckCollisionDataPlane(t *testing.T) {
 	testenv.RequireRoot(t)
-	checkCollision(t)
+	checkCollision(t, "--probe-scale", "0.05")
 }
 
 func checkCollision(t *testing.T, flags ...string) {
@@ -170,7 +170,7 @@ func TestRunLessonsDataPlane(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, name := range scenarios.Lessons {
 		t.Run(name, func(t *testing.T) {
-			stdout, stderr, code := runCLI(t, "run", name)
+			stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", name)
 			switch {
 			case code == exitUnsupported && name == "protocols" && testenv.SCTPError() != nil:
 			case code != exitPass:
