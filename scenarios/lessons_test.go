@@ -5,15 +5,15 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nplab/nplab/internal/testenv"
 	"github.com/nplab/nplab/lab"
 )
 
 // Every built-in lesson loads, and its control-plane checks (exact API
 // errors, allocations, object state) pass on lab.New, with no root; what
-// needs the data plane is skipped there and runs in TestLessonsDataPlane.
+// needs the data plane is skipped there. (TestLessonsFakeDataPlane runs it
+// on a model; the CLI's TestRunLessonsDataPlane, as root, for real: this
+// package does not link the data plane.)
 func TestLessonsControlPlane(t *testing.T) {
 	for _, name := range Lessons {
 		t.Run(name, func(t *testing.T) {
@@ -38,35 +38,6 @@ func TestLessonsControlPlane(t *testing.T) {
 				}
 			}
 			t.Logf("%d of %d steps ran on the control plane alone\n%s", ran, len(rep.Steps), out.String())
-		})
-	}
-}
-
-// Every built-in lesson passes on a real data plane (root, after the data
-// plane is linked in: the CLI's tests and CI run it through `nplab run`).
-// A lesson whose steps need what this kernel lacks (SCTP, netem) reports
-// them unsupported, naming the module.
-func TestLessonsDataPlane(t *testing.T) {
-	testenv.RequireRoot(t)
-	for _, name := range Lessons {
-		t.Run(name, func(t *testing.T) {
-			sc, err := Builtin(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			rep := Run(ctx, sc, Options{ProbeScale: 0.05, LabName: "t-" + strings.ReplaceAll(name, "-", "")[:min(6, len(name))]})
-			var out bytes.Buffer
-			_ = WriteText(&out, rep)
-			switch {
-			case rep.Status == Unsupported && strings.Contains(rep.Reason, "no data plane is linked"):
-				t.Skipf("skipping: %s", rep.Reason)
-			case rep.Status == Unsupported && (strings.Contains(rep.Reason, "module sctp") || strings.Contains(rep.Reason, "module sch_netem")):
-				t.Logf("unsupported here, as expected: %s", rep.Reason)
-			case rep.Status != Pass:
-				t.Errorf("status %s:\n%s", rep.Status, out.String())
-			}
 		})
 	}
 }
