@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/scenarios"
+)
+
+func init() { subcommands = append(subcommands, newRunCmd) }
+
+// The exit statuses of `nplab run` and `nplab check`.
+const (
+	exitPass        = 0 // every check passed
+	exitFailed      = 1 // a check failed
+	exitInvalid     = 2 // the scenario is invalid (file, line, key)
+	exitUnsupported = 3 // this machine cannot run it (root, SCTP, netem)
+)
+
+// scenarioOptions are the flags run and check share.
+type scenarioOptions struct {
+	json             bool
+	junit            string
+	name             string
+	seed             uint64
+	controlPlaneOnly bool
+	probeScale       float64
+}
+
+func (o *scenarioOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&o.json, "json", false, "print one JSON object: the scenario, its steps and their checks with what was observed")
+	f.StringVar(&o.junit, "junit", "", "also write the result as a JUnit XML file")
+	f.StringVar(&o.name, "name", "", `lab name (namespaces are nplab-<name>-<host>); default "s-" and the scenario's name`)
+	f.Uint64Var(&o.seed, "seed", 0, "seed the random allocations (clusterIPs, nodePorts, pod names); 0 means random")
+	f.BoolVar(&o.controlPlaneOnly, "control-plane-only", false, "run on the control plane alone (no root): traffic and data-plane faults are skipped")
+	f.Float64Var(&o.probeScale, "probe-scale", 0, "multiply readiness probe times (tests use 0.05); 0 means real time")
+	_ = f.MarkHidden("seed")
+	_ = f.MarkHidden("control-plane-only")
+	_ = f.MarkHidden("probe-scale")
+}
+
+func newRunCmd() *cobra.Command {
+	o := &scenarioOptions{}
+	cmd := &cobra.Command{
+		Use:   "run SCENARIO",
+		Short: "Run a scenario headless: each step with ✓ or ✗, tasks solved by the scenario's solutions",
+		Long: `run runs a scenario (a built-in name, see "nplab list", or a scenario file)
+from start to end without a terminal UI: it builds the lab, applies the
+manifests, and runs each step, sending traffic and injecting faults. A task
+step applies the scenario's own solution, so a passing run proves that the
+lesson can be solved. Each step is printed with ✓ or ✗, and under a failed
+check what was expected and what was observed.
+
+Exit status, always with a one-line reason:
+  0  every check passed
+  1  a check failed
+  2  the scenario is invalid (file, line and key)
+  3  this machine cannot run it (not root; no SCTP or netem where a step
+     needs them, naming the missing module)`,
+		Example: `  sudo nplab run collision
+  sudo nplab run my-lesson.yaml --json
+  sudo nplab run basics --junit basics.xml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runScenario(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o, nil)
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+// runScenario runs (student == nil) or grades a scenario, prints the
+// report and returns the exit status as an exitError.
+func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *scenarioOptions, student []lab.File) error {
+	sc, err := scenarios.Open(arg)
+	if err != nil {
+		// Every error (file:line: key: what), then the one-line reason;
+		// --json and --junit say the same.
+		rep := scenarios.InvalidReport(arg, err)
+		if student != nil {
+			rep.Mode = "check"
+		}
+		for _, e := range rep.Errors {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintln(stderr, rep.Reason)
+		if o.json {
+			if err := scenarios.WriteJSON(stdout, rep); err != nil {
+				return err
+			}
+		}
+		if o.junit != "" {
+			if err := writeJUnit(o.junit, rep); err != nil {
+				fmt.Fprintf(stderr, "error: writing %s: %v\n", o.junit, err)
+			}
+		}
+		return exitError{exitInvalid}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// Ctrl-C and kill stop the run; the lab is removed either way.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+
+	opts := scenarios.Options{
+		Check: student != nil, Student: student,
+		LabName: o.name, Seed: o.seed, ControlPlaneOnly: o.controlPlaneOnly, ProbeScale: o.probeScale,
+	}
+	if !o.json {
+		fmt.Fprintf(stdout, "%s: %s\n", sc.Name, sc.Title)
+		opts.OnStep = func(r scenarios.StepResult) { scenarios.WriteStep(stdout, r) }
+	}
+	rep := scenarios.Run(ctx, sc, opts)
+	if o.json {
+		if err := scenarios.WriteJSON(stdout, rep); err != nil {
+			return err
+		}
+	}
+	if o.junit != "" {
+		if err := writeJUnit(o.junit, rep); err != nil {
+			fmt.Fprintf(stderr, "error: writing %s: %v\n", o.junit, err)
+		}
+	}
+	// The one-line reason: on stdout after the steps, or on stderr
+	// beside the JSON.
+	line := fmt.Sprintf("%s: %s", map[scenarios.Status]string{
+		scenarios.Pass: "PASS", scenarios.Fail: "FAIL", scenarios.Unsupported: "CANNOT RUN HERE",
+	}[rep.Status], rep.Reason)
+	if o.json {
+		fmt.Fprintln(stderr, line)
+	} else {
+		fmt.Fprintln(stdout, line)
+	}
+	if code := rep.ExitCode(); code != exitPass {
+		return exitError{code}
+	}
+	return nil
+}
+
+func writeJUnit(file string, rep *scenarios.Report) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if err := scenarios.WriteJUnit(f, rep); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
