@@ -147,7 +147,9 @@ func TestKernelFlows(t *testing.T) {
 		if rep.Flow == nil || rep.Flow.Kernel {
 			t.Errorf("Reply.Flow %+v, want the proxy's", rep.Flow)
 		}
-		if fs := log.flows(func(f plane.Flow) bool { return f.Kernel && f.Service != "default/empty" && f.Service != "default/frontend-service" && f.Service != "default/local" }); len(fs) != 0 {
+		if fs := log.flows(func(f plane.Flow) bool {
+			return f.Kernel && f.Service != "default/empty" && f.Service != "default/frontend-service" && f.Service != "default/local"
+		}); len(fs) != 0 {
 			t.Errorf("kernel flows of other services: %+v", fs)
 		}
 	})

@@ -42,7 +42,9 @@ func TestKernelWatches(t *testing.T) {
 	}
 	own := []netip.Addr{netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("10.244.1.1"), netip.MustParseAddr("127.0.0.1")}
 	got := kernelWatches(pl.verdicts, listened, own)
-	w := func(proto, dst string) netsim.Watch { return netsim.Watch{Protocol: proto, Dst: netip.MustParseAddrPort(dst)} }
+	w := func(proto, dst string) netsim.Watch {
+		return netsim.Watch{Protocol: proto, Dst: netip.MustParseAddrPort(dst)}
+	}
 	want := []netsim.Watch{
 		w("TCP", "0.0.0.0:30085"),
 		w("TCP", "0.0.0.0:30090"),
