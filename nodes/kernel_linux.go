@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/nplab/nplab/netsim"
@@ -25,7 +26,8 @@ type kernelWatch struct {
 
 	mu      sync.Mutex // serializes setWatch and close
 	closed  bool
-	lastErr string // the SetWatch error last reported ("" after a success)
+	watch   []netsim.Watch // the set in place
+	lastErr string         // the SetWatch error last reported ("" after a success)
 }
 
 // setWatch makes the observer watch exactly ws. An error is reported as
@@ -38,8 +40,8 @@ func (k *kernelWatch) setWatch(ws []netsim.Watch) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.closed {
-		return
+	if k.closed || (k.watch != nil && slices.Equal(ws, k.watch)) {
+		return // a sync that changed nothing for the kernel
 	}
 	if err := k.obs.SetWatch(ws); err != nil {
 		if msg := err.Error(); msg != k.lastErr {
@@ -48,7 +50,10 @@ func (k *kernelWatch) setWatch(ws []netsim.Watch) {
 		}
 		return
 	}
-	k.lastErr = ""
+	k.lastErr, k.watch = "", slices.Clone(ws)
+	if k.watch == nil {
+		k.watch = []netsim.Watch{}
+	}
 }
 
 // close closes the observer (its socket lives in the node's namespace,
