@@ -223,7 +223,8 @@
 // force when its first packet arrived. A sync swaps the plan in before it
 // opens or closes any listener or changes a rule, so an attempt that
 // arrived before the swap is judged by the plan before (one plan back is
-// kept; an attempt that waited out two syncs is judged by the older). And
+// kept; an attempt that waited out two syncs that changed what the kernel
+// does is judged by the older of the two). And
 // while a sync moves listeners and rules, the node watches only the
 // frontends the kernel answers the same way before and after it; the new
 // plan's are watched once it is in place. So a proxied attempt never also

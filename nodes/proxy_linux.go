@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -105,8 +106,8 @@ type proxy struct {
 	fronts   map[frontKey]*frontend
 	verdicts map[frontKey]verdict
 	// prevVerdicts were the verdicts until verdictsAt, when the last
-	// sync swapped in verdicts: an attempt the kernel answered before
-	// then is judged by them (see verdict).
+	// sync that changed them swapped in verdicts: an attempt the kernel
+	// answered before then is judged by them (see verdict).
 	prevVerdicts map[frontKey]verdict
 	verdictsAt   time.Time
 	conns        map[net.Conn]struct{}
@@ -213,7 +214,11 @@ func (p *proxy) sync(ports []plane.ServicePort) {
 		newSvcs[k] = st
 	}
 	p.svcs = newSvcs
-	p.prevVerdicts, p.verdicts, p.verdictsAt = p.verdicts, pl.verdicts, time.Now()
+	if !maps.Equal(p.verdicts, pl.verdicts) {
+		// Only a change starts a new plan for verdict's purposes, so
+		// the syncs that change nothing do not push the one before out.
+		p.prevVerdicts, p.verdicts, p.verdictsAt = p.verdicts, pl.verdicts, time.Now()
+	}
 	var toClose []*frontend
 	var toOpen []frontKey
 	for fk, f := range p.fronts {
