@@ -337,8 +337,9 @@ func (p *proxy) applyRules(want map[netsim.Rule]bool) {
 // or, for an attempt that arrived before the last sync swapped its plan
 // in, the one before (a sync opens listeners and changes rules only after
 // the swap, so until then the kernel did what the previous plan says).
-// Only one plan back is kept: an attempt that waited out two syncs is
-// judged by the older of the two.
+// Only one plan back is kept, and only a sync that changed the verdicts
+// makes a new one: an attempt that waited out two such syncs is judged by
+// the older of the two.
 func (p *proxy) verdict(proto string, frontend netip.AddrPort, client netip.Addr, at time.Time) (verdict, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
