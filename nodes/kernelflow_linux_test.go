@@ -19,7 +19,7 @@ import (
 	"github.com/nplab/nplab/netsim"
 )
 
-// kernelFlowOf waits up to d for the flows recorded for client and then a
+// kernelFlowsOf waits up to d for the flows recorded for client and then a
 // little longer, so that a second one (a retransmission reported again)
 // would show, and returns them all.
 func kernelFlowsOf(log *recorder, proto string, client netip.AddrPort, d time.Duration) []plane.Flow {
