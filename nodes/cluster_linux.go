@@ -34,11 +34,10 @@ type Cluster struct {
 	client netsim.Host
 	seed   uint64
 	flows  *flowBook
-	// kernelFlows: someone watches the nodes' kernels and reports the
-	// attempts they answered themselves (kernelFlow), so Send waits for
-	// a flow even for a request no proxy socket saw. Set before the
-	// cluster is used; nothing sets it yet (package netsim's observer
-	// is to come).
+	// kernelFlows: every node's kernel is observed (observeKernels) and
+	// the attempts it answered itself are reported (kernelFlow), so Send
+	// waits for a flow even for a request no proxy socket saw. Set by New
+	// before the cluster is used.
 	kernelFlows bool
 
 	// ctx ends when Close begins: pods stopping in the background cut
@@ -63,6 +62,9 @@ type node struct {
 	link  netsim.Link
 	proxy *proxy
 	down  atomic.Bool // SetNodeLink(false)
+	// kernel observes the attempts the node's kernel answers itself;
+	// nil when the cluster cannot observe (see observeKernels).
+	kernel *kernelWatch
 }
 
 // New builds the network of topo and starts an agent per node:
@@ -107,6 +109,7 @@ func New(ctx context.Context, topo plane.Topology, opts plane.Options, ctl plane
 		}
 		return nil, fmt.Errorf("lab %q: %w", topo.Lab, planeErr(err))
 	}
+	c.observeKernels()
 	return c, nil
 }
 
@@ -176,7 +179,8 @@ func (c *Cluster) build(ctx context.Context) error {
 		}
 		n := &node{spec: ns, host: h, link: l}
 		n.proxy = newProxy(proxyEnv{
-			node: ns.Name, host: h, nodeIP: ns.IP, podCIDR: ns.PodCIDR, podCIDRs: podCIDRs,
+			watch: func(ws []netsim.Watch) { n.kernel.setWatch(ws) },
+			node:  ns.Name, host: h, nodeIP: ns.IP, podCIDR: ns.PodCIDR, podCIDRs: podCIDRs,
 			isPodIP: t.IsPodIP, isNodeIP: c.isNodeIP, serviceCIDR: t.ServiceCIDR,
 			mode: c.opts.ProxyMode, ctl: c.ctl, report: c.reportFlow, pods: c.podFacts,
 			explain: func(pod, podNode string) (plane.FlowReason, string) { return c.explain(ns.Name, pod, podNode) },
@@ -246,16 +250,16 @@ func (c *Cluster) reportFlow(f plane.Flow) {
 
 // kernelFlow completes and reports a flow that a node's kernel answered
 // without any proxy socket: a refusal (no listener) or a Local-policy drop,
-// as observed on node by whoever watches its kernel (package netsim). It
-// fills in the Service and the reason from the node's last plan and
-// resolves a Send waiting for it. It reports nothing when the node knows
-// no verdict for the frontend.
+// as the node's observer saw it (watchKernel): start is when its first
+// packet arrived. It fills in the Service and the reason from the node's
+// plan in force then (proxy.verdict) and resolves a Send waiting for it.
+// It reports nothing when the node knows no verdict for the frontend.
 func (c *Cluster) kernelFlow(nodeName, proto string, client, frontend netip.AddrPort, start time.Time) bool {
 	n := c.nodes[nodeName]
 	if n == nil {
 		return false
 	}
-	v, ok := n.proxy.verdict(proto, frontend, client.Addr())
+	v, ok := n.proxy.verdict(proto, frontend, client.Addr(), start)
 	if !ok {
 		return false
 	}
@@ -298,7 +302,12 @@ func (c *Cluster) Close() error {
 	return planeErr(c.netw.Close())
 }
 
+// stopAgents stops every node's kernel observer (before the node's
+// namespace goes) and then its proxy.
 func (c *Cluster) stopAgents() {
+	for _, n := range c.order {
+		n.kernel.close()
+	}
 	for _, n := range c.order {
 		n.proxy.close()
 	}

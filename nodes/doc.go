@@ -39,7 +39,8 @@
 // true and false never swap), and PodStopped once StopPod is done.
 // Warning reports what went wrong on a node (a listener that could not be
 // opened, a rule that could not be added). Flow reports every attempt
-// through a node's proxy when it ends. Listening reports a node's
+// through a node's proxy when it ends, and every attempt a node's kernel
+// answered itself (see "Attempts the kernel answers"). Listening reports a node's
 // complete listener set after each service sync that changed it.
 //
 // Unknown nodes, pods and hosts are *plane.NotFoundError; what the kernel
@@ -167,11 +168,78 @@
 // port (there is no NAT between a host and a node), waiting up to a second
 // after the tool is done, when a proxy may have seen the request. For TCP
 // nplab picks the source port itself, so it knows it even when the proxy
-// resets the connection before connect returns. A node sending to a
-// ClusterIP uses its own IP as the source. Flows the nodes' kernels
-// answer themselves (refusals, Local drops) are reported by
-// Cluster.kernelFlow, the hook for an observer of the kernels, with the
-// reason from the node's last plan; they resolve a waiting Send too.
+// resets the connection before connect returns, or its SYNs are dropped
+// and it times out. A node sending to a ClusterIP uses its own IP as the
+// source. A request to a frontend a node's plan says its kernel refuses
+// or drops waits the same way for the kernel's flow (below); any other
+// request no proxy socket saw (a pod IP, a port no Service uses) does not
+// wait.
+//
+// # Attempts the kernel answers
+//
+// When a Service has no usable endpoint, or no app listens on its target
+// port, the node has no listener and its kernel refuses the client (TCP
+// RST, ICMP port unreachable, SCTP ABORT); under externalTrafficPolicy:
+// Local on a node without a local endpoint, the blackhole rule drops an
+// external client's packets and the client times out. No proxy socket
+// sees these, yet each is one flow event too, with Kernel set, no pod,
+// Result refused (plane.ReasonNoEndpoints, plane.ReasonNoListener) or
+// dropped (plane.ReasonLocalPolicy, external clients only):
+//
+//	TCP 172.18.0.100:41234 → node-1 172.18.0.2:30090: refused (no endpoints), answered by the node's kernel
+//
+// Nothing changes for the client: each node watches its kernel with one
+// observer (netsim.Observe, a packet socket in the node's namespace that
+// sees a packet as it arrives, before the kernel refuses or drops it, and
+// changes nothing the kernel does), opened by New and closed by Close
+// before the node's namespace goes. After every sync its watch set is
+// exactly the plan's frontends the node will not proxy: TCP/UDP/SCTP
+// 0.0.0.0:nodePort (any of the node's addresses: external clients and the
+// node itself) and ClusterIP:port. The observer's BPF filter copies only
+// those packets (a TCP SYN, an SCTP INIT, a UDP datagram), so a proxied
+// connection costs nothing: no listening address is ever watched, with
+// one exception, a Local nodePort on a node without a local endpoint,
+// whose listener serves pods and the node while the blackhole drops
+// external clients; there a pod's or the node's SYN (and each of their UDP
+// datagrams) is copied too, and recognised as internal and ignored. A
+// nodePort whose port number some ClusterIP:port listens on is watched on
+// the node's own addresses (node IP, 10.244.N.1, 127.0.0.1) only.
+//
+// One goroutine per node reads the observer, owned by the Cluster and
+// waited for by Close. A client that gets no answer retries: TCP
+// retransmits its SYN after 1 s, 3 s, 7 s ... (tcp_syn_retries), SCTP its
+// INIT, a UDP client sends again. Packets with the same protocol, client
+// address and port and frontend are one attempt as long as the next comes
+// within the dedupe window: 65 s for TCP and SCTP (longer than any gap
+// between Linux's SYN or INIT retransmissions, so a client retrying until
+// it gives up is one flow), 30 s for UDP (the proxy's UDP flow idle time,
+// so a UDP client is one flow either way). A node remembers at most 4096
+// attempts, the least recently seen forgotten first, so a flood of
+// changing source ports costs bounded memory (and may report an attempt
+// twice). The observer never blocks: when its reader falls behind it drops
+// packets (netsim.Observer.Dropped), and those attempts make no flow.
+//
+// A flow takes its Service, port name and reason from the node's plan in
+// force when its first packet arrived. A sync swaps the plan in before it
+// opens or closes any listener or changes a rule, so an attempt that
+// arrived before the swap is judged by the plan before (one plan back is
+// kept; an attempt that waited out two syncs that changed what the kernel
+// does is judged by the older of the two). And
+// while a sync moves listeners and rules, the node watches only the
+// frontends the kernel answers the same way before and after it; the new
+// plan's are watched once it is in place. So a proxied attempt never also
+// makes a kernel flow, and what races a sync is, at worst, not reported:
+// an attempt refused in the instant between a listener closing and its
+// frontend being watched, or one still in the observer's buffer when its
+// frontend stops being watched. A refusal whose reason changed with the
+// sync (no endpoints, then nothing listening) carries the reason of the
+// plan it arrived under.
+//
+// Where a node cannot observe (a kernel without packet sockets, an
+// implementation of netsim.Host that cannot, anything but Linux), New
+// reports one Warning and the cluster runs without kernel flows: clients
+// see the same, those attempts make no flow events, and Send does not wait
+// for them.
 //
 // # Where a userspace proxy differs from kernel DNAT
 //
@@ -236,7 +304,8 @@
 //
 // Root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and Linux, for netsim; on other
 // systems New returns an error wrapping plane.ErrNotSupported, and only
-// the pure parts (the plan, endpoint selection) build and test. SCTP needs
+// the pure parts (the plan, endpoint selection, the dedupe of
+// retransmissions) build and test. SCTP needs
 // the kernel's sctp module; where it is missing, SCTP listeners fail with
 // a Warning and the SCTP tests skip. Impairments need the sch_netem
 // qdisc; without it SetImpairment returns an error wrapping

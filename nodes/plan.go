@@ -245,13 +245,74 @@ func planProxy(ports []plane.ServicePort, env planEnv) proxyPlan {
 		}
 	}
 	// A refusal verdict for an address another service port listens on
-	// does not hold: the listener takes the traffic.
+	// does not hold: the listener takes the traffic. That includes a
+	// ClusterIP:P when some nodePort P of the same protocol listens on
+	// 0.0.0.0:P, which accepts every local address.
 	for k, v := range pl.verdicts {
-		if _, ok := pl.fronts[k]; ok && !v.ExternalOnly {
+		if v.ExternalOnly {
+			continue
+		}
+		_, exact := pl.fronts[k]
+		_, wildcard := pl.fronts[frontKey{k.proto, netip.AddrPortFrom(netip.IPv4Unspecified(), k.addr.Port())}]
+		if exact || wildcard {
 			delete(pl.verdicts, k)
 		}
 	}
 	return pl
+}
+
+// kernelWatches is what a node's observer watches for verdicts: each
+// frontend the node will not proxy, as the packets to it look (TCP
+// 0.0.0.0:nodePort, UDP ClusterIP:port). A nodePort whose port some
+// ClusterIP:port of the same protocol listens on (listened, from the
+// plan's fronts) is watched on the node's own addresses only, so that no
+// watch ever matches a listening socket; the one exception is
+// externalTrafficPolicy: Local on a node without a local endpoint, whose
+// 0.0.0.0:nodePort listens for pods and the node while the blackhole
+// rule drops external traffic (see verdict.ExternalOnly). The result is
+// sorted.
+func kernelWatches(verdicts map[frontKey]verdict, listened map[frontKey]bool, own []netip.Addr) []netsim.Watch {
+	type protoPort struct {
+		proto string
+		port  uint16
+	}
+	specific := map[protoPort]bool{} // some ClusterIP:port listens
+	for l := range listened {
+		if !l.addr.Addr().IsUnspecified() {
+			specific[protoPort{l.proto, l.addr.Port()}] = true
+		}
+	}
+	ws := make([]netsim.Watch, 0, len(verdicts))
+	for k := range verdicts {
+		if k.addr.Addr().IsUnspecified() && specific[protoPort{k.proto, k.addr.Port()}] {
+			for _, a := range own {
+				ws = append(ws, netsim.Watch{Protocol: k.proto, Dst: netip.AddrPortFrom(a, k.addr.Port())})
+			}
+			continue
+		}
+		ws = append(ws, netsim.Watch{Protocol: k.proto, Dst: k.addr})
+	}
+	slices.SortFunc(ws, func(a, b netsim.Watch) int {
+		if c := strings.Compare(a.Protocol, b.Protocol); c != 0 {
+			return c
+		}
+		return a.Dst.Compare(b.Dst)
+	})
+	return ws
+}
+
+// steadyVerdicts are the verdicts of next whose frontend the kernel
+// treats the same way under prev and next (refused both times, or
+// dropped for external clients both times): what a node may keep
+// watching while a sync moves its listeners and rules from prev to next.
+func steadyVerdicts(prev, next map[frontKey]verdict) map[frontKey]verdict {
+	out := map[frontKey]verdict{}
+	for k, v := range next {
+		if p, ok := prev[k]; ok && p.Result == v.Result && p.ExternalOnly == v.ExternalOnly {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // listeners is the plan's listener set as the control plane sees it,

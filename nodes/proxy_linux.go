@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -69,6 +70,9 @@ type proxyEnv struct {
 	// noTransparent makes Local policy dial from the node (unit tests on
 	// loopback, or a kernel that refuses IP_TRANSPARENT).
 	noTransparent bool
+	// watch replaces what the node's observer watches (see
+	// kernelWatches); nil: the node's kernel is not observed.
+	watch func([]netsim.Watch)
 }
 
 // proxy is one node's kube-proxy: listeners on every nodePort and
@@ -89,6 +93,7 @@ type proxy struct {
 	syncMu    sync.Mutex
 	rules     map[netsim.Rule]bool // blackhole and tproxy rules in place
 	listening []plane.Listener     // the set last reported
+	watching  map[frontKey]verdict // the verdicts the observer watches
 
 	// routeMu guards tproxyDst: client addresses with a local route in
 	// tproxyTable.
@@ -100,8 +105,13 @@ type proxy struct {
 	svcs     map[string]*svcState
 	fronts   map[frontKey]*frontend
 	verdicts map[frontKey]verdict
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
+	// prevVerdicts were the verdicts until verdictsAt, when the last
+	// sync that changed them swapped in verdicts: an attempt the kernel
+	// answered before then is judged by them (see verdict).
+	prevVerdicts map[frontKey]verdict
+	verdictsAt   time.Time
+	conns        map[net.Conn]struct{}
+	wg           sync.WaitGroup
 }
 
 // svcState is one ServicePort as this node's proxy sees it.
@@ -168,6 +178,24 @@ func (p *proxy) sync(ports []plane.ServicePort) {
 		p.warn("%s", w)
 	}
 
+	// While listeners and rules move, the observer watches only the
+	// frontends the kernel answers the same way before and after (not
+	// one about to get a listener, lose its blackhole or gain either), so
+	// an attempt a proxy socket takes is never also a kernel flow. The
+	// new plan's frontends are watched once it is in place.
+	if p.env.watch != nil {
+		listened := map[frontKey]bool{}
+		p.mu.Lock()
+		for fk := range p.fronts {
+			listened[fk] = true
+		}
+		p.mu.Unlock()
+		for fk := range pl.fronts {
+			listened[fk] = true
+		}
+		p.env.watch(kernelWatches(steadyVerdicts(p.watching, pl.verdicts), listened, p.ownAddrs()))
+	}
+
 	// Swap in the new service state and find the listeners to close and
 	// to open.
 	p.mu.Lock()
@@ -186,7 +214,11 @@ func (p *proxy) sync(ports []plane.ServicePort) {
 		newSvcs[k] = st
 	}
 	p.svcs = newSvcs
-	p.verdicts = pl.verdicts
+	if !maps.Equal(p.verdicts, pl.verdicts) {
+		// Only a change starts a new plan for verdict's purposes, so
+		// the syncs that change nothing do not push the one before out.
+		p.prevVerdicts, p.verdicts, p.verdictsAt = p.verdicts, pl.verdicts, time.Now()
+	}
 	var toClose []*frontend
 	var toOpen []frontKey
 	for fk, f := range p.fronts {
@@ -247,10 +279,30 @@ func (p *proxy) sync(ports []plane.ServicePort) {
 		f.flushStale()
 	}
 	p.applyRules(pl.rules)
+	if p.env.watch != nil {
+		listened := map[frontKey]bool{}
+		for fk := range pl.fronts {
+			listened[fk] = true
+		}
+		p.env.watch(kernelWatches(pl.verdicts, listened, p.ownAddrs()))
+		p.watching = pl.verdicts
+	}
 	if ls := listenerSet(have); !slices.Equal(ls, p.listening) {
 		p.listening = ls
 		p.env.ctl.Listening(p.env.node, ls)
 	}
+}
+
+// ownAddrs are the node's addresses a nodePort is reached on besides the
+// ClusterIPs: its IP, the node side of its pods' veths, loopback.
+func (p *proxy) ownAddrs() []netip.Addr {
+	return []netip.Addr{p.env.nodeIP, gatewayOf(p.env.podCIDR), netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+}
+
+// ownAddr reports whether a is an address of this node a client can
+// reach a frontend on (not a pod's address the node only forwards to).
+func (p *proxy) ownAddr(a netip.Addr) bool {
+	return a == p.env.nodeIP || a == gatewayOf(p.env.podCIDR) || a.IsLoopback() || p.env.serviceCIDR.Contains(a)
 }
 
 // applyRules adds and deletes ip rules so exactly want are in place.
@@ -276,20 +328,32 @@ func (p *proxy) applyRules(want map[netsim.Rule]bool) {
 	}
 }
 
-// verdict is what the node's kernel does with a new attempt from client to
-// frontend (proto "TCP", "UDP", "SCTP"), by the last plan: refuse (no
-// listener) or drop (Local policy, external clients only). ok is false
+// verdict is what the node's kernel did with a new attempt from client to
+// frontend (proto "TCP", "UDP", "SCTP") that arrived at time at: refuse
+// (no listener) or drop (Local policy, external clients only). ok is false
 // when the proxy takes it (or the node knows no service there).
-func (p *proxy) verdict(proto string, frontend netip.AddrPort, client netip.Addr) (verdict, bool) {
+//
+// It judges by the plan in force when the attempt arrived: the last one,
+// or, for an attempt that arrived before the last sync swapped its plan
+// in, the one before (a sync opens listeners and changes rules only after
+// the swap, so until then the kernel did what the previous plan says).
+// Only one plan back is kept, and only a sync that changed the verdicts
+// makes a new one: an attempt that waited out two such syncs is judged by
+// the older of the two.
+func (p *proxy) verdict(proto string, frontend netip.AddrPort, client netip.Addr, at time.Time) (verdict, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	verdicts := p.verdicts
+	if at.Before(p.verdictsAt) && p.prevVerdicts != nil {
+		verdicts = p.prevVerdicts
+	}
 	keys := []frontKey{{proto, frontend}}
 	if !p.env.serviceCIDR.Contains(frontend.Addr()) {
 		// Any of the node's own addresses: its nodePort.
 		keys = append(keys, frontKey{proto, netip.AddrPortFrom(netip.IPv4Unspecified(), frontend.Port())})
 	}
 	for _, k := range keys {
-		v, ok := p.verdicts[k]
+		v, ok := verdicts[k]
 		if !ok {
 			continue
 		}
@@ -299,6 +363,26 @@ func (p *proxy) verdict(proto string, frontend netip.AddrPort, client netip.Addr
 		return v, true
 	}
 	return verdict{}, false
+}
+
+// knows reports whether the last plan, or the one before, has a verdict
+// for proto traffic to frontend (for any client).
+func (p *proxy) knows(proto string, frontend netip.AddrPort) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keys := []frontKey{{proto, frontend}}
+	if !p.env.serviceCIDR.Contains(frontend.Addr()) {
+		keys = append(keys, frontKey{proto, netip.AddrPortFrom(netip.IPv4Unspecified(), frontend.Port())})
+	}
+	for _, k := range keys {
+		if _, ok := p.verdicts[k]; ok {
+			return true
+		}
+		if _, ok := p.prevVerdicts[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // open opens a frontend's socket inside the node. Its serving loop

@@ -364,3 +364,32 @@ func TestKernelFlowHook(t *testing.T) {
 		t.Errorf("%d kernel flows reported to the control plane, want 3", n)
 	}
 }
+
+// TestKernelFlowJudgedByThePlanItArrivedUnder: an attempt the kernel
+// refused just before a sync gave its Service endpoints is still reported
+// as refused, with the old plan's reason; one after it is the proxy's.
+func TestKernelFlowJudgedByThePlanItArrivedUnder(t *testing.T) {
+	h, log := newFakeHost(), &recorder{}
+	p := newTestProxy(t, h, log)
+	httpAddr, _ := loopbackApp(t, "b")
+	sp := plane.ServicePort{Service: "default/web", Protocol: "TCP", NodePort: freePort(t)}
+	p.sync([]plane.ServicePort{sp})
+	before := time.Now()
+	time.Sleep(time.Millisecond)
+	sp.Endpoints = []plane.Endpoint{{Pod: "b", Node: "node-1", Addr: httpAddr, Ready: true, Serving: true}}
+	p.sync([]plane.ServicePort{sp})
+	p.sync([]plane.ServicePort{sp}) // a sync that changes nothing keeps the plan before
+	c := &Cluster{topo: plane.DefaultTopology("demo", 1), ctl: log, flows: newFlowBook(), nodes: map[string]*node{"node-1": {proxy: p}}}
+	client := netip.MustParseAddrPort("172.18.0.100:40000")
+	frontend := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), sp.NodePort)
+	if !c.kernelFlow("node-1", "TCP", client, frontend, before) {
+		t.Fatalf("an attempt from before the sync: no kernel flow")
+	}
+	f := c.flows.wait(context.Background(), flowKey{"TCP", client}, before, time.Second)
+	if f == nil || f.Result != plane.FlowRefused || f.Reason != plane.ReasonNoEndpoints || f.Service != "default/web" {
+		t.Errorf("flow %+v, want refused (no endpoints) by the plan it arrived under", f)
+	}
+	if c.kernelFlow("node-1", "TCP", client, frontend, time.Now()) {
+		t.Errorf("an attempt after the sync is a kernel flow, but the proxy takes it")
+	}
+}

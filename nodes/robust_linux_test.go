@@ -288,7 +288,7 @@ func TestSyncOpensListenersWithoutTheLock(t *testing.T) {
 	}
 	looked := make(chan bool, 1)
 	go func() {
-		_, ok := p.verdict("TCP", netip.MustParseAddrPort("192.0.2.1:30090"), netip.MustParseAddr("172.18.0.100"))
+		_, ok := p.verdict("TCP", netip.MustParseAddrPort("192.0.2.1:30090"), netip.MustParseAddr("172.18.0.100"), time.Now())
 		looked <- ok
 	}()
 	select {

@@ -80,8 +80,10 @@ func (c *Cluster) host(name string) netsim.Host {
 // tool is done, when some proxy may have seen the request. It is nil for a
 // request no proxy saw: one to a pod IP, one a node's kernel refused or
 // dropped, one to a node whose link is down, a TCP connect that failed;
-// unless the nodes' kernels are observed (Cluster.kernelFlows), when the
-// flows the kernels answered resolve the wait too.
+// but the nodes' kernels are observed (see observeKernels), so for a
+// request to a frontend a node's plan says its kernel refuses or drops,
+// Reply.Flow is the flow the kernel's answer made (Kernel set), waited
+// for the same way.
 //
 // A node sending to a ClusterIP uses its own IP as the source (a ClusterIP
 // is a local address of the node, which the kernel would otherwise pick),
@@ -129,7 +131,7 @@ func (c *Cluster) Send(ctx context.Context, r plane.Request) (plane.Reply, error
 	if rep.Err != nil && rep.Result == plane.FlowOK {
 		rep.Result = classify(rep.Err)
 	}
-	if c.proxied(r.Target.Addr()) && rep.Local.IsValid() && (reached || c.kernelFlows) {
+	if c.proxied(r.Target.Addr()) && rep.Local.IsValid() && (reached || c.kernelMayAnswer(proto, r.Target)) {
 		since := start
 		if proto == "UDP" && r.LocalPort != 0 {
 			// A fixed source port may ride a UDP flow pinned by an
@@ -158,8 +160,15 @@ func sendHTTP(ctx context.Context, h netsim.Host, r plane.Request, bind netip.Ad
 	var mu sync.Mutex
 	var local netip.AddrPort
 	var connected bool
+	// The source port is known before the SYN leaves: a request that
+	// times out (its SYNs dropped) returns while the dial still runs.
+	picked := func(la netip.AddrPort) {
+		mu.Lock()
+		local = la
+		mu.Unlock()
+	}
 	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, la, err := dialTCP(ctx, h, r.Target, bind)
+		conn, la, err := dialTCP(ctx, h, r.Target, bind, picked)
 		mu.Lock()
 		local = la
 		connected = err == nil || errors.Is(err, syscall.ECONNRESET)
@@ -188,8 +197,9 @@ const (
 // flow of that attempt is still the request's. bind, if valid, is the
 // source address; else it is the one the kernel would choose. When a few
 // picked ports are taken it lets the kernel pick the port (and knows it
-// only on success).
-func dialTCP(ctx context.Context, h netsim.Host, target netip.AddrPort, bind netip.Addr) (net.Conn, netip.AddrPort, error) {
+// only on success). picked, if not nil, hears each source address and
+// port before the connect from it starts.
+func dialTCP(ctx context.Context, h netsim.Host, target netip.AddrPort, bind netip.Addr, picked func(netip.AddrPort)) (net.Conn, netip.AddrPort, error) {
 	src := bind
 	if !src.IsValid() {
 		src = sourceFor(ctx, h, target)
@@ -197,6 +207,9 @@ func dialTCP(ctx context.Context, h netsim.Host, target netip.AddrPort, bind net
 	if src.IsValid() {
 		for range 5 {
 			local := netip.AddrPortFrom(src, uint16(ephemeralFirst+rand.IntN(ephemeralLast-ephemeralFirst+1)))
+			if picked != nil {
+				picked(local)
+			}
 			conn, err := h.DialFrom(ctx, netsim.Dial{Network: "tcp", Local: local, Remote: target})
 			if errors.Is(err, syscall.EADDRINUSE) {
 				continue
