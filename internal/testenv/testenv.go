@@ -79,3 +79,10 @@ func RequireSCTP(t testing.TB) {
 	t.Helper()
 	Need(t, "sctp", SCTPError())
 }
+
+// InVM reports whether the tests run inside the qemu VM test (package
+// internal/vmtest sets NPLAB_IN_VM=1). The VM is there for what the host
+// kernel lacks (SCTP, netem) and emulates its CPU: a test whose point is a
+// wall-clock budget, or a breadth the host run already covers, keeps that
+// part to the host.
+func InVM() bool { return os.Getenv("NPLAB_IN_VM") == "1" }

@@ -11,7 +11,7 @@ import (
 // DefaultEnv is the environment the tests get in the VM: root, SCTP and netem
 // are there, so a test that would skip for lack of them fails instead (see
 // package internal/testenv).
-var DefaultEnv = []string{"NPLAB_REQUIRE=root,sctp,netem"}
+var DefaultEnv = []string{"NPLAB_REQUIRE=root,sctp,netem", "NPLAB_IN_VM=1"}
 
 // Config is one VM test run.
 type Config struct {
