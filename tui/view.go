@@ -1,0 +1,702 @@
+package tui
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/lab/kubectl"
+	"github.com/nplab/nplab/lab/plane"
+)
+
+// View draws the current phase. It reads the model and nothing else.
+func (m Model) View() string {
+	var lines []string
+	switch m.phase {
+	case phasePicker:
+		lines = m.pickerView()
+	case phaseStarting:
+		lines = m.startingView()
+	case phaseError:
+		lines = append([]string{m.th.bad.Render("✗ The lab could not start"), ""}, wrap(m.err.Error(), m.width-2)...)
+		lines = append(lines, "", "Press any key to quit.")
+	case phaseClosing:
+		name := "the lab"
+		if m.lab != nil {
+			name = "lab " + m.lab.Name()
+		}
+		lines = []string{m.spin.View() + " Removing " + name + "…"}
+	default:
+		lines = m.runningView()
+	}
+	for i, l := range lines {
+		lines[i] = fit(l, m.width)
+	}
+	if len(lines) > m.height {
+		lines = lines[:m.height]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (m Model) pickerView() []string {
+	out := []string{m.th.title.Render(" nplab · choose a lesson"), ""}
+	for i, e := range m.cfg.Entries {
+		mark := "  "
+		name := fmt.Sprintf("%-12s %s", e.Name, e.Title)
+		if i == m.pick {
+			mark = "▸ "
+			name = m.th.sel.Render(name)
+		}
+		out = append(out, mark+name)
+		for _, l := range wrap(e.Summary, m.width-17) {
+			out = append(out, "               "+m.th.dim.Render(l))
+		}
+	}
+	if len(m.cfg.Entries) == 0 {
+		out = append(out, "  (no lessons)")
+	}
+	return append(out, "", " ↑/↓ choose  ⏎ start  q quit")
+}
+
+func (m Model) startingView() []string {
+	out := []string{m.th.title.Render(" nplab · starting " + m.entry.Title), ""}
+	for i, p := range m.progress {
+		mark := m.th.ok.Render("✓")
+		if i == len(m.progress)-1 {
+			mark = m.spin.View()
+		}
+		out = append(out, " "+mark+" "+p)
+	}
+	if len(m.progress) == 0 {
+		out = append(out, " "+m.spin.View()+" starting")
+	}
+	return append(out, "", " q quits (and removes what was built)")
+}
+
+// runningView lays the panes out: two columns when the terminal is wide
+// and tall enough, else one column where the lower pane is the focused
+// one of services, events and lesson.
+func (m Model) runningView() []string {
+	w, h := m.width, m.height
+	header := m.header()
+	footer := []string{m.statusLine(), m.help.View(m.keys)}
+	if m.prompting {
+		footer[0] = " " + m.prompt.View()
+	}
+	body := max(0, h-1-len(footer))
+	var main []string
+	switch {
+	case m.explain != nil:
+		main = box("Explain · "+flowTitle(m.explain.Flow), m.explainLines(*m.explain, w-2), w, body, true)
+	case m.fullHelp:
+		main = box("Keys (any key closes)", strings.Split(m.help.FullHelpView(m.keys.FullHelp()), "\n"), w, body, true)
+	case w >= 100 && h >= 30:
+		main = m.wideView(w, body)
+	default:
+		main = m.narrowView(w, body)
+	}
+	out := append([]string{header}, main...)
+	for len(out) < h-len(footer) {
+		out = append(out, "")
+	}
+	return append(out, footer...)
+}
+
+func (m Model) wideView(w, h int) []string {
+	leftW := max(40, w*36/100)
+	rightW := w - leftW
+	evH := max(5, h/4)
+	top := h - evH
+	topo := m.topologyLines()
+	topoH := min(len(topo)+2, top-4)
+	left := append(box("Topology", topo, leftW, topoH, m.focus == paneTopology),
+		box("Services", m.serviceLines(), leftW, top-topoH, m.focus == paneServices)...)
+	fan := m.fanoutLines()
+	fanH := min(len(fan)+2, top-4)
+	right := append(box(m.fanoutTitle(), fan, rightW, fanH, false),
+		box(m.lessonTitle(), m.lessonLines(rightW-2, false), rightW, top-fanH, m.focus == paneLesson)...)
+	return append(hjoin(left, right), box("Events", m.eventLines(evH-2), w, evH, m.focus == paneEvents)...)
+}
+
+func (m Model) narrowView(w, h int) []string {
+	topo := m.topologyLines()
+	fan := m.fanoutLines()
+	lower := max(3, h-len(topo)-2-len(fan)-2)
+	if lower < 5 {
+		// Too short for everything: the topology and fan-out share.
+		room := max(4, h-5)
+		topoH := min(len(topo)+2, room/2+1)
+		fanH := room - topoH
+		return append(append(box("Topology · client "+m.state.Client.String(), m.topologyLines()[1:], w, topoH, m.focus == paneTopology),
+			box(m.fanoutTitle(), fan, w, fanH, false)...), m.lowerPane(w, h-topoH-fanH)...)
+	}
+	out := box("Topology · client "+m.state.Client.String(), topo[1:], w, len(topo)+1, m.focus == paneTopology)
+	out = append(out, box(m.fanoutTitle(), fan, w, len(fan)+2, false)...)
+	return append(out, m.lowerPane(w, h-len(out))...)
+}
+
+// lowerPane is the narrow layout's last pane: the focused one of services,
+// lesson and events (events otherwise).
+func (m Model) lowerPane(w, h int) []string {
+	switch m.focus {
+	case paneServices:
+		return box("Services", m.serviceLines(), w, h, true)
+	case paneLesson:
+		return box(m.lessonTitle(), m.lessonLines(w-2, true), w, h, true)
+	}
+	return box("Events · Tab: services, lesson", m.eventLines(h-2), w, h, m.focus == paneEvents)
+}
+
+func (m Model) header() string {
+	left := " nplab"
+	if m.lesson != nil {
+		left += " · " + m.lesson.Name()
+		if steps := m.steps(); len(steps) > 0 {
+			left += fmt.Sprintf(" · step %d/%d %q", m.step+1, len(steps), steps[m.step].Title)
+		}
+	}
+	ready := 0
+	for _, p := range m.state.Pods {
+		if p.Ready {
+			ready++
+		}
+	}
+	right := fmt.Sprintf("lab %s · %d nodes · %d/%d pods ready · traffic: %s ", m.state.Lab, len(m.state.Nodes), ready, len(m.state.Pods), m.proto)
+	if m.busy > 0 {
+		right = m.spin.View() + " " + right
+	}
+	pad := m.width - len([]rune(left)) - len([]rune(right))
+	if pad < 1 {
+		return m.th.title.Render(fit(left, max(0, m.width-len([]rune(right))-1))) + " " + right
+	}
+	return m.th.title.Render(left) + strings.Repeat(" ", pad) + right
+}
+
+func (m Model) statusLine() string {
+	if m.status == "" {
+		return ""
+	}
+	if m.statErr {
+		return " " + m.th.bad.Render("✗ "+m.status)
+	}
+	if m.busy > 0 {
+		return " " + m.spin.View() + " " + m.status
+	}
+	return " " + m.th.info.Render("· "+m.status)
+}
+
+// Pod states: a symbol and a word, and a colour on top.
+func (m Model) podMark(p lab.PodState) (string, string) {
+	switch {
+	case p.Phase == corev1.PodFailed:
+		return m.th.bad.Render("✗"), "Failed"
+	case p.Terminating:
+		return m.th.dim.Render("◌"), "Terminating"
+	case p.Node == "" || p.Phase == corev1.PodPending:
+		return m.th.warn.Render("…"), "Pending"
+	case p.Ready:
+		return m.th.ok.Render("●"), "Ready"
+	}
+	return m.th.warn.Render("○"), "NotReady"
+}
+
+// shortPod is the name the panes show: the Deployment and the pod's own
+// suffix (web-x2k9p for web-7d4b9c8f6d-x2k9p); bare pods keep their name.
+func shortPod(s lab.State, name string) string {
+	p, ok := s.Pods[name]
+	dep := p.Deployment
+	if !ok {
+		// A pod that is gone: guess from the name's shape.
+		parts := strings.Split(name, "-")
+		if len(parts) >= 3 {
+			dep = strings.Join(parts[:len(parts)-2], "-")
+		}
+	}
+	if dep == "" {
+		return name
+	}
+	return dep + "-" + name[strings.LastIndex(name, "-")+1:]
+}
+
+func (m Model) topologyLines() []string {
+	s := m.state
+	out := []string{fmt.Sprintf("  %-8s %s", plane.ClientHost, s.Client)}
+	rows := topoRows(s)
+	for _, r := range rows {
+		kind, name, _ := strings.Cut(r, "/")
+		mark := "  "
+		if r == m.topoSel {
+			mark = "▸ "
+		}
+		var line string
+		if kind == "node" {
+			n, _ := s.Node(name)
+			link := m.th.ok.Render("▲ up  ")
+			if !n.LinkUp {
+				link = m.th.bad.Render("▼ down")
+			}
+			line = fmt.Sprintf("%-8s %-12s %s %s", n.Name, n.IP, link, listenPorts(n.Listeners))
+			if !n.Impairment.IsZero() {
+				line += " " + m.th.warn.Render("≈ "+n.Impairment.String())
+			}
+		} else {
+			p := s.Pods[name]
+			sym, word := m.podMark(p)
+			ip := "-"
+			if p.IP.IsValid() {
+				ip = p.IP.String()
+			}
+			line = fmt.Sprintf("  %s %-12s %-11s %s", sym, shortPod(s, name), ip, word)
+			if p.AppStopped {
+				line += " · app stopped"
+			}
+			if p.ForcedUnready {
+				line += " · probe failing"
+			}
+			if p.Reason != "" && p.Node == "" {
+				line += " · " + p.Reason
+			}
+		}
+		if r == m.topoSel && m.focus == paneTopology {
+			line = m.th.sel.Render(line)
+		}
+		out = append(out, mark+line)
+	}
+	return out
+}
+
+// listenPorts is the nodePorts a node's proxy listens on: "30080 tcp+udp".
+func listenPorts(ls []plane.Listener) string {
+	protos := map[uint16][]string{}
+	for _, l := range ls {
+		if l.NodePort {
+			p := strings.ToLower(l.Protocol)
+			if !slices.Contains(protos[l.Addr.Port()], p) {
+				protos[l.Addr.Port()] = append(protos[l.Addr.Port()], p)
+			}
+		}
+	}
+	if len(protos) == 0 {
+		return "listens on no nodePort"
+	}
+	var parts []string
+	for _, port := range sortedKeys(protos) {
+		parts = append(parts, fmt.Sprintf("%d %s", port, strings.Join(protos[port], "+")))
+	}
+	return strings.Join(parts, " ")
+}
+
+// serviceLines is `kubectl get svc` (NAME TYPE CLUSTER-IP PORT(S)) with
+// each Service's endpoints under it.
+func (m Model) serviceLines() []string {
+	rows := [][]string{{"  NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "POLICY"}}
+	names := m.state.ServiceNames()
+	for _, n := range names {
+		svc := m.state.Services[n]
+		var ports []corev1.ServicePort
+		for _, p := range svc.Ports {
+			ports = append(ports, corev1.ServicePort{Port: p.Port, NodePort: p.NodePort, Protocol: p.Protocol})
+		}
+		ps := kubectl.PortString(ports)
+		if ps == "" {
+			ps = "<none>"
+		}
+		ip := svc.ClusterIP
+		if ip == "" {
+			ip = "<none>"
+		}
+		mark := "  "
+		if n == m.svcSel {
+			mark = "▸ "
+		}
+		policy := string(svc.ExternalTrafficPolicy)
+		if policy == "" {
+			policy = "-"
+		}
+		rows = append(rows, []string{mark + n, string(svc.Type), ip, ps, policy})
+	}
+	lines := cols(rows)
+	out := []string{lines[0]}
+	for i, n := range names {
+		l := lines[i+1]
+		if n == m.svcSel && m.focus == paneServices {
+			l = m.th.sel.Render(l)
+		}
+		out = append(out, l, "    → "+m.endpointText(m.state.Services[n]))
+	}
+	return out
+}
+
+// endpointText lists a Service's endpoints, marked by their conditions:
+// ready ones plain, "○" not ready, "◌" terminating.
+func (m Model) endpointText(svc lab.ServiceState) string {
+	seen := map[netip.AddrPort]bool{}
+	var parts []string
+	for _, p := range svc.Ports {
+		for _, e := range p.Endpoints {
+			if seen[e.Addr] {
+				continue
+			}
+			seen[e.Addr] = true
+			s := e.Addr.String()
+			switch {
+			case e.Terminating:
+				s = "◌" + s
+			case !e.Ready:
+				s = "○" + s
+			}
+			parts = append(parts, s)
+		}
+	}
+	if len(parts) == 0 {
+		if len(svc.Selector) == 0 {
+			return "<none> (no selector)"
+		}
+		return m.th.bad.Render("<none>") + " (no pod matches, or none is ready)"
+	}
+	return strings.Join(parts, " ")
+}
+
+func (m Model) eventLines(n int) []string {
+	if n <= 0 {
+		return nil
+	}
+	// Newest first, so the pane shows the latest; the selection is kept in
+	// view.
+	start := len(m.log) - 1
+	if m.evSel != 0 {
+		for i := range m.log {
+			if m.log[i].Seq == m.evSel && i < len(m.log)-n+1 {
+				start = min(len(m.log)-1, i+n-1)
+			}
+		}
+	}
+	var out []string
+	for i := start; i >= 0 && len(out) < n; i-- {
+		e := m.log[i]
+		mark := "  "
+		if e.Seq == m.evSel {
+			mark = "▸ "
+		}
+		line := fmt.Sprintf("%s %-16s %s", e.Time.Format("15:04:05"), e.Type, m.eventText(e))
+		switch {
+		case e.Type == lab.EventRejected || e.Type == lab.EventWarning || e.Type == lab.EventFailed:
+			line = m.th.bad.Render(line)
+		case e.Type == lab.EventFault:
+			line = m.th.warn.Render(line)
+		}
+		if e.Seq == m.evSel && m.focus == paneEvents {
+			line = m.th.sel.Render(line)
+		}
+		out = append(out, mark+line)
+	}
+	if len(out) == 0 {
+		out = append(out, "  (no events yet)")
+	}
+	return out
+}
+
+// eventText is what the events pane says of an event: a flow with its
+// result first, a rejection with kubectl's exact error, an allocation with
+// its value.
+func (m Model) eventText(e lab.Event) string {
+	switch {
+	case e.Flow != nil:
+		f := e.Flow
+		mark := "✓"
+		if f.Result != plane.FlowOK {
+			mark = "✗"
+		}
+		return mark + " " + lab.FlowString(f)
+	case e.Rejection != nil:
+		return e.Rejection.Text
+	case e.Alloc != nil:
+		verb := "allocated"
+		if e.Alloc.Released {
+			verb = "released"
+		}
+		return fmt.Sprintf("service/%s %s %s %s", e.Alloc.Service, e.Alloc.Kind, e.Alloc.Value, verb)
+	}
+	return e.Object + ": " + e.Message
+}
+
+// Fan-out.
+
+func (m Model) fanoutTitle() string {
+	svc, ok := m.state.Services[m.svcSel]
+	if !ok {
+		return "Fan-out"
+	}
+	port := nodePortFor(svc, m.proto)
+	mode := string(m.cfg.ProxyMode)
+	if mode == "" {
+		mode = string(plane.ProxyRandom)
+	}
+	policy := string(svc.ExternalTrafficPolicy)
+	if policy == "" {
+		policy = "Cluster"
+	}
+	return fmt.Sprintf("Fan-out · service/%s · %d/%s · %s · %s", svc.Name, port, m.proto, mode, policy)
+}
+
+// failure columns of the fan-out, besides the pods.
+var failCols = []struct {
+	name    string
+	results []plane.FlowResult
+}{
+	{"refused", []plane.FlowResult{plane.FlowRefused, plane.FlowReset}},
+	{"dropped", []plane.FlowResult{plane.FlowDropped}},
+	{"timeout", []plane.FlowResult{plane.FlowTimedOut}},
+	{"error", []plane.FlowResult{plane.FlowError}},
+}
+
+// fanout is the counts of one service and protocol: per entry node, per
+// pod (ok) and per failure column.
+type fanout struct {
+	pods  []string
+	ok    map[string]map[string]int64 // node → pod → count
+	fail  map[string]map[string]int64 // node → failure column → count
+	saw   map[string][]netip.Addr     // pod → sources seen
+	total int64
+}
+
+func (m Model) fanout() fanout {
+	f := fanout{ok: map[string]map[string]int64{}, fail: map[string]map[string]int64{}, saw: map[string][]netip.Addr{}}
+	svc, ok := m.state.Services[m.svcSel]
+	if !ok {
+		return f
+	}
+	full := lab.Namespace + "/" + svc.Name
+	pods := map[string]bool{}
+	for _, p := range svc.Ports {
+		if string(p.Protocol) == m.proto {
+			for _, e := range p.Endpoints {
+				pods[e.Pod] = true
+			}
+		}
+	}
+	for k, c := range m.state.Flows {
+		if k.Service != full || k.Protocol != m.proto {
+			continue
+		}
+		f.total += c.Count
+		if k.Result == plane.FlowOK && k.Pod != "" {
+			pods[k.Pod] = true
+			if f.ok[k.Node] == nil {
+				f.ok[k.Node] = map[string]int64{}
+			}
+			f.ok[k.Node][k.Pod] += c.Count
+			if c.SourceSeen.IsValid() && !slices.Contains(f.saw[k.Pod], c.SourceSeen) {
+				f.saw[k.Pod] = append(f.saw[k.Pod], c.SourceSeen)
+			}
+			continue
+		}
+		for _, col := range failCols {
+			if slices.Contains(col.results, k.Result) {
+				if f.fail[k.Node] == nil {
+					f.fail[k.Node] = map[string]int64{}
+				}
+				f.fail[k.Node][col.name] += c.Count
+			}
+		}
+	}
+	f.pods = sortedKeys(pods)
+	return f
+}
+
+func (m Model) fanoutLines() []string {
+	s := m.state
+	if _, ok := s.Services[m.svcSel]; !ok {
+		return []string{"no Service yet: press a to apply a manifest"}
+	}
+	f := m.fanout()
+	var maxCell int64 = 1
+	for _, row := range f.ok {
+		for _, c := range row {
+			maxCell = max(maxCell, c)
+		}
+	}
+	head := []string{"entry \\ pod"}
+	for _, p := range f.pods {
+		head = append(head, shortPod(s, p))
+	}
+	for _, c := range failCols {
+		head = append(head, c.name)
+	}
+	rows := [][]string{head}
+	for _, n := range s.Nodes {
+		row := []string{n.Name}
+		for _, p := range f.pods {
+			row = append(row, m.bar(f.ok[n.Name][p], maxCell))
+		}
+		for _, c := range failCols {
+			row = append(row, m.failCell(f.fail[n.Name][c.name]))
+		}
+		rows = append(rows, row)
+	}
+	var okTotal int64
+	perPod := map[string]int64{}
+	for _, row := range f.ok {
+		for p, c := range row {
+			perPod[p] += c
+			okTotal += c
+		}
+	}
+	tot := []string{fmt.Sprintf("total %d", f.total)}
+	for _, p := range f.pods {
+		cell := fmt.Sprint(perPod[p])
+		if okTotal > 0 {
+			cell += fmt.Sprintf(" (%d%%)", perPod[p]*100/okTotal)
+		}
+		tot = append(tot, cell)
+	}
+	for _, c := range failCols {
+		var n int64
+		for _, row := range f.fail {
+			n += row[c.name]
+		}
+		tot = append(tot, m.failCell(n))
+	}
+	rows = append(rows, tot)
+	out := cols(rows)
+	return append(out, m.sawLine(f))
+}
+
+// bar is one fan-out cell: a bar that grows with the count, then the count.
+func (m Model) bar(n, most int64) string {
+	if n == 0 {
+		return "·"
+	}
+	const width = 5
+	cells := int((n*width + most - 1) / most)
+	return m.th.ok.Render(fmt.Sprintf("%-5s", strings.Repeat("█", cells))) + fmt.Sprintf(" %3d", n)
+}
+
+func (m Model) failCell(n int64) string {
+	if n == 0 {
+		return "·"
+	}
+	return m.th.bad.Render(fmt.Sprintf("✗ %d", n))
+}
+
+// sawLine says what source address the pods saw, and why.
+func (m Model) sawLine(f fanout) string {
+	var all []netip.Addr
+	for _, p := range f.pods {
+		for _, a := range f.saw[p] {
+			if !slices.Contains(all, a) {
+				all = append(all, a)
+			}
+		}
+	}
+	if len(all) == 0 {
+		return "pods saw: (no traffic yet: t sends to the selected node, T to every node)"
+	}
+	slices.SortFunc(all, func(a, b netip.Addr) int { return a.Compare(b) })
+	var names []string
+	nodes, clients := 0, 0
+	for _, a := range all {
+		switch {
+		case a == m.state.Client:
+			names = append(names, a.String()+" (client)")
+			clients++
+		default:
+			name := a.String()
+			for _, n := range m.state.Nodes {
+				if n.IP == a {
+					name += " (" + n.Name + ")"
+					nodes++
+				}
+			}
+			names = append(names, name)
+		}
+	}
+	why := ""
+	switch {
+	case clients == len(all):
+		why = " — the client itself: no SNAT (policy Local)"
+	case nodes == len(all):
+		why = " — the entry node: SNAT (policy Cluster)"
+	}
+	return "pods saw: " + strings.Join(names, " ") + why
+}
+
+// Lesson.
+
+func (m Model) lessonTitle() string {
+	steps := m.steps()
+	if len(steps) == 0 {
+		return "Lesson · free lab"
+	}
+	return fmt.Sprintf("Lesson · step %d/%d · %s", m.step+1, len(steps), steps[m.step].Title)
+}
+
+func (m Model) lessonLines(w int, full bool) []string {
+	steps := m.steps()
+	if len(steps) == 0 {
+		return wrap("A free lab: no steps. Send traffic (t, T), break things (x, r, s, d, l, e) and watch the fan-out. a applies your own manifest; ? lists every key.", w)
+	}
+	st := steps[m.step]
+	out := renderMarkdown(m.th, st.Text, w)
+	if !full && !m.lessonBig && len(out) > 3 {
+		out = append(out[:2:2], m.th.dim.Render("… (Tab to the lesson pane to read all of it)"))
+	}
+	res, ran := m.checks[m.step]
+	if err := m.checked[m.step]; err != nil {
+		out = append(out, m.th.bad.Render("✗ check failed to run: "+err.Error()))
+	}
+	for _, name := range st.Checks {
+		if !ran {
+			out = append(out, "· "+name+" (c checks)")
+		}
+	}
+	for _, r := range res {
+		if r.Pass {
+			out = append(out, m.th.ok.Render("✓ ")+r.Name)
+			continue
+		}
+		out = append(out, m.th.bad.Render("✗ ")+r.Name)
+		if r.Expected != "" || r.Observed != "" {
+			out = append(out, "    expected: "+r.Expected, "    observed: "+r.Observed)
+		}
+	}
+	for i := 0; i < m.hints && i < len(st.Hints); i++ {
+		out = append(out, wrap(fmt.Sprintf("Hint %d: %s", i+1, st.Hints[i]), w)...)
+	}
+	if left := len(st.Hints) - m.hints; left > 0 {
+		out = append(out, m.th.dim.Render(fmt.Sprintf("h: a hint (%d left)", left)))
+	}
+	nav := "n: next step"
+	if m.step == len(steps)-1 {
+		nav = "the last step"
+	}
+	if m.step > 0 {
+		nav += " · b: back"
+	}
+	return append(out, m.th.dim.Render(nav))
+}
+
+// renderMarkdown draws the lessons' small markdown: headings bold, bullet
+// lists, **bold**; `code` keeps its backquotes, so it reads the same
+// without colour.
+func renderMarkdown(th theme, text string, w int) []string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		t := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(t, "#"):
+			out = append(out, th.bold.Render(strings.TrimSpace(strings.TrimLeft(t, "#"))))
+		case strings.HasPrefix(t, "- ") || strings.HasPrefix(t, "* "):
+			out = append(out, wrap("• "+strings.ReplaceAll(t[2:], "**", ""), w)...)
+		case t == "":
+			out = append(out, "")
+		default:
+			out = append(out, wrap(strings.ReplaceAll(t, "**", ""), w)...)
+		}
+	}
+	return out
+}
