@@ -43,7 +43,13 @@ func (m Model) explainLines(e lab.Event, w int) []string {
 	n := 0
 	hop := func(name, text string) {
 		n++
-		out = append(out, wrapHang(fmt.Sprintf("%d %-24s ", n, name), text, w)...)
+		if w >= 90 {
+			out = append(out, wrapHang(fmt.Sprintf("%d %-26s ", n, name), text, w)...)
+			return
+		}
+		// Narrow: the hop's name on its own line, its text under it.
+		out = append(out, fmt.Sprintf("%d %s", n, name))
+		out = append(out, wrapHang("    ", text, w)...)
 	}
 	svcName := strings.TrimPrefix(f.Service, lab.Namespace+"/")
 	svc, known := s.Services[svcName]

@@ -117,6 +117,10 @@ type Model struct {
 	checks  map[int][]CheckResult
 	checked map[int]error
 
+	// rearm is the command that reads the next events (waitEvents; tests
+	// use one that takes only what is queued, so they never block).
+	rearm func(*lab.Watcher) tea.Cmd
+
 	prompt    textinput.Model
 	prompting bool
 	explain   *lab.Event
@@ -183,6 +187,7 @@ func New(cfg Config) Model {
 		cfg: cfg, ctx: ctx, owner: &owner{}, th: newTheme(r), keys: newKeyMap(),
 		help: help.New(), width: 80, height: 24, proto: "TCP",
 		checks: map[int][]CheckResult{}, checked: map[int]error{},
+		rearm: waitEvents,
 	}
 	m.help.Styles.ShortKey = m.th.key
 	m.help.Styles.FullKey = m.th.key
@@ -374,7 +379,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.log = tail(append(m.log[:0:0], msg.history...), maxLog)
 		}
 		m.fixSelection()
-		return m, waitEvents(msg.w)
+		return m, m.rearm(msg.w)
 	case eventsMsg:
 		if msg.w != m.watcher {
 			return m, nil
@@ -386,7 +391,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.log = tail(m.log, maxLog)
 		m.fixSelection()
 		if !msg.closed {
-			return m, waitEvents(msg.w)
+			return m, m.rearm(msg.w)
 		}
 		m.watcher = nil
 		if errors.Is(msg.w.Err(), lab.ErrFellBehind) && m.phase == phaseRunning {

@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/charmbracelet/x/ansi"
+
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/kubectl"
 	"github.com/nplab/nplab/lab/plane"
@@ -107,25 +109,28 @@ func (m Model) runningView() []string {
 }
 
 func (m Model) wideView(w, h int) []string {
-	leftW := max(40, w*36/100)
+	leftW := max(44, w*37/100)
 	rightW := w - leftW
-	evH := max(5, h/4)
-	top := h - evH
-	topo := m.topologyLines()
+	topo, svcs := m.topologyLines(), m.serviceLines(leftW-2)
+	fan, lesson := m.fanoutLines(), m.lessonLines(rightW-2, false)
+	// The top row gets what its panes need (at least 12 rows); the events
+	// get the rest, at least 5.
+	need := max(len(topo)+len(svcs), len(fan)+len(lesson)) + 4
+	top := min(max(need, 12), h-5)
+	evH := h - top
 	topoH := min(len(topo)+2, top-4)
 	left := append(box("Topology", topo, leftW, topoH, m.focus == paneTopology),
-		box("Services", m.serviceLines(), leftW, top-topoH, m.focus == paneServices)...)
-	fan := m.fanoutLines()
+		box("Services", svcs, leftW, top-topoH, m.focus == paneServices)...)
 	fanH := min(len(fan)+2, top-4)
 	right := append(box(m.fanoutTitle(), fan, rightW, fanH, false),
-		box(m.lessonTitle(), m.lessonLines(rightW-2, false), rightW, top-fanH, m.focus == paneLesson)...)
+		box(m.lessonTitle(), lesson, rightW, top-fanH, m.focus == paneLesson)...)
 	return append(hjoin(left, right), box("Events", m.eventLines(evH-2), w, evH, m.focus == paneEvents)...)
 }
 
 func (m Model) narrowView(w, h int) []string {
 	topo := m.topologyLines()
 	fan := m.fanoutLines()
-	lower := max(3, h-len(topo)-2-len(fan)-2)
+	lower := h - (len(topo) + 1) - (len(fan) + 2)
 	if lower < 5 {
 		// Too short for everything: the topology and fan-out share.
 		room := max(4, h-5)
@@ -144,7 +149,7 @@ func (m Model) narrowView(w, h int) []string {
 func (m Model) lowerPane(w, h int) []string {
 	switch m.focus {
 	case paneServices:
-		return box("Services", m.serviceLines(), w, h, true)
+		return box("Services", m.serviceLines(w-2), w, h, true)
 	case paneLesson:
 		return box(m.lessonTitle(), m.lessonLines(w-2, true), w, h, true)
 	}
@@ -224,7 +229,7 @@ func shortPod(s lab.State, name string) string {
 
 func (m Model) topologyLines() []string {
 	s := m.state
-	out := []string{fmt.Sprintf("  %-8s %s", plane.ClientHost, s.Client)}
+	out := []string{fmt.Sprintf("  %-6s %s", plane.ClientHost, s.Client)}
 	rows := topoRows(s)
 	for _, r := range rows {
 		kind, name, _ := strings.Cut(r, "/")
@@ -239,7 +244,7 @@ func (m Model) topologyLines() []string {
 			if !n.LinkUp {
 				link = m.th.bad.Render("▼ down")
 			}
-			line = fmt.Sprintf("%-8s %-12s %s %s", n.Name, n.IP, link, listenPorts(n.Listeners))
+			line = fmt.Sprintf("%-6s %-11s %s %s", n.Name, n.IP, link, listenPorts(n.Listeners))
 			if !n.Impairment.IsZero() {
 				line += " " + m.th.warn.Render("≈ "+n.Impairment.String())
 			}
@@ -250,7 +255,7 @@ func (m Model) topologyLines() []string {
 			if p.IP.IsValid() {
 				ip = p.IP.String()
 			}
-			line = fmt.Sprintf("  %s %-12s %-11s %s", sym, shortPod(s, name), ip, word)
+			line = fmt.Sprintf("  %s %-11s %-11s %s", sym, shortPod(s, name), ip, word)
 			if p.AppStopped {
 				line += " · app stopped"
 			}
@@ -292,9 +297,30 @@ func listenPorts(ls []plane.Listener) string {
 
 // serviceLines is `kubectl get svc` (NAME TYPE CLUSTER-IP PORT(S)) with
 // each Service's endpoints under it.
-func (m Model) serviceLines() []string {
-	rows := [][]string{{"  NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "POLICY"}}
+func (m Model) serviceLines(w int) []string {
+	if out := m.serviceTable(false); maxWidth(out) <= w {
+		return out
+	}
+	return m.serviceTable(true)
+}
+
+func maxWidth(lines []string) int {
+	n := 0
+	for _, l := range lines {
+		n = max(n, ansi.StringWidth(l))
+	}
+	return n
+}
+
+// serviceTable is the table; split puts PORT(S) on a line of its own, for
+// a narrow pane.
+func (m Model) serviceTable(split bool) []string {
+	rows := [][]string{{"  NAME", "TYPE", "CLUSTER-IP", "PORT(S)"}}
+	if split {
+		rows[0] = rows[0][:3]
+	}
 	names := m.state.ServiceNames()
+	var portLines []string
 	for _, n := range names {
 		svc := m.state.Services[n]
 		var ports []corev1.ServicePort
@@ -313,11 +339,12 @@ func (m Model) serviceLines() []string {
 		if n == m.svcSel {
 			mark = "▸ "
 		}
-		policy := string(svc.ExternalTrafficPolicy)
-		if policy == "" {
-			policy = "-"
+		row := []string{mark + n, string(svc.Type), ip, ps}
+		if split {
+			row = row[:3]
 		}
-		rows = append(rows, []string{mark + n, string(svc.Type), ip, ps, policy})
+		rows = append(rows, row)
+		portLines = append(portLines, ps)
 	}
 	lines := cols(rows)
 	out := []string{lines[0]}
@@ -326,7 +353,16 @@ func (m Model) serviceLines() []string {
 		if n == m.svcSel && m.focus == paneServices {
 			l = m.th.sel.Render(l)
 		}
-		out = append(out, l, "    → "+m.endpointText(m.state.Services[n]))
+		out = append(out, l)
+		if split {
+			out = append(out, "    PORT(S) "+portLines[i])
+		}
+		svc := m.state.Services[n]
+		ep := "    → " + m.endpointText(svc)
+		if svc.ExternalTrafficPolicy != "" {
+			ep = "    " + string(svc.ExternalTrafficPolicy) + " → " + m.endpointText(svc)
+		}
+		out = append(out, ep)
 	}
 	return out
 }
@@ -520,11 +556,17 @@ func (m Model) fanoutLines() []string {
 			maxCell = max(maxCell, c)
 		}
 	}
+	shown := failCols[:3]
+	for _, row := range f.fail {
+		if row["error"] > 0 {
+			shown = failCols
+		}
+	}
 	head := []string{"entry \\ pod"}
 	for _, p := range f.pods {
 		head = append(head, shortPod(s, p))
 	}
-	for _, c := range failCols {
+	for _, c := range shown {
 		head = append(head, c.name)
 	}
 	rows := [][]string{head}
@@ -533,7 +575,7 @@ func (m Model) fanoutLines() []string {
 		for _, p := range f.pods {
 			row = append(row, m.bar(f.ok[n.Name][p], maxCell))
 		}
-		for _, c := range failCols {
+		for _, c := range shown {
 			row = append(row, m.failCell(f.fail[n.Name][c.name]))
 		}
 		rows = append(rows, row)
@@ -554,7 +596,7 @@ func (m Model) fanoutLines() []string {
 		}
 		tot = append(tot, cell)
 	}
-	for _, c := range failCols {
+	for _, c := range shown {
 		var n int64
 		for _, row := range f.fail {
 			n += row[c.name]
