@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/spinner"
@@ -200,6 +201,8 @@ func New(cfg Config) Model {
 	m.prompt = textinput.New()
 	m.prompt.Prompt = "apply -f "
 	m.prompt.Placeholder = "path/to/manifest.yaml"
+	// A steady cursor: no blink timer redrawing the screen twice a second.
+	m.prompt.Cursor.SetMode(cursor.CursorStatic)
 	if cfg.Open != nil {
 		m.phase = phaseStarting
 		m.entry = *cfg.Open
@@ -1001,8 +1004,8 @@ func (m *Model) move(d int) {
 		if idx < 0 {
 			return
 		}
-		if idx == len(m.log)-1 && d > 0 {
-			m.evSel = 0
+		if idx == len(m.log)-1 {
+			m.evSel = 0 // the newest: follow what comes
 			return
 		}
 		m.evSel = m.log[idx].Seq

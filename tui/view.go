@@ -232,6 +232,7 @@ func (m Model) topologyLines() []string {
 	out := []string{fmt.Sprintf("  %-6s %s", plane.ClientHost, s.Client)}
 	rows := topoRows(s)
 	for _, r := range rows {
+		extra := ""
 		kind, name, _ := strings.Cut(r, "/")
 		mark := "  "
 		if r == m.topoSel {
@@ -246,7 +247,8 @@ func (m Model) topologyLines() []string {
 			}
 			line = fmt.Sprintf("%-6s %-11s %s %s", n.Name, n.IP, link, listenPorts(n.Listeners))
 			if !n.Impairment.IsZero() {
-				line += " " + m.th.warn.Render("≈ "+n.Impairment.String())
+				// On a line of its own, so a narrow pane does not cut it.
+				extra = "         " + m.th.warn.Render("≈ "+n.Impairment.String())
 			}
 		} else {
 			p := s.Pods[name]
@@ -270,6 +272,9 @@ func (m Model) topologyLines() []string {
 			line = m.th.sel.Render(line)
 		}
 		out = append(out, mark+line)
+		if extra != "" {
+			out = append(out, extra)
+		}
 	}
 	return out
 }
@@ -286,7 +291,7 @@ func listenPorts(ls []plane.Listener) string {
 		}
 	}
 	if len(protos) == 0 {
-		return "listens on no nodePort"
+		return "no nodePort"
 	}
 	var parts []string
 	for _, port := range sortedKeys(protos) {
@@ -415,7 +420,8 @@ func (m Model) eventLines(n int) []string {
 	for i := start; i >= 0 && len(out) < n; i-- {
 		e := m.log[i]
 		mark := "  "
-		if e.Seq == m.evSel {
+		selected := e.Seq == m.evSel || (m.evSel == 0 && i == len(m.log)-1 && m.focus == paneEvents)
+		if selected {
 			mark = "▸ "
 		}
 		line := fmt.Sprintf("%s %-16s %s", e.Time.Format("15:04:05"), e.Type, m.eventText(e))
@@ -425,7 +431,7 @@ func (m Model) eventLines(n int) []string {
 		case e.Type == lab.EventFault:
 			line = m.th.warn.Render(line)
 		}
-		if e.Seq == m.evSel && m.focus == paneEvents {
+		if selected && m.focus == paneEvents {
 			line = m.th.sel.Render(line)
 		}
 		out = append(out, mark+line)
@@ -456,6 +462,9 @@ func (m Model) eventText(e lab.Event) string {
 			verb = "released"
 		}
 		return fmt.Sprintf("service/%s %s %s %s", e.Alloc.Service, e.Alloc.Kind, e.Alloc.Value, verb)
+	}
+	if e.Object == "" || strings.HasPrefix(e.Message, e.Object) {
+		return e.Message
 	}
 	return e.Object + ": " + e.Message
 }
