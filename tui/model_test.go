@@ -531,10 +531,14 @@ func TestEveryEventKind(t *testing.T) {
 		{lab.Event{Type: lab.EventFailedScheduling, Object: "pod/big", Message: pending.Reason, Pod: &pending}, "Too many pods", func() bool { return strings.Contains(h.m.View(), "… big") }},
 		{lab.Event{Type: lab.EventPodUnready, Object: "pod/" + pod, Message: "not ready", Pod: &unready}, "not ready", func() bool { return !h.m.state.Pods[pod].Ready && strings.Contains(h.m.View(), "NotReady") }},
 		{lab.Event{Type: lab.EventPodReady, Object: "pod/" + pod, Message: "ready", Pod: &p}, "ready", func() bool { return h.m.state.Pods[pod].Ready }},
-		{lab.Event{Type: lab.EventPodTerminating, Object: "pod/" + pod, Message: "terminating", Pod: &term}, "terminating", func() bool { return strings.Contains(h.m.View(), "◌ ") && strings.Contains(h.m.View(), "Terminating") }},
+		{lab.Event{Type: lab.EventPodTerminating, Object: "pod/" + pod, Message: "terminating", Pod: &term}, "terminating", func() bool {
+			return strings.Contains(h.m.View(), "◌ ") && strings.Contains(h.m.View(), "Terminating")
+		}},
 		{lab.Event{Type: lab.EventPodDeleted, Object: "pod/" + pod, Message: "deleted", Removed: true}, "deleted", func() bool { _, ok := h.m.state.Pods[pod]; return !ok }},
 		{lab.Event{Type: lab.EventEndpoints, Object: "endpoints/web", Message: "http: <none>", Service: &noEP}, "http: <none>", func() bool { return len(h.m.state.Services["web"].Ports) == 0 }},
-		{lab.Event{Type: lab.EventFailed, Object: "pod/crash", Message: "unknown node", Pod: &failed}, "unknown node", func() bool { return strings.Contains(h.m.View(), "✗ crash") && strings.Contains(h.m.View(), "Failed") }},
+		{lab.Event{Type: lab.EventFailed, Object: "pod/crash", Message: "unknown node", Pod: &failed}, "unknown node", func() bool {
+			return strings.Contains(h.m.View(), "✗ crash") && strings.Contains(h.m.View(), "Failed")
+		}},
 		{lab.Event{Type: lab.EventFault, Object: "node/node-3", Message: "node node-3: link down", Fault: &lab.Fault{Kind: lab.FaultLinkDown, Node: "node-3"}, Node: &down}, "link down", func() bool {
 			v := h.m.View()
 			return strings.Contains(v, "▼ down") && strings.Contains(v, "≈ delay 100ms 20ms loss 10%")
