@@ -219,7 +219,7 @@ func (m Model) choiceText(ready []plane.Endpoint, pod string) string {
 	for i := 0; i < k-1; i++ {
 		probs = append(probs, fmt.Sprintf("1/%d", k-i))
 	}
-	rule := ""
+	rule := "; " + shortPod(m.state, pod) + " was ready then, and is not now"
 	if idx >= 0 {
 		rule = fmt.Sprintf("; it is rule %d of %d", idx+1, k)
 	}

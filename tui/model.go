@@ -125,6 +125,8 @@ type Model struct {
 	prompt    textinput.Model
 	prompting bool
 	explain   *lab.Event
+	// explainOff is how far the explanation is scrolled.
+	explainOff int
 	fullHelp  bool
 	lessonBig bool
 }
@@ -544,8 +546,13 @@ func (m Model) runningKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		if key.Matches(k, m.keys.Quit) {
 			return m.quit()
 		}
-		if key.Matches(k, m.keys.Esc, m.keys.Explain) {
+		switch {
+		case key.Matches(k, m.keys.Esc, m.keys.Explain):
 			m.explain = nil
+		case key.Matches(k, m.keys.Up):
+			m.explainOff = max(0, m.explainOff-1)
+		case key.Matches(k, m.keys.Down):
+			m.explainOff++ // View clamps it
 		}
 		return m, nil
 	}
@@ -644,7 +651,7 @@ func (m Model) runningKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		return m.goStep(m.step - 1)
 	case key.Matches(k, keys.Explain):
 		if f := m.flowToExplain(); f != nil {
-			m.explain = f
+			m.explain, m.explainOff = f, 0
 		} else {
 			m.setStatus("no flow to explain yet: send traffic with t or T", false)
 		}

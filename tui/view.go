@@ -86,6 +86,14 @@ func (m Model) runningView() []string {
 	w, h := m.width, m.height
 	header := m.header()
 	footer := []string{m.statusLine(), m.help.View(m.keys)}
+	if h < 30 {
+		// Short: one footer line, the status when there is one (with the
+		// way to the help), else the help bar.
+		footer = footer[1:]
+		if m.status != "" {
+			footer[0] = fit(m.statusLine(), max(0, w-8)) + " ? help"
+		}
+	}
 	if m.prompting {
 		footer[0] = " " + m.prompt.View()
 	}
@@ -93,9 +101,15 @@ func (m Model) runningView() []string {
 	var main []string
 	switch {
 	case m.explain != nil:
-		main = box("Explain · "+flowTitle(m.explain.Flow), m.explainLines(*m.explain, w-2), w, body, true)
+		lines := m.explainLines(*m.explain, w-2)
+		off := min(m.explainOff, max(0, len(lines)-(body-2)))
+		title := "Explain · " + flowTitle(m.explain.Flow)
+		if len(lines) > body-2 {
+			title += " · ↑/↓ scroll"
+		}
+		main = box(title, lines[off:], w, body, true)
 	case m.fullHelp:
-		main = box("Keys (any key closes)", strings.Split(m.help.FullHelpView(m.keys.FullHelp()), "\n"), w, body, true)
+		main = box("Keys (any key closes)", m.fullHelpLines(w-2), w, body, true)
 	case w >= 100 && h >= 30:
 		main = m.wideView(w, body)
 	default:
@@ -111,7 +125,7 @@ func (m Model) runningView() []string {
 func (m Model) wideView(w, h int) []string {
 	leftW := max(44, w*37/100)
 	rightW := w - leftW
-	topo, svcs := m.topologyLines(), m.serviceLines(leftW-2)
+	topo, svcs := m.topologyLines(leftW-2), m.serviceLines(leftW-2)
 	fan, lesson := m.fanoutLines(), m.lessonLines(rightW-2, false)
 	// The top row gets what its panes need (at least 12 rows); the events
 	// get the rest, at least 5.
@@ -128,7 +142,7 @@ func (m Model) wideView(w, h int) []string {
 }
 
 func (m Model) narrowView(w, h int) []string {
-	topo := m.topologyLines()
+	topo := m.topologyLines(w - 2)
 	fan := m.fanoutLines()
 	lower := h - (len(topo) + 1) - (len(fan) + 2)
 	if lower < 5 {
@@ -136,7 +150,7 @@ func (m Model) narrowView(w, h int) []string {
 		room := max(4, h-5)
 		topoH := min(len(topo)+2, room/2+1)
 		fanH := room - topoH
-		return append(append(box("Topology · client "+m.state.Client.String(), m.topologyLines()[1:], w, topoH, m.focus == paneTopology),
+		return append(append(box("Topology · client "+m.state.Client.String(), topo[1:], w, topoH, m.focus == paneTopology),
 			box(m.fanoutTitle(), fan, w, fanH, false)...), m.lowerPane(w, h-topoH-fanH)...)
 	}
 	out := box("Topology · client "+m.state.Client.String(), topo[1:], w, len(topo)+1, m.focus == paneTopology)
@@ -227,7 +241,7 @@ func shortPod(s lab.State, name string) string {
 	return dep + "-" + name[strings.LastIndex(name, "-")+1:]
 }
 
-func (m Model) topologyLines() []string {
+func (m Model) topologyLines(w int) []string {
 	s := m.state
 	out := []string{fmt.Sprintf("  %-6s %s", plane.ClientHost, s.Client)}
 	rows := topoRows(s)
@@ -246,9 +260,14 @@ func (m Model) topologyLines() []string {
 				link = m.th.bad.Render("▼ down")
 			}
 			line = fmt.Sprintf("%-6s %-11s %s %s", n.Name, n.IP, link, listenPorts(n.Listeners))
-			if !n.Impairment.IsZero() {
-				// On a line of its own, so a narrow pane does not cut it.
-				extra = "         " + m.th.warn.Render("≈ "+n.Impairment.String())
+			if im := n.Impairment; !im.IsZero() {
+				// On a line of its own when the pane is narrow, so it is
+				// not cut.
+				if w >= 70 {
+					line += " " + m.th.warn.Render("≈ "+im.String())
+				} else {
+					extra = "         " + m.th.warn.Render("≈ "+im.String())
+				}
 			}
 		} else {
 			p := s.Pods[name]
@@ -648,32 +667,33 @@ func (m Model) sawLine(f fanout) string {
 		return "pods saw: (no traffic yet: t sends to the selected node, T to every node)"
 	}
 	slices.SortFunc(all, func(a, b netip.Addr) int { return a.Compare(b) })
-	var names []string
-	nodes, clients := 0, 0
+	var nodes, other []string
+	client := false
 	for _, a := range all {
+		name := ""
+		for _, n := range m.state.Nodes {
+			if n.IP == a {
+				name = n.Name
+			}
+		}
 		switch {
 		case a == m.state.Client:
-			names = append(names, a.String()+" (client)")
-			clients++
+			client = true
+		case name != "":
+			nodes = append(nodes, name)
 		default:
-			name := a.String()
-			for _, n := range m.state.Nodes {
-				if n.IP == a {
-					name += " (" + n.Name + ")"
-					nodes++
-				}
-			}
-			names = append(names, name)
+			other = append(other, a.String())
 		}
 	}
-	why := ""
-	switch {
-	case clients == len(all):
-		why = " — the client itself: no SNAT (policy Local)"
-	case nodes == len(all):
-		why = " — the entry node: SNAT (policy Cluster)"
+	var parts []string
+	if len(nodes) > 0 {
+		parts = append(parts, "the entry node's IP ("+strings.Join(nodes, ", ")+"): SNAT")
 	}
-	return "pods saw: " + strings.Join(names, " ") + why
+	if client {
+		parts = append(parts, "the client's "+m.state.Client.String()+": no SNAT")
+	}
+	parts = append(parts, other...)
+	return "pods saw: " + strings.Join(parts, "; ")
 }
 
 // Lesson.
@@ -750,4 +770,19 @@ func renderMarkdown(th theme, text string, w int) []string {
 		}
 	}
 	return out
+}
+
+// fullHelpLines is `?`: one line per group of keys, wrapped to the pane.
+func (m Model) fullHelpLines(w int) []string {
+	names := []string{"traffic", "pods", "nodes and services", "lesson and files", "moving"}
+	var out []string
+	for i, group := range m.keys.FullHelp() {
+		var parts []string
+		for _, b := range group {
+			parts = append(parts, m.th.key.Render(b.Help().Key)+" "+b.Help().Desc)
+		}
+		out = append(out, wrapHang(fmt.Sprintf("%-19s", names[i]), strings.Join(parts, " · "), w)...)
+	}
+	return append(out, "", "Esc closes an explanation and goes back to following the newest event.",
+		"Enter explains the selected flow (Tab to the events pane, ↑/↓ to pick one).")
 }
