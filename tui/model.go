@@ -127,8 +127,8 @@ type Model struct {
 	explain   *lab.Event
 	// explainOff is how far the explanation is scrolled.
 	explainOff int
-	fullHelp  bool
-	lessonBig bool
+	fullHelp   bool
+	lessonBig  bool
 }
 
 // owner keeps every lab a command started, so Run closes them however the
