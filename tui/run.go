@@ -85,8 +85,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	case err != nil:
 		return err
 	}
-	if fm, ok := final.(Model); ok && fm.phase == phaseError {
-		return fm.err
+	if fm, ok := final.(Model); ok && fm.err != nil {
+		return fm.err // the lab could not start
 	}
 	return nil
 }
