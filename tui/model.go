@@ -94,6 +94,10 @@ type Model struct {
 	entry    Entry
 	progress []string
 	progCh   chan string
+	// startCtx bounds the start in flight; cancelStart stops it when the
+	// student quits.
+	startCtx    context.Context
+	cancelStart context.CancelFunc
 	// error
 	err error
 
@@ -208,6 +212,7 @@ func New(cfg Config) Model {
 	if cfg.Open != nil {
 		m.phase = phaseStarting
 		m.entry = *cfg.Open
+		m.prepareStart()
 	}
 	return m
 }
@@ -258,13 +263,19 @@ type (
 	closedMsg struct{ err error }
 )
 
+// prepareStart makes what a start of m.entry reports through: its
+// progress channel and the context q cancels. New calls it for Open (Init
+// cannot change the model), the picker's Enter for the chosen entry.
+func (m *Model) prepareStart() {
+	m.progCh = make(chan string, 16)
+	m.progress = nil
+	m.startCtx, m.cancelStart = context.WithCancel(m.ctx)
+}
+
 // startCmds starts m.entry: the start itself, reading its progress and the
 // spinner.
-func (m *Model) startCmds() tea.Cmd {
-	ch := make(chan string, 16)
-	m.progCh = ch
-	m.progress = nil
-	entry, ctx, own := m.entry, m.ctx, m.owner
+func (m Model) startCmds() tea.Cmd {
+	ch, ctx, entry, own := m.progCh, m.startCtx, m.entry, m.owner
 	own.wg.Add(1)
 	start := func() tea.Msg {
 		defer own.wg.Done()
@@ -375,8 +386,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tea.Batch(cmds...)
 	case watchMsg:
 		if m.lab == nil || m.phase != phaseRunning {
-			msg.w.Stop()
-			return m, nil
+			return m, func() tea.Msg { msg.w.Stop(); return nil }
 		}
 		m.watcher = msg.w
 		m.state = msg.w.State
@@ -491,6 +501,7 @@ func (m Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			}
 			m.entry = m.cfg.Entries[m.pick]
 			m.phase = phaseStarting
+			m.prepareStart()
 			return m, m.startCmds()
 		case key.Matches(k, m.keys.Quit), key.Matches(k, m.keys.Esc):
 			return m.quit()
@@ -513,12 +524,17 @@ func (m Model) quit() (tea.Model, tea.Cmd) {
 		return m, nil
 	}
 	m.phase = phaseClosing
-	if m.watcher != nil {
-		m.watcher.Stop()
-		m.watcher = nil
+	if m.cancelStart != nil {
+		m.cancelStart() // a lab still being built stops building
 	}
-	own := m.owner
-	return m, tea.Batch(m.spin.Tick, func() tea.Msg { return closedMsg{err: own.closeAll()} })
+	own, w := m.owner, m.watcher
+	m.watcher = nil
+	return m, tea.Batch(m.spin.Tick, func() tea.Msg {
+		if w != nil {
+			w.Stop()
+		}
+		return closedMsg{err: own.closeAll()}
+	})
 }
 
 // runningKey is a key on the running lab.

@@ -165,3 +165,33 @@ func TestOwnerClosesLateLabs(t *testing.T) {
 		t.Error("a lab added after closeAll was kept open")
 	}
 }
+
+// q while the lab is being built stops the build and waits for it, so
+// nothing half-built is left.
+func TestRunQuitWhileStarting(t *testing.T) {
+	building := make(chan struct{})
+	stopped := make(chan struct{})
+	entry := Entry{Name: "slow", Title: "slow", Start: func(ctx context.Context, progress func(string)) (*lab.Lab, Lesson, error) {
+		progress("building nodes")
+		close(building)
+		<-ctx.Done()
+		close(stopped)
+		return nil, nil, ctx.Err()
+	}}
+	in, typer := io.Pipe()
+	defer typer.Close()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), Options{Open: &entry, In: in, Out: out}) }()
+	<-building
+	waitFor(t, out, "building nodes")
+	_, _ = typer.Write([]byte("q"))
+	if err := wait(t, done); err != nil {
+		t.Errorf("Run = %v, want nil after q", err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Error("Run returned before the start in flight ended")
+	}
+}
