@@ -568,7 +568,7 @@ func (m Model) runningKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		case key.Matches(k, m.keys.Up):
 			m.explainOff = max(0, m.explainOff-1)
 		case key.Matches(k, m.keys.Down):
-			m.explainOff++ // View clamps it
+			m.explainOff = min(m.explainOff+1, m.explainMaxOff())
 		}
 		return m, nil
 	}
@@ -709,7 +709,7 @@ func (m Model) traffic(nodes []lab.NodeState) (tea.Model, tea.Cmd) {
 	l, ctx, proto := m.lab, m.ctx, m.proto
 	label := fmt.Sprintf("%d %s requests to %s:%d", burst, proto, strings.Join(names, ","), port)
 	return m.act("sending "+label, func() tea.Msg {
-		res, err := l.Traffic(ctx, lab.TrafficSpec{Protocol: proto, Targets: targets, Count: burst, Timeout: 2 * time.Second})
+		res, err := l.Traffic(ctx, lab.TrafficSpec{Protocol: proto, Targets: targets, Count: burst, Concurrency: 8, Timeout: 2 * time.Second})
 		if err != nil && res.Sent == 0 {
 			return doneMsg{err: err}
 		}
@@ -1089,4 +1089,18 @@ func (m Model) flowToExplain() *lab.Event {
 		}
 	}
 	return any
+}
+
+// explainMaxOff is how far the explanation can scroll: its lines less the
+// rows the pane has (the layout of runningView).
+func (m Model) explainMaxOff() int {
+	if m.explain == nil {
+		return 0
+	}
+	footer := 2
+	if m.height < 30 {
+		footer = 1
+	}
+	room := m.height - 1 - footer - 2
+	return max(0, len(m.explainLines(*m.explain, m.width-2))-room)
 }

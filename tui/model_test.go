@@ -662,3 +662,32 @@ func TestResize(t *testing.T) {
 		}
 	}
 }
+
+// At 80×24 an explanation is longer than the pane: ↑/↓ scroll it, and the
+// scroll starts at the top for the next one.
+func TestExplainScrolls(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	h.send(bt.WindowSizeMsg{Width: 80, Height: 24})
+	h.events(h.flow("node-1", h.podOn("node-2"), "TCP", plane.FlowOK))
+	h.key("enter")
+	top := h.m.View()
+	if !strings.Contains(top, "↑/↓ scroll") || strings.Contains(top, "userspace") {
+		t.Fatalf("no scroll sign, or everything fits:\n%s", top)
+	}
+	for range 20 {
+		h.key("down")
+	}
+	if v := h.m.View(); !strings.Contains(v, "userspace") || !strings.Contains(v, "conntrack") {
+		t.Errorf("scrolled to the end, the difference is not shown:\n%s", v)
+	}
+	end := h.m.explainOff
+	h.key("up")
+	if h.m.explainOff != end-1 || end != h.m.explainMaxOff() {
+		t.Errorf("up from the end (%d, max %d) went to %d", end, h.m.explainMaxOff(), h.m.explainOff)
+	}
+	h.key("esc", "enter")
+	if h.m.explainOff != 0 {
+		t.Errorf("a new explanation starts scrolled by %d", h.m.explainOff)
+	}
+}

@@ -126,7 +126,7 @@ func (m Model) wideView(w, h int) []string {
 	leftW := max(44, w*37/100)
 	rightW := w - leftW
 	topo, svcs := m.topologyLines(leftW-2), m.serviceLines(leftW-2)
-	fan, lesson := m.fanoutLines(), m.lessonLines(rightW-2, false)
+	fan, lesson := m.fanoutLines(), m.lessonLines(rightW-2, true)
 	// The top row gets what its panes need (at least 12 rows); the events
 	// get the rest, at least 5.
 	need := max(len(topo)+len(svcs), len(fan)+len(lesson)) + 4
@@ -144,6 +144,12 @@ func (m Model) wideView(w, h int) []string {
 func (m Model) narrowView(w, h int) []string {
 	topo := m.topologyLines(w - 2)
 	fan := m.fanoutLines()
+	if m.focus == paneServices || m.focus == paneLesson {
+		// Reading the services or the lesson: they take the topology's
+		// rows; the fan-out stays, to watch what a key does.
+		fanH := min(len(fan)+2, h/2)
+		return append(box(m.fanoutTitle(), fan, w, fanH, false), m.lowerPane(w, h-fanH)...)
+	}
 	lower := h - (len(topo) + 1) - (len(fan) + 2)
 	if lower < 5 {
 		// Too short for everything: the topology and fan-out share.
@@ -322,10 +328,11 @@ func listenPorts(ls []plane.Listener) string {
 // serviceLines is `kubectl get svc` (NAME TYPE CLUSTER-IP PORT(S)) with
 // each Service's endpoints under it.
 func (m Model) serviceLines(w int) []string {
-	if out := m.serviceTable(false); maxWidth(out) <= w {
+	if out, width := m.serviceTable(false); width <= w {
 		return out
 	}
-	return m.serviceTable(true)
+	out, _ := m.serviceTable(true)
+	return out
 }
 
 func maxWidth(lines []string) int {
@@ -338,7 +345,7 @@ func maxWidth(lines []string) int {
 
 // serviceTable is the table; split puts PORT(S) on a line of its own, for
 // a narrow pane.
-func (m Model) serviceTable(split bool) []string {
+func (m Model) serviceTable(split bool) ([]string, int) {
 	rows := [][]string{{"  NAME", "TYPE", "CLUSTER-IP", "PORT(S)"}}
 	if split {
 		rows[0] = rows[0][:3]
@@ -371,6 +378,7 @@ func (m Model) serviceTable(split bool) []string {
 		portLines = append(portLines, ps)
 	}
 	lines := cols(rows)
+	width := maxWidth(lines)
 	out := []string{lines[0]}
 	for i, n := range names {
 		l := lines[i+1]
@@ -388,7 +396,7 @@ func (m Model) serviceTable(split bool) []string {
 		}
 		out = append(out, ep)
 	}
-	return out
+	return out, width
 }
 
 // endpointText lists a Service's endpoints, marked by their conditions:
