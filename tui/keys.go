@@ -47,7 +47,9 @@ func newKeyMap() keyMap {
 
 // ShortHelp is the help bar: the keys a student needs first.
 func (k keyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Traffic, k.TrafficAll, k.Proto, k.DeletePod, k.Ready, k.Link, k.Policy, k.Explain, k.Next, k.Help, k.Quit}
+	// ? and q first: a narrow terminal cuts the bar's end, and these two
+	// lead to everything else.
+	return []key.Binding{k.Help, k.Quit, k.Traffic, k.TrafficAll, k.Proto, k.DeletePod, k.Ready, k.Link, k.Policy, k.Explain, k.Next}
 }
 
 // FullHelp is `?`: every key, by what it acts on.

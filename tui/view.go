@@ -29,7 +29,7 @@ func (m Model) View() string {
 	case phaseClosing:
 		name := "the lab"
 		if m.lab != nil {
-			name = "lab " + m.lab.Name()
+			name = "lab " + m.state.Lab
 		}
 		lines = []string{m.spin.View() + " Removing " + name + "…"}
 	default:
@@ -251,9 +251,14 @@ func (m Model) topologyLines(w int) []string {
 	s := m.state
 	out := []string{fmt.Sprintf("  %-6s %s", plane.ClientHost, s.Client)}
 	rows := topoRows(s)
+	unscheduled := false
 	for _, r := range rows {
 		extra := ""
 		kind, name, _ := strings.Cut(r, "/")
+		if kind == "pod" && s.Pods[name].Node == "" && !unscheduled {
+			unscheduled = true
+			out = append(out, "  (no node)")
+		}
 		mark := "  "
 		if r == m.topoSel {
 			mark = "▸ "
@@ -452,6 +457,9 @@ func (m Model) eventLines(n int) []string {
 			mark = "▸ "
 		}
 		line := fmt.Sprintf("%s %-16s %s", e.Time.Format("15:04:05"), e.Type, m.eventText(e))
+		if m.width < 100 {
+			line = fmt.Sprintf("%-16s %s", e.Type, m.eventText(e)) // room for the message
+		}
 		switch {
 		case e.Type == lab.EventRejected || e.Type == lab.EventWarning || e.Type == lab.EventFailed:
 			line = m.th.bad.Render(line)
@@ -640,8 +648,41 @@ func (m Model) fanoutLines() []string {
 		tot = append(tot, m.failCell(n))
 	}
 	rows = append(rows, tot)
-	out := cols(rows)
-	return append(out, m.sawLine(f))
+	out := append(cols(rows), m.sawLine(f))
+	if other := m.otherProtocols(); other != "" {
+		out = append(out, other)
+	}
+	return out
+}
+
+// otherProtocols counts the selected service's flows of the protocols not
+// shown ("also UDP: 4 ok, 1 refused · p shows them"), so no traffic is
+// hidden by the protocol switch.
+func (m Model) otherProtocols() string {
+	full := lab.Namespace + "/" + m.svcSel
+	counts := map[string]map[plane.FlowResult]int64{}
+	for k, c := range m.state.Flows {
+		if k.Service == full && k.Protocol != m.proto {
+			if counts[k.Protocol] == nil {
+				counts[k.Protocol] = map[plane.FlowResult]int64{}
+			}
+			counts[k.Protocol][k.Result] += c.Count
+		}
+	}
+	var parts []string
+	for _, proto := range sortedKeys(counts) {
+		var rs []string
+		for _, r := range []plane.FlowResult{plane.FlowOK, plane.FlowRefused, plane.FlowReset, plane.FlowDropped, plane.FlowTimedOut, plane.FlowError} {
+			if n := counts[proto][r]; n > 0 {
+				rs = append(rs, fmt.Sprintf("%d %s", n, r))
+			}
+		}
+		parts = append(parts, proto+": "+strings.Join(rs, ", "))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "also " + strings.Join(parts, "; ") + " · p shows them"
 }
 
 // bar is one fan-out cell: a bar that grows with the count, then the count.
