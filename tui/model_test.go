@@ -645,6 +645,27 @@ func TestWaitEvents(t *testing.T) {
 	}
 }
 
+// A tiny or zero-sized terminal draws what fits and never panics, in
+// every phase and overlay.
+func TestTinyTerminals(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, &fakeLesson{})
+	h.events(h.flow("node-1", h.podOn("node-2"), "TCP", plane.FlowOK))
+	for _, sz := range [][2]int{{0, 0}, {1, 1}, {10, 3}, {20, 5}, {40, 10}} {
+		h.send(bt.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+		for _, k := range []string{"tab", "tab", "tab", "tab", "enter", "down", "esc", "?", "esc"} {
+			_ = h.m.View()
+			h.key(k)
+		}
+		if n := len(strings.Split(h.m.View(), "\n")); sz[1] > 0 && n > sz[1] {
+			t.Errorf("%dx%d: %d lines", sz[0], sz[1], n)
+		}
+	}
+	p := newHarness(t, Config{Entries: []Entry{FreeLab(nil)}})
+	p.send(bt.WindowSizeMsg{Width: 5, Height: 2})
+	_ = p.m.View()
+}
+
 func TestResize(t *testing.T) {
 	l := defaultLab(t)
 	h := running(t, l, nil)
