@@ -195,3 +195,19 @@ func TestRunQuitWhileStarting(t *testing.T) {
 		t.Error("Run returned before the start in flight ended")
 	}
 }
+
+// cmdPanicky panics inside a command (Enter runs in one).
+type cmdPanicky struct{ fakeLesson }
+
+func (*cmdPanicky) Enter(context.Context, *lab.Lab, int) error { panic("a bug in a lesson step") }
+
+func TestRunPanicInACommandRemovesTheLab(t *testing.T) {
+	l, _, done, _ := runUI(t, &cmdPanicky{})
+	err := wait(t, done)
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Errorf("Run = %v, want the panic reported", err)
+	}
+	if !labClosed(l) {
+		t.Error("a panic in a command left the lab running")
+	}
+}
