@@ -50,6 +50,30 @@
 // that starts a lab and its lesson. [FreeLab] and [ManifestEntry] are
 // lessons with no steps; package scenarios is adapted to Lesson.
 //
+// # Running it
+//
 // [Run] is the whole program: it runs the UI and removes every lab it
-// started however the UI ends (q, Ctrl-C, SIGTERM, SIGHUP, a panic).
+// started however the UI ends (q, Ctrl-C, SIGTERM, SIGHUP, a panic in
+// Update, View or a command). Bubble Tea restores the terminal; Run then
+// cancels the commands, waits for a start in flight and closes every lab.
+// Package main's tui.go wires `nplab tui NAME|FILE`, `nplab tui -f ...`
+// and plain `nplab` on a terminal to it.
+//
+// # Keys
+//
+// t/T traffic to the selected node / every node, p protocol; x delete the
+// selected pod, r toggle its readiness, s stop or start its app; d the
+// selected node's link down/up, l delay and loss on/off; e flip the
+// selected Service's externalTrafficPolicy (an apply of the live spec with
+// the field flipped: see policyManifest), +/- scale its Deployment; a apply
+// a file; c check the step, h a hint, n/b next/previous step; Enter
+// explain a flow; ↑/↓ and Tab move; ? every key; q quit.
+//
+// # Tests
+//
+// Update is tested key by key and event kind by event kind on lab.New
+// (the control plane alone) and hand-made events; View by golden files at
+// 80×24 and 120×40 in the Ascii profile (go test ./tui -update rewrites
+// them); Run in Bubble Tea's loop, with signals and panics. The tmux test
+// of the real binary lives in package main.
 package tui

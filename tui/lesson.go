@@ -11,7 +11,24 @@ import (
 // Lesson with no steps.
 //
 // The UI calls Check and Enter inside commands, never from Update or View:
-// they may send traffic, apply manifests and wait.
+// they may send traffic, apply manifests and wait. Steps is called from
+// Update and View and must be cheap and return the same steps every time.
+//
+// An adapter for package scenarios (in package main, or in scenarios
+// itself, so that tui never imports it) maps a scenario to a Lesson and an
+// Entry:
+//
+//	Entry{Name: sc.Name, Title: sc.Title, Summary: sc.Summary,
+//	    Start: func(ctx, progress) { l, err := newLab(ctx) // the scenario's cluster
+//	        progress("applying the scenario's manifests"); ...
+//	        return l, adapter{sc}, nil }}
+//
+// with Steps from the scenario's steps (their text, the names of their
+// expectations as Checks, their hints), Enter running a step's action
+// (apply, delete, send, fault) and Check evaluating its expectations into
+// CheckResults (expected and observed as a person reads them). The root
+// command picks the entries up through lessonEntries and scenarioFile in
+// tui.go.
 type Lesson interface {
 	// Name is what `nplab tui NAME` takes ("basics"); Title and Summary
 	// are what the picker shows.
