@@ -712,3 +712,28 @@ func TestExplainScrolls(t *testing.T) {
 		t.Errorf("a new explanation starts scrolled by %d", h.m.explainOff)
 	}
 }
+
+// After e, applying the student's own file again works (no immutable-field
+// error), keeps the clusterIP and the TCP nodePort, and — the documented
+// differences from kubectl patch — resets a policy that file does not set
+// and gives the UDP port, whose nodePort the file leaves to the allocator
+// while TCP holds 30080, a new one.
+func TestPolicyToggleThenReapply(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	h.key("e")
+	ip := h.m.state.Services["web"].ClusterIP
+	for _, r := range l.Apply("default.yaml", lab.DefaultManifest) {
+		if r.Err != nil {
+			t.Fatalf("re-applying after e: %v", r)
+		}
+	}
+	h.pump()
+	svc := h.m.state.Services["web"]
+	if svc.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyCluster || svc.ClusterIP != ip || nodePortFor(svc, "TCP") != 30080 {
+		t.Errorf("after re-apply: policy %q clusterIP %q (was %q) TCP nodePort %d", svc.ExternalTrafficPolicy, svc.ClusterIP, ip, nodePortFor(svc, "TCP"))
+	}
+	if np := nodePortFor(svc, "UDP"); np == 0 || np == 30080 {
+		t.Errorf("UDP nodePort %d: the documented reallocation did not happen (update policyManifest's doc)", np)
+	}
+}

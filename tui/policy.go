@@ -15,11 +15,17 @@ import (
 // policyManifest is the Service name as a manifest with its
 // externalTrafficPolicy flipped, for lab.Apply: `e` is
 // `kubectl apply` of the live spec with the one field changed. The lab's
-// API has no patch, so this is an apply; the manifest keeps the live
-// nodePorts and leaves out the clusterIP and the IP families (the API
-// server keeps them when absent). One difference from `kubectl patch`: the
-// lab now remembers this manifest as the last applied, so re-applying the
-// student's own file afterwards resets a policy that file does not set.
+// API has no patch, so this is an apply. The manifest leaves out the
+// clusterIP and the IP families, which the API server keeps when absent,
+// and writes the live nodePorts in, so the toggle never moves a nodePort.
+//
+// Two differences from `kubectl patch` remain, because the lab now holds
+// this manifest as the last applied one: re-applying the student's own
+// file afterwards resets a policy that file does not set, and a nodePort
+// that file leaves to the allocator on a port sharing its number with
+// another (the default lab's UDP port 80 next to TCP port 80 on 30080) is
+// dropped and allocated anew, as the API server's patchAllocatedValues
+// does on a real cluster after such an apply.
 func policyManifest(l *lab.Lab, name string) ([]byte, string, error) {
 	var live *corev1.Service
 	for _, s := range l.Services() {
