@@ -142,10 +142,8 @@ func fanoutTotals(s string) map[string]int {
 		}
 	}
 	out := map[string]int{}
-	for i := 1; i < len(head) && i < len(total); i++ {
-		if !strings.HasPrefix(head[i], "web-") {
-			continue
-		}
+	// The pods' columns come before the failure columns.
+	for i := 1; i < len(head) && i < len(total) && head[i] != "refused"; i++ {
 		n, _ := strconv.Atoi(strings.Fields(total[i])[0])
 		out[head[i]] = n
 	}
@@ -213,13 +211,14 @@ func TestTUIBasicsInTmux(t *testing.T) {
 	if victim == "" {
 		t.Fatalf("no pod selected:\n%s", s)
 	}
+	replicas := podsReady.FindStringSubmatch(s)[2]
 	u.keys("x")
 	u.waitScreen(victim+" replaced", 90*time.Second, func(s string) bool {
 		topo := s
 		if i := strings.Index(s, "Services"); i >= 0 {
 			topo = s[:i]
 		}
-		return !strings.Contains(topo, victim+" ") && screenAllReady(s) && podsReady.FindStringSubmatch(s)[1] == "3"
+		return !strings.Contains(topo, victim+" ") && screenAllReady(s) && podsReady.FindStringSubmatch(s)[2] == replicas
 	})
 
 	u.keys("q")
@@ -249,5 +248,20 @@ func TestTUIRemovesTheLabOnSignals(t *testing.T) {
 			}
 			u.noNamespacesLeft()
 		})
+	}
+}
+
+// fanoutTotals reads what the UI draws (its golden screen).
+func TestFanoutTotalsReadsTheScreen(t *testing.T) {
+	b, err := os.ReadFile("tui/testdata/running-120x40.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fanoutTotals(string(b))
+	if len(got) != 3 || got["web-44jcr"] != 5 || got["web-8fn4z"] != 2 || got["web-qfgwq"] != 5 {
+		t.Errorf("fanoutTotals = %v", got)
+	}
+	if !screenAllReady("lab demo · 3 nodes · 3/3 pods ready") || screenAllReady("2/3 pods ready") || screenAllReady("0/0 pods ready") {
+		t.Error("screenAllReady misreads the header")
 	}
 }
