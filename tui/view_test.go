@@ -174,3 +174,12 @@ func TestPlainWantedDumb(t *testing.T) {
 // FreeLab with a nil factory is only for the picker golden; starting it
 // would fail, which the tests never do.
 var _ = context.Background
+
+// New without a renderer honours NO_COLOR.
+func TestNoColorMakesThePlainTheme(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
+	m := New(Config{})
+	if got := m.th.ok.Render("●"); got != "●" {
+		t.Errorf("under NO_COLOR the ok style draws %q", got)
+	}
+}
