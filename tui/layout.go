@@ -40,10 +40,7 @@ func box(title string, lines []string, w, h int, focused bool) []string {
 	head += strings.Repeat(hz, max(0, w-1-ansi.StringWidth(head))) + tr
 	out := []string{head}
 	room := h - 2
-	if len(lines) > room && room > 0 {
-		more := len(lines) - room + 1
-		lines = append(lines[:room-1:room-1], "  ↓ "+itoa(more)+" more")
-	}
+	lines = scroll(lines, room)
 	for i := 0; i < room; i++ {
 		l := ""
 		if i < len(lines) {
@@ -142,4 +139,37 @@ func cols(rows [][]string) []string {
 		out[i] = strings.TrimRight(sb.String(), " ")
 	}
 	return out
+}
+
+// scroll fits lines into room rows: what does not fit is replaced by
+// "↑ N more" and "↓ N more" rows, and the selected line (the one that
+// starts with "▸") stays in view.
+func scroll(lines []string, room int) []string {
+	if len(lines) <= room || room <= 0 {
+		return lines
+	}
+	if room < 3 {
+		return lines[:room]
+	}
+	sel := 0
+	for i, l := range lines {
+		if strings.HasPrefix(l, "▸") {
+			sel = i
+			break
+		}
+	}
+	more := func(arrow string, n int) string { return "  " + arrow + " " + itoa(n) + " more" }
+	if sel < room-1 {
+		return append(lines[:room-1:room-1], more("↓", len(lines)-room+1))
+	}
+	// The selection sits on the last row but one; the first row says how
+	// many are above.
+	start := sel - (room - 3)
+	end := start + room - 2
+	if end >= len(lines)-1 {
+		start = len(lines) - (room - 1)
+		return append([]string{more("↑", start)}, lines[start:]...)
+	}
+	out := append([]string{more("↑", start)}, lines[start:end]...)
+	return append(out, more("↓", len(lines)-end))
 }

@@ -737,3 +737,25 @@ func TestPolicyToggleThenReapply(t *testing.T) {
 		t.Errorf("UDP nodePort %d: the documented reallocation did not happen (update policyManifest's doc)", np)
 	}
 }
+
+// With more pods than the topology pane has rows, the selected one stays
+// on the screen.
+func TestSelectionStaysInView(t *testing.T) {
+	l := defaultLab(t)
+	if err := l.Scale("web", 12); err != nil {
+		t.Fatal(err)
+	}
+	h := running(t, l, nil)
+	h.send(bt.WindowSizeMsg{Width: 80, Height: 24})
+	rows := topoRows(h.m.state)
+	last := rows[len(rows)-1]
+	h.selectRow(last)
+	_, name, _ := strings.Cut(last, "/")
+	v := h.m.View()
+	if !strings.Contains(v, "▸     ● "+shortPod(h.m.state, name)) && !strings.Contains(v, "▸   ● "+shortPod(h.m.state, name)) {
+		t.Errorf("the selected pod %s is not on the screen:\n%s", name, v)
+	}
+	if !strings.Contains(v, "↑ ") {
+		t.Errorf("no sign of the rows above:\n%s", v)
+	}
+}
