@@ -39,13 +39,16 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		Long: `nplab builds a small Kubernetes-shaped cluster out of Linux network
 namespaces and lets you watch, poke and break type: NodePort Services.
-With no command it runs the default lab (as "nplab up" does).`,
+With no command, on a terminal, it opens the lesson picker (as "nplab tui"
+does); when stdin or stdout is not a terminal it runs the default lab and logs
+its events (as "nplab up" does).`,
 		Args: cobra.NoArgs,
 	}
-	// Plain "nplab" runs the default lab in the foreground.
+	// Plain "nplab": the lesson picker on a terminal, else the default lab
+	// in the foreground (tui.go).
 	up := &upOptions{}
 	up.addFlags(root)
-	root.RunE = func(cmd *cobra.Command, _ []string) error { return runUp(cmd, up) }
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return runDefault(cmd, up) }
 	for _, add := range subcommands {
 		root.AddCommand(add())
 	}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/charmbracelet/x/term"
+	"github.com/spf13/cobra"
+
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/tui"
+)
+
+func init() { subcommands = append(subcommands, newTUICmd) }
+
+// lessonEntries are the picker's built-in lessons, before "free lab".
+// Package scenarios (issue 8) fills it through an adapter to tui.Lesson;
+// until then the picker offers the free lab alone.
+var lessonEntries func(newLab tui.Factory) []tui.Entry
+
+// scenarioFile opens `nplab tui FILE`: a scenario file (package
+// scenarios). Nil until that package lands.
+var scenarioFile func(path string, newLab tui.Factory) (tui.Entry, error)
+
+func newTUICmd() *cobra.Command {
+	o := &upOptions{}
+	cmd := &cobra.Command{
+		Use:   "tui [NAME|FILE] [-f manifest.yaml...]",
+		Short: "Open the terminal UI on a lesson, a scenario file or your manifests",
+		Long: `Open the terminal UI: a lab where traffic fans out from every node to the
+pods, and every hop explains itself. With NAME, a built-in lesson; with FILE,
+a scenario file; with -f, a free lab of your manifests; with nothing, the
+lesson picker. Quitting (q, Ctrl-C, SIGTERM, a closed terminal) removes the lab.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			arg := ""
+			if len(args) == 1 {
+				arg = args[0]
+			}
+			return runTUI(cmd, o, arg)
+		},
+	}
+	o.addFlags(cmd)
+	_ = cmd.Flags().MarkHidden("ready-timeout") // the UI shows pods getting ready
+	return cmd
+}
+
+// runDefault is plain `nplab`: the lesson picker on a terminal, `nplab up`
+// (events logged as lines) when stdin or stdout is not one, so pipes and
+// CI keep working.
+func runDefault(cmd *cobra.Command, o *upOptions) error {
+	if term.IsTerminal(os.Stdin.Fd()) && term.IsTerminal(os.Stdout.Fd()) {
+		return runTUI(cmd, o, "")
+	}
+	return runUp(cmd, o)
+}
+
+func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("nplab tui creates network namespaces and needs root: run it with sudo")
+	}
+	mode, err := plane.ParseProxyMode(o.proxyMode)
+	if err != nil {
+		return fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
+	}
+	newLab := func(ctx context.Context) (*lab.Lab, error) {
+		return lab.Start(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode})
+	}
+	var entries []tui.Entry
+	if lessonEntries != nil {
+		entries = lessonEntries(newLab)
+	}
+	entries = append(entries, tui.FreeLab(newLab))
+
+	opts := tui.Options{Entries: entries, ProxyMode: mode, AltScreen: true,
+		In: cmd.InOrStdin(), Out: cmd.OutOrStdout()}
+	switch {
+	case len(o.files) > 0 && arg != "":
+		return errors.New("give a lesson or scenario, or manifests with -f, not both")
+	case len(o.files) > 0:
+		// Read every file first: a missing one costs nothing.
+		var files []lab.File
+		for _, f := range o.files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("the path %q does not exist or cannot be read: %w", f, err)
+			}
+			files = append(files, lab.File{Name: f, Data: b})
+		}
+		e := tui.ManifestEntry("manifests", strings.Join(o.files, ", "), "your manifests, no steps", newLab, files...)
+		opts.Open = &e
+	case arg != "":
+		e, err := openLesson(arg, entries, newLab)
+		if err != nil {
+			return err
+		}
+		opts.Open = &e
+	}
+	return tui.Run(cmd.Context(), opts)
+}
+
+// openLesson is `nplab tui NAME|FILE`: a built-in lesson by name, else a
+// scenario file.
+func openLesson(arg string, entries []tui.Entry, newLab tui.Factory) (tui.Entry, error) {
+	var names []string
+	for _, e := range entries {
+		if e.Name == arg {
+			return e, nil
+		}
+		names = append(names, e.Name)
+	}
+	if _, err := os.Stat(arg); err == nil {
+		if scenarioFile == nil {
+			return tui.Entry{}, fmt.Errorf("%s: scenario files are not supported yet (package scenarios); use -f for manifests", arg)
+		}
+		return scenarioFile(arg, newLab)
+	}
+	return tui.Entry{}, fmt.Errorf("no lesson %q and no such file (lessons: %s)", arg, strings.Join(names, ", "))
+}

@@ -1,0 +1,185 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bt "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+
+	"github.com/nplab/nplab/internal/golden"
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/lab/plane"
+)
+
+// The golden screens: a fixed lab (seeded, fixed clock), a fixed event
+// sequence, the Ascii colour profile, at 80×24 and 120×40. Run with
+// -update to rewrite them, then read the diff.
+
+var sizes = [][2]int{{80, 24}, {120, 40}}
+
+// scene is the basics lesson at step 2, after the student sent traffic to
+// every node, made one pod unready, put delay on node-3 and got a refusal.
+func scene(t *testing.T) *harness {
+	t.Helper()
+	l := defaultLab(t)
+	h := running(t, l, &fakeLesson{})
+	h.events(h.listening()...)
+	p1, p2, p3 := h.podOn("node-1"), h.podOn("node-2"), h.podOn("node-3")
+	var evs []lab.Event
+	for i, node := range []string{"node-1", "node-2", "node-3"} {
+		for j, pod := range []string{p1, p2, p3, p1, p2} {
+			if (i+j)%4 == 3 {
+				continue
+			}
+			evs = append(evs, h.flow(node, pod, "TCP", plane.FlowOK))
+		}
+	}
+	evs = append(evs, h.flow("node-2", p3, "UDP", plane.FlowOK))
+	h.events(evs...)
+	n3, _ := h.m.state.Node("node-3")
+	n3.Impairment = DefaultImpairment
+	h.events(lab.Event{Type: lab.EventFault, Object: "node/node-3", Message: "node node-3: link impaired: " + DefaultImpairment.String(),
+		Fault: &lab.Fault{Kind: lab.FaultImpair, Node: "node-3", Impairment: DefaultImpairment}, Node: &n3})
+	if err := l.Inject(lab.Fault{Kind: lab.FaultPodUnready, Pod: p2}); err != nil {
+		t.Fatal(err)
+	}
+	h.pump()
+	h.events(h.flow("node-2", "", "TCP", plane.FlowTimedOut), h.flow("node-3", "", "TCP", plane.FlowRefused))
+	h.key("n", "c")
+	h.m.status = ""
+	return h
+}
+
+func checkScreens(t *testing.T, name string, h *harness) {
+	t.Helper()
+	for _, sz := range sizes {
+		h.send(bt.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+		golden.Check(t, filepath.Join("testdata", fmt.Sprintf("%s-%dx%d.golden", name, sz[0], sz[1])), []byte(h.m.View()+"\n"))
+	}
+}
+
+func TestGoldenRunning(t *testing.T) {
+	h := scene(t)
+	checkScreens(t, "running", h)
+	h.key("tab", "tab", "tab") // the lesson pane, unfolded
+	checkScreens(t, "lesson", h)
+	h.key("shift+tab") // the events pane
+	checkScreens(t, "events", h)
+	h.key("tab", "tab", "tab") // the services pane
+	checkScreens(t, "services", h)
+}
+
+func TestGoldenExplain(t *testing.T) {
+	h := scene(t)
+	h.m.focus = paneEvents
+	// The oldest TCP flow: node-1 to a pod on node-2... found by walking
+	// down from the newest.
+	for i := 0; i < 40; i++ {
+		if e := h.m.flowToExplain(); e != nil && e.Flow.Result == plane.FlowOK && e.Flow.PodNode != e.Flow.EntryNode && e.Flow.Protocol == "TCP" {
+			break
+		}
+		h.key("down")
+	}
+	h.key("enter")
+	checkScreens(t, "explain-cluster", h)
+	h.key("esc", "esc", "enter") // the newest: the refusal
+	checkScreens(t, "explain-refused", h)
+}
+
+func TestGoldenOtherPhases(t *testing.T) {
+	h := newHarness(t, Config{Entries: []Entry{
+		{Name: "basics", Title: "Every node answers", Summary: "One Service, three nodes: every node opens the nodePort and forwards to every pod."},
+		{Name: "local", Title: "externalTrafficPolicy: Local", Summary: "Keep the client's address, lose the nodes without a pod."},
+		FreeLab(nil),
+	}})
+	h.key("down")
+	checkScreens(t, "picker", h)
+
+	m := New(Config{Renderer: PlainRenderer(), Open: &Entry{Title: "Every node answers"}})
+	m.progress = []string{"building nodes, the client and the cluster bridge", "applying manifests"}
+	checkScreens(t, "starting", &harness{t: t, m: m})
+
+	m.phase, m.err = phaseError, errors.New(`lab "demo": 300 nodes: a lab has 1 to 250 nodes`)
+	checkScreens(t, "error", &harness{t: t, m: m})
+
+	h = scene(t)
+	h.key("?")
+	checkScreens(t, "help", h)
+}
+
+// Without colour every state is still on the screen: the plain screen
+// has the symbols, and a colour screen is the same text once its escapes
+// are gone.
+func TestColourOnlyRepeatsSymbols(t *testing.T) {
+	h := scene(t)
+	plain := h.m.View()
+	for _, sym := range []string{"●", "○", "▲", "≈", "✗", "✓", "▸", "┏"} {
+		if !strings.Contains(plain, sym) {
+			t.Errorf("the plain screen lacks %q", sym)
+		}
+	}
+	r := lipgloss.NewRenderer(nil)
+	r.SetColorProfile(termenv.ANSI256)
+	h.m.th = newTheme(r)
+	coloured := h.m.View()
+	if coloured == plain {
+		t.Fatal("the ANSI256 renderer drew no colour")
+	}
+	if got := stripANSI(coloured); got != plain {
+		t.Errorf("without its escapes the colour screen differs from the plain one:\n%s\n---\n%s", got, plain)
+	}
+}
+
+func stripANSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func TestPlainWanted(t *testing.T) {
+	t.Setenv("TERM", "xterm-256color")
+	t.Setenv("NO_COLOR", "1")
+	if !plainWanted() {
+		t.Error("NO_COLOR=1 not honoured")
+	}
+	t.Setenv("NO_COLOR", "")
+	if !plainWanted() {
+		t.Error("NO_COLOR set but empty is still NO_COLOR (no-color.org)")
+	}
+}
+
+func TestPlainWantedDumb(t *testing.T) {
+	t.Setenv("TERM", "dumb")
+	if !plainWanted() {
+		t.Error("TERM=dumb not honoured")
+	}
+}
+
+// FreeLab with a nil factory is only for the picker golden; starting it
+// would fail, which the tests never do.
+var _ = context.Background
+
+// New without a renderer honours NO_COLOR.
+func TestNoColorMakesThePlainTheme(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
+	m := New(Config{})
+	if got := m.th.ok.Render("●"); got != "●" {
+		t.Errorf("under NO_COLOR the ok style draws %q", got)
+	}
+}
