@@ -12,19 +12,33 @@ import (
 
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/scenarios"
 	"github.com/nplab/nplab/tui"
 )
 
 func init() { subcommands = append(subcommands, newTUICmd) }
 
-// lessonEntries are the picker's built-in lessons, before "free lab".
-// Package scenarios (issue 8) fills it through an adapter to tui.Lesson;
-// until then the picker offers the free lab alone.
-var lessonEntries func(newLab tui.Factory) []tui.Entry
+// lessonEntries are the picker's built-in lessons, before "free lab",
+// each on a lab named labName.
+func lessonEntries(labName string) []tui.Entry {
+	var out []tui.Entry
+	for _, name := range scenarios.Lessons {
+		if sc, err := scenarios.Builtin(name); err == nil {
+			out = append(out, tui.ScenarioEntry(sc, labName))
+		}
+	}
+	return out
+}
 
-// scenarioFile opens `nplab tui FILE`: a scenario file (package
-// scenarios). Nil until that package lands.
-var scenarioFile func(path string, newLab tui.Factory) (tui.Entry, error)
+// scenarioFile opens `nplab tui FILE`: a scenario file, with its errors
+// (file, line, key) before anything is built.
+func scenarioFile(path, labName string) (tui.Entry, error) {
+	sc, err := scenarios.Load(path)
+	if err != nil {
+		return tui.Entry{}, err
+	}
+	return tui.ScenarioEntry(sc, labName), nil
+}
 
 func newTUICmd() *cobra.Command {
 	o := &upOptions{}
@@ -70,11 +84,7 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 	newLab := func(ctx context.Context) (*lab.Lab, error) {
 		return lab.Start(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode})
 	}
-	var entries []tui.Entry
-	if lessonEntries != nil {
-		entries = lessonEntries(newLab)
-	}
-	entries = append(entries, tui.FreeLab(newLab))
+	entries := append(lessonEntries(o.name), tui.FreeLab(newLab))
 
 	opts := tui.Options{Entries: entries, ProxyMode: mode, AltScreen: true,
 		In: cmd.InOrStdin(), Out: cmd.OutOrStdout()}
@@ -94,7 +104,7 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 		e := tui.ManifestEntry("manifests", strings.Join(o.files, ", "), "your manifests, no steps", newLab, files...)
 		opts.Open = &e
 	case arg != "":
-		e, err := openLesson(arg, entries, newLab)
+		e, err := openLesson(arg, entries, o.name)
 		if err != nil {
 			return err
 		}
@@ -105,7 +115,7 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 
 // openLesson is `nplab tui NAME|FILE`: a built-in lesson by name, else a
 // scenario file.
-func openLesson(arg string, entries []tui.Entry, newLab tui.Factory) (tui.Entry, error) {
+func openLesson(arg string, entries []tui.Entry, labName string) (tui.Entry, error) {
 	var names []string
 	for _, e := range entries {
 		if e.Name == arg {
@@ -114,10 +124,7 @@ func openLesson(arg string, entries []tui.Entry, newLab tui.Factory) (tui.Entry,
 		names = append(names, e.Name)
 	}
 	if _, err := os.Stat(arg); err == nil {
-		if scenarioFile == nil {
-			return tui.Entry{}, fmt.Errorf("%s: scenario files are not supported yet (package scenarios); use -f for manifests", arg)
-		}
-		return scenarioFile(arg, newLab)
+		return scenarioFile(arg, labName)
 	}
 	return tui.Entry{}, fmt.Errorf("no lesson %q and no such file (lessons: %s)", arg, strings.Join(names, ", "))
 }

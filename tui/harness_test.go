@@ -117,9 +117,16 @@ func (h *harness) run(cmd bt.Cmd) {
 	}
 }
 
-// pump feeds the lab's queued events to the model.
+// pump lets the lab's controllers finish what a key started (a
+// Deployment's pods come after Apply and Scale return), then feeds the
+// lab's queued events to the model.
 func (h *harness) pump() {
 	h.t.Helper()
+	if h.m.lab != nil {
+		if err := h.m.lab.WaitIdle(context.Background()); err != nil && !errors.Is(err, lab.ErrClosed) {
+			h.t.Fatalf("WaitIdle: %v", err)
+		}
+	}
 	if h.m.watcher != nil {
 		h.run(drainEvents(h.m.watcher))
 	}

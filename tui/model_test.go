@@ -24,6 +24,9 @@ func defaultLab(t *testing.T) *lab.Lab {
 			t.Fatal(r)
 		}
 	}
+	if err := l.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return l
 }
 
