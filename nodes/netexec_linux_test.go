@@ -201,3 +201,58 @@ func TestUnknownImageWithoutPortWarns(t *testing.T) {
 		t.Errorf("a notice too: %+v", log.all())
 	}
 }
+
+// TestTutorialImagesInPods runs the tutorials' images in pods behind
+// NodePort Services and curls them from the client, as the tutorials do.
+func TestTutorialImagesInPods(t *testing.T) {
+	c, log := newCluster(t, 2, plane.ProxyRandom)
+	pod := func(name, image string, env ...corev1.EnvVar) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image, Env: env}}}}
+	}
+	tests := []struct {
+		pod      *corev1.Pod
+		host     int
+		port     uint16 // the container port
+		nodePort uint16
+		check    func(tp testPod, body string) bool
+	}{
+		{pod("hello-minikube-1", "registry.k8s.io/echoserver:1.10"), 10, 8080, 30201, func(tp testPod, body string) bool {
+			return strings.HasPrefix(body, "\n\nHostname: hello-minikube-1\n\nPod Information:\n\t-no pod information available-\n\nServer values:\n\tserver_version=nginx: 1.13.3 - lua: 10008\n\nRequest Information:\n\tclient_address=") &&
+				strings.Contains(body, "\trequest_uri=http://172.18.0.2:8080/\n") && strings.HasSuffix(body, "\nRequest Body:\n\t-no body in request-\n")
+		}},
+		{pod("hello-minikube-2", "kicbase/echo-server:1.0"), 11, 8080, 30202, func(tp testPod, body string) bool {
+			return strings.HasPrefix(body, "Request served by hello-minikube-2\n\nHTTP/1.1 GET /\n\nHost: 172.18.0.2:30202\n")
+		}},
+		{pod("hello-app-1", "us-docker.pkg.dev/google-samples/containers/gke/hello-app:2.0"), 12, 8080, 30203, func(tp testPod, body string) bool {
+			return body == "Hello, world!\nVersion: 2.0.0\nHostname: hello-app-1\n"
+		}},
+		{pod("hello-1", "gcr.io/google-samples/hello-go-gke:1.0"), 13, 80, 30204, func(tp testPod, body string) bool {
+			return body == "{\"message\":\"Hello\"}\n"
+		}},
+		{pod("whoami-1", "traefik/whoami:v1.10", corev1.EnvVar{Name: "WHOAMI_NAME", Value: "iamfoo"}), 14, 80, 30205, func(tp testPod, body string) bool {
+			return strings.HasPrefix(body, "Name: iamfoo\nHostname: whoami-1\nIP: 127.0.0.1\nIP: "+tp.ip.String()+"\nRemoteAddr: ") &&
+				strings.Contains(body, "\nGET / HTTP/1.1\r\nHost: 172.18.0.2:30205\r\n")
+		}},
+	}
+	var ports []plane.ServicePort
+	pods := make([]testPod, len(tests))
+	for i, tt := range tests {
+		pods[i] = startPod(t, c, log, 1, tt.host, tt.pod, true)
+		ports = append(ports, plane.ServicePort{Service: "default/" + tt.pod.Name, Protocol: "TCP",
+			ClusterIP: netip.AddrFrom4([4]byte{10, 96, 1, byte(i + 1)}), Port: 8080, NodePort: tt.nodePort,
+			ExternalTrafficPolicy: "Cluster", Endpoints: endpoints(tt.port, pods[i])})
+	}
+	if log.has(func(r record) bool { return r.Kind == recWarning || r.Kind == recPodNotice }) {
+		t.Errorf("the tutorial images made notices or warnings: %+v", log.all())
+	}
+	c.SyncServices(ports)
+	for i, tt := range tests {
+		t.Run(tt.pod.Spec.Containers[0].Image, func(t *testing.T) {
+			rep := send(t, c, plane.Request{From: "client", Protocol: "TCP", Target: nodeAddr(1, tt.nodePort), Message: "/"})
+			if rep.Result != plane.FlowOK || rep.Status != 200 || !tt.check(pods[i], rep.Body) {
+				t.Errorf("curl %v: %s %d\n%s", nodeAddr(1, tt.nodePort), rep.Result, rep.Status, rep.Body)
+			}
+		})
+	}
+}
