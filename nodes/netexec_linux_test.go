@@ -256,3 +256,23 @@ func TestTutorialImagesInPods(t *testing.T) {
 		})
 	}
 }
+
+// TestExitWhileTerminating: an app that exits during its
+// --delay-shutdown ends the pod's termination at once, and the kubelet
+// does not restart it.
+func TestExitWhileTerminating(t *testing.T) {
+	c, log := newCluster(t, 1, plane.ProxyRandom)
+	tp := startPod(t, c, log, 1, 10, agnhost("term-exit", "--delay-shutdown=60"), true) // killed after 30 s × 0.05 = 1.5 s
+	start := time.Now()
+	c.StopPod("term-exit")
+	if _, err := c.Send(context.Background(), plane.Request{From: "node-1", Protocol: "TCP", Target: netip.AddrPortFrom(tp.ip, 8080), Message: "/exit"}); err != nil {
+		t.Fatal(err)
+	}
+	r := log.wait(t, 5*time.Second, "PodStopped term-exit", func(r record) bool { return r.Kind == recPodStopped && r.Pod == "term-exit" })
+	if d := r.Time.Sub(start); d > time.Second {
+		t.Errorf("PodStopped after %v; the app's exit should end the termination", d)
+	}
+	if log.has(func(r record) bool { return r.Kind == recPodNotice && r.Pod == "term-exit" && strings.Contains(r.Message, "restarts it") }) {
+		t.Errorf("the kubelet restarted an app of a pod it was stopping: %+v", log.all())
+	}
+}

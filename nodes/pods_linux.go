@@ -54,6 +54,7 @@ type pod struct {
 	appStopped    bool
 	stopped       bool // stopRunning ran: the app never starts again
 	restarts      int  // how often the kubelet restarted an app that exited
+	terminating   bool // StopPod has sent SIGTERM: an exit is not restarted
 }
 
 // minGracePeriod is the kubelet's floor on a container's grace period
@@ -360,10 +361,15 @@ func (p *pod) watchExit(app *apps.App) {
 		return
 	}
 	p.appStopped = true
-	n := p.restarts
+	n, terminating := p.restarts, p.terminating
 	p.mu.Unlock()
 	p.appMu.Unlock()
 	p.update()
+	if terminating {
+		// The kubelet does not restart the containers of a pod it is
+		// stopping; StopPod sees the exit and goes on.
+		return
+	}
 	policy := p.obj.Spec.RestartPolicy
 	restart := policy == "" || policy == corev1.RestartPolicyAlways || (policy == corev1.RestartPolicyOnFailure && code != 0)
 	if !restart {
@@ -386,7 +392,7 @@ func (p *pod) watchExit(app *apps.App) {
 	p.appMu.Lock()
 	defer p.appMu.Unlock()
 	p.mu.Lock()
-	if p.stopped || p.app != app || !p.appStopped {
+	if p.stopped || p.terminating || p.app != app || !p.appStopped {
 		p.mu.Unlock()
 		return
 	}
@@ -446,6 +452,7 @@ func (c *Cluster) StopPod(name string) {
 func (c *Cluster) stopPod(p *pod) error {
 	p.mu.Lock()
 	app := p.app
+	p.terminating = true
 	p.mu.Unlock()
 	// SIGTERM; the app runs on for its --delay-shutdown, and the kubelet
 	// kills it (SIGKILL) when the grace period ends first.
