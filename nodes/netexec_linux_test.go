@@ -272,7 +272,9 @@ func TestExitWhileTerminating(t *testing.T) {
 	if d := r.Time.Sub(start); d > time.Second {
 		t.Errorf("PodStopped after %v; the app's exit should end the termination", d)
 	}
-	if log.has(func(r record) bool { return r.Kind == recPodNotice && r.Pod == "term-exit" && strings.Contains(r.Message, "restarts it") }) {
+	if log.has(func(r record) bool {
+		return r.Kind == recPodNotice && r.Pod == "term-exit" && strings.Contains(r.Message, "restarts it")
+	}) {
 		t.Errorf("the kubelet restarted an app of a pod it was stopping: %+v", log.all())
 	}
 }
