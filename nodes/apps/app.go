@@ -81,8 +81,10 @@ func Start(ctx context.Context, host Host, hostname string, specs []Spec) (*App,
 			}
 			srv := &http.Server{Handler: a.handler(i, s), ReadHeaderTimeout: 10 * time.Second,
 				BaseContext: func(net.Listener) context.Context { return a.ctx }}
+			a.mu.Lock() // a request (netexec's /exit) may read servers already
 			a.servers = append(a.servers, srv)
 			a.addrs = append(a.addrs, Listening{"TCP", p, l.Addr()})
+			a.mu.Unlock()
 			a.wg.Go(func() { _ = srv.Serve(l) })
 		}
 		for _, p := range s.UDP {
