@@ -51,11 +51,15 @@
 //
 // StartPod creates the pod's host and runs each container's app from the
 // image catalog in package nodes/apps: agnhost netexec (HTTP /hostname,
-// /clientip, /echo, /healthz, /readyz; UDP and SCTP commands), nginx,
-// hashicorp/http-echo, and no server for curl and busybox. Apps answer with
-// the pod's name as their hostname. As in Kubernetes, containerPort is
-// informational: an nginx pod declared on 8080 listens on 80 and refuses
-// 8080, and nplab reports a PodNotice saying so.
+// /clientip, /echo, /dial, /healthz, /readyz, /exit; UDP and SCTP
+// commands), nginx, hashicorp/http-echo, the images of the Service
+// tutorials (echoserver, kicbase/echo-server, hello-app, hello-go-gke,
+// traefik/whoami), and no server for curl and busybox. Apps answer with
+// the pod's name as their hostname; netexec's /dial dials from the pod.
+// As in Kubernetes, containerPort is informational: an nginx pod declared
+// on 8080 listens on 80 and refuses 8080, and nplab reports a PodNotice
+// saying so. An image outside the catalog that declares no port runs
+// nothing, and nplab reports a Warning with the pod.
 //
 // Readiness probes (httpGet, tcpSocket) really run from the node's
 // namespace against the pod IP with the kubelet's rules: readiness starts
@@ -69,9 +73,16 @@
 //
 // StopPod is the kubelet's SIGTERM and returns at once: in a goroutine the
 // Cluster owns (Close waits for it), /readyz fails, the servers keep
-// serving for --delay-shutdown, then stop, the pod's namespace is removed
-// and PodStopped is reported (after a Warning, if that failed). A new pod
-// of the same name or IP waits for it, as the kubelet does.
+// serving for --delay-shutdown, but no longer than the pod's
+// terminationGracePeriodSeconds (default 30, at least 2 s as the kubelet
+// floors it; a PodNotice says when the kill cut the delay short), then
+// stop, the pod's namespace is removed and PodStopped is reported (after
+// a Warning, if that failed). A new pod of the same name or IP waits for
+// it, as the kubelet does. An app that exits by itself (netexec's /exit,
+// /shutdown) makes the pod unready and is started again as restartPolicy
+// says (Always by default; OnFailure after a non-zero code; Never not),
+// the first time at once, then after the kubelet's back-off of 10 s
+// doubling to 5 minutes, scaled by ProbeScale.
 // SetAppRunning(pod, false) stops the pod's servers (flows to it then say
 // plane.ReasonAppStopped) and true starts them again, like a restarted
 // container: its probe passes again. SetPodUnready forces readiness false.

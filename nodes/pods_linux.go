@@ -33,10 +33,12 @@ type pod struct {
 	probe *corev1.Probe // the readiness probe, or nil
 	specs []apps.Spec   // what the containers' apps listen on (the catalog)
 	scale float64
+	grace time.Duration // terminationGracePeriodSeconds, at least 2 s (unscaled)
 
 	// Set under Cluster.mu when the pod runs (started); then fixed.
 	host    netsim.Host
 	started bool
+	runCtx  context.Context // ends when the pod stops running (cancel)
 	cancel  context.CancelFunc
 	done    chan struct{} // the prober has returned
 	gone    chan struct{} // StopPod is done with it
@@ -51,6 +53,23 @@ type pod struct {
 	forcedUnready bool
 	appStopped    bool
 	stopped       bool // stopRunning ran: the app never starts again
+	restarts      int  // how often the kubelet restarted an app that exited
+	terminating   bool // StopPod has sent SIGTERM: an exit is not restarted
+}
+
+// minGracePeriod is the kubelet's floor on a container's grace period
+// (minimumGracePeriodInSeconds): even terminationGracePeriodSeconds: 0 or
+// 1 gives the app 2 s after SIGTERM before SIGKILL.
+const minGracePeriod = 2 * time.Second
+
+// gracePeriod is the pod's terminationGracePeriodSeconds (default 30),
+// floored as the kubelet does.
+func gracePeriod(obj *corev1.Pod) time.Duration {
+	g := 30 * time.Second
+	if obj.Spec.TerminationGracePeriodSeconds != nil {
+		g = time.Duration(*obj.Spec.TerminationGracePeriodSeconds) * time.Second
+	}
+	return max(g, minGracePeriod)
 }
 
 // StartPod creates the pod's host on node with ip, links it to the node
@@ -120,7 +139,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	}
 	// A pod that has not started is invisible to Ready, StopPod, Send...
 	p := &pod{name: name, node: n, ctl: c.ctl, obj: obj, ip: ip, hname: podHostName(name), veth: veth,
-		probe: probe, specs: specs, scale: c.opts.ProbeScale, done: make(chan struct{}), gone: make(chan struct{})}
+		probe: probe, specs: specs, scale: c.opts.ProbeScale, grace: gracePeriod(obj), done: make(chan struct{}), gone: make(chan struct{})}
 	c.pods[name] = p // reserve the name and IP while building
 	c.veths[veth] = true
 	c.starting.Add(1) // Close waits for this call
@@ -162,6 +181,11 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error 
 	for _, msg := range notices {
 		c.ctl.PodNotice(p.name, msg)
 	}
+	for _, s := range p.specs {
+		for _, msg := range s.Warnings {
+			c.ctl.Warning(n.spec.Name, p.name, msg)
+		}
+	}
 	app, err := apps.Start(ctx, h, p.name, p.specs)
 	if err != nil {
 		return err
@@ -185,13 +209,14 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error 
 		app.Stop()
 		return fmt.Errorf("lab %q was closed while the pod started", c.topo.Lab)
 	}
-	p.host, p.started, p.cancel = h, true, cancel
+	p.host, p.started, p.runCtx, p.cancel = h, true, pctx, cancel
 	c.mu.Unlock()
 	var descs []string
 	for _, s := range p.specs {
 		descs = append(descs, s.Describe())
 	}
 	c.ctl.PodStarted(p.name, n.spec.Name, fmt.Sprintf("pod %s started on %s at %s (%v)", p.name, n.spec.Name, p.ip, descs))
+	go p.watchExit(app)
 	// A StopPod from here on cancels pctx and waits for p.done, which
 	// the prober closes at once when pctx is already cancelled.
 	if p.probe == nil {
@@ -305,7 +330,84 @@ func (c *Cluster) SetAppRunning(name string, running bool) error {
 	p.mu.Unlock()
 	p.update()
 	c.ctl.PodNotice(name, fmt.Sprintf("the app of pod %s runs again", name))
+	go p.watchExit(app)
 	return nil
+}
+
+// Restart back-off, as the kubelet's: the first restart at once, then
+// 10 s, doubling up to 5 minutes (scaled by ProbeScale).
+const (
+	restartBackOff    = 10 * time.Second
+	restartBackOffMax = 300 * time.Second
+)
+
+// watchExit waits for app to exit by itself (netexec's /exit, /shutdown)
+// and does what the kubelet does with an exited container: the pod turns
+// unready, and the app is started again after the back-off, as
+// restartPolicy says (Always, the default; OnFailure only after a
+// non-zero code; Never not at all). It returns when the pod stops.
+func (p *pod) watchExit(app *apps.App) {
+	select {
+	case <-app.Exited():
+	case <-p.runCtx.Done():
+		return
+	}
+	code := app.ExitCode()
+	p.appMu.Lock()
+	p.mu.Lock()
+	if p.stopped || p.app != app || p.appStopped {
+		p.mu.Unlock()
+		p.appMu.Unlock()
+		return
+	}
+	p.appStopped = true
+	n, terminating := p.restarts, p.terminating
+	p.mu.Unlock()
+	p.appMu.Unlock()
+	p.update()
+	if terminating {
+		// The kubelet does not restart the containers of a pod it is
+		// stopping; StopPod sees the exit and goes on.
+		return
+	}
+	policy := p.obj.Spec.RestartPolicy
+	restart := policy == "" || policy == corev1.RestartPolicyAlways || (policy == corev1.RestartPolicyOnFailure && code != 0)
+	if !restart {
+		p.ctl.PodNotice(p.name, fmt.Sprintf("the app of pod %s exited with code %d; restartPolicy %s does not restart it", p.name, code, policy))
+		return
+	}
+	var wait time.Duration
+	if n > 0 {
+		wait = restartBackOff << min(n-1, 5)
+		wait = min(wait, restartBackOffMax)
+	}
+	p.ctl.PodNotice(p.name, fmt.Sprintf("the app of pod %s exited with code %d; the kubelet restarts it in %v (restart %d)", p.name, code, wait, n+1))
+	t := time.NewTimer(time.Duration(float64(wait) * p.scale))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.runCtx.Done():
+		return
+	}
+	p.appMu.Lock()
+	defer p.appMu.Unlock()
+	p.mu.Lock()
+	if p.stopped || p.terminating || p.app != app || !p.appStopped {
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	next, err := apps.Start(p.runCtx, p.host, p.name, p.specs)
+	if err != nil {
+		p.ctl.Warning(p.node.spec.Name, p.name, fmt.Sprintf("restart the app of pod %s: %v", p.name, planeErr(err)))
+		return
+	}
+	p.mu.Lock()
+	p.app, p.appStopped = next, false
+	p.restarts++
+	p.mu.Unlock()
+	p.update()
+	go p.watchExit(next)
 }
 
 // StopPod is the kubelet's SIGTERM, in the background: the apps' /readyz
@@ -350,11 +452,20 @@ func (c *Cluster) StopPod(name string) {
 func (c *Cluster) stopPod(p *pod) error {
 	p.mu.Lock()
 	app := p.app
+	p.terminating = true
 	p.mu.Unlock()
+	// SIGTERM; the app runs on for its --delay-shutdown, and the kubelet
+	// kills it (SIGKILL) when the grace period ends first.
 	if d := app.Terminate(); d > 0 {
-		t := time.NewTimer(time.Duration(float64(d) * p.scale))
+		killed := d > p.grace
+		t := time.NewTimer(time.Duration(float64(min(d, p.grace)) * p.scale))
 		select {
 		case <-t.C:
+			if killed {
+				c.ctl.PodNotice(p.name, fmt.Sprintf("pod %s: its grace period (%v) ended before its app's --delay-shutdown (%v); the kubelet killed it", p.name, p.grace, d))
+			}
+		case <-app.Exited():
+			t.Stop()
 		case <-c.ctx.Done():
 			t.Stop()
 		}

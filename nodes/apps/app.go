@@ -15,19 +15,37 @@ import (
 )
 
 // Host is where an app opens its sockets: the pod's network namespace
-// (a netsim.Host satisfies it).
+// (a netsim.Host satisfies it). Dial is what netexec's /dial uses, so its
+// requests leave from the pod.
 type Host interface {
 	Listen(ctx context.Context, network, address string) (net.Listener, error)
 	ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error)
+	Dial(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // App is the running servers of one pod's containers.
 type App struct {
 	hostname string
 	specs    []Spec
+	host     Host
+
+	// ctx is every request's base context; Stop cancels it, so a /dial in
+	// progress gives up when the pod's app is killed.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	terminating atomic.Bool
-	udpReady    atomic.Bool
+	// ready[i] is netexec's serverReady for container i: true once its
+	// UDP (or SCTP) server has started, false once it stopped. A
+	// container without either (--udp-port=-1 and no --sctp-port) is
+	// never ready, so its /healthz answers 412 for ever, as upstream.
+	ready []atomic.Bool
+
+	// exited is closed when the app exits by itself (/exit, /shutdown);
+	// exitCode is then its exit code.
+	exitOnce sync.Once
+	exited   chan struct{}
+	exitCode atomic.Int32
 
 	mu       sync.Mutex
 	stopped  bool
@@ -51,17 +69,22 @@ type Listening struct {
 // socket cannot be opened, what was opened is closed and the error names
 // the container and port.
 func Start(ctx context.Context, host Host, hostname string, specs []Spec) (*App, error) {
-	a := &App{hostname: hostname, specs: specs, sctpConn: map[net.Conn]struct{}{}}
-	for _, s := range specs {
+	a := &App{hostname: hostname, specs: specs, host: host, sctpConn: map[net.Conn]struct{}{},
+		ready: make([]atomic.Bool, len(specs)), exited: make(chan struct{})}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	for i, s := range specs {
 		for _, p := range s.HTTP {
 			l, err := host.Listen(ctx, "tcp4", ":"+strconv.Itoa(int(p)))
 			if err != nil {
 				a.Stop()
 				return nil, fmt.Errorf("container %q (%s): listen on TCP port %d: %w", s.Container, s.Kind, p, err)
 			}
-			srv := &http.Server{Handler: a.handler(s), ReadHeaderTimeout: 10 * time.Second}
+			srv := &http.Server{Handler: a.handler(i, s), ReadHeaderTimeout: 10 * time.Second,
+				BaseContext: func(net.Listener) context.Context { return a.ctx }}
+			a.mu.Lock() // a request (netexec's /exit) may read servers already
 			a.servers = append(a.servers, srv)
 			a.addrs = append(a.addrs, Listening{"TCP", p, l.Addr()})
+			a.mu.Unlock()
 			a.wg.Go(func() { _ = srv.Serve(l) })
 		}
 		for _, p := range s.UDP {
@@ -84,8 +107,11 @@ func Start(ctx context.Context, host Host, hostname string, specs []Spec) (*App,
 			a.addrs = append(a.addrs, Listening{"SCTP", p, l.Addr()})
 			a.wg.Go(func() { a.serveSCTP(l) })
 		}
+		// netexec's UDP and SCTP servers set serverReady once they listen.
+		if len(s.UDP) > 0 || len(s.SCTP) > 0 {
+			a.ready[i].Store(true)
+		}
 	}
-	a.udpReady.Store(true)
 	return a, nil
 }
 
@@ -120,7 +146,10 @@ func (a *App) Stop() {
 		return
 	}
 	a.stopped = true
-	a.udpReady.Store(false)
+	a.cancel()
+	for i := range a.ready {
+		a.ready[i].Store(false)
+	}
 	for _, s := range a.servers {
 		_ = s.Close()
 	}
@@ -134,7 +163,7 @@ func (a *App) Stop() {
 	a.wg.Wait()
 }
 
-func (a *App) handler(s Spec) http.Handler {
+func (a *App) handler(i int, s Spec) http.Handler {
 	switch s.Kind {
 	case KindNginx:
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -153,49 +182,10 @@ func (a *App) handler(s Spec) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, a.hostname)
 		})
+	case KindEchoserver, KindEchoServer, KindHelloApp, KindHelloGo, KindWhoami:
+		return a.tutorialHandler(s)
 	}
-	return a.netexecMux()
-}
-
-// netexecMux answers as agnhost netexec's HTTP server does.
-func (a *App) netexecMux() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "NOW: %v", time.Now())
-	})
-	hostname := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, a.hostname) }
-	mux.HandleFunc("/hostname", hostname)
-	mux.HandleFunc("/hostName", hostname)
-	mux.HandleFunc("/clientip", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, r.RemoteAddr)
-	})
-	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
-		msg := r.FormValue("msg")
-		if cs := r.FormValue("code"); cs != "" {
-			code, err := strconv.Atoi(cs)
-			if err != nil {
-				fmt.Fprintf(w, "argument 'code' must be an integer or empty, got %q\n", cs)
-				return
-			}
-			w.WriteHeader(code)
-		}
-		fmt.Fprint(w, msg)
-	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if a.udpReady.Load() {
-			w.WriteHeader(http.StatusOK)
-			return
-		}
-		w.WriteHeader(http.StatusPreconditionFailed)
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if a.terminating.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
-	return mux
+	return a.netexecMux(i)
 }
 
 // Command answers one netexec UDP/SCTP command: "hostname", "echo <text>",

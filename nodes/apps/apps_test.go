@@ -27,6 +27,11 @@ func (loopback) ListenPacket(ctx context.Context, network, address string) (net.
 	return lc.ListenPacket(ctx, network, "127.0.0.1:0")
 }
 
+func (loopback) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, address)
+}
+
 func TestFromContainer(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -62,6 +67,11 @@ func TestFromContainer(t *testing.T) {
 		{
 			name: "curl runs nothing",
 			c:    corev1.Container{Name: "c", Image: "curlimages/curl:8.10.1"},
+			kind: KindNone,
+		},
+		{
+			name: "unknown image without ports runs nothing (a Warning, below)",
+			c:    corev1.Container{Name: "x", Image: "example.com/team/app:v1"},
 			kind: KindNone,
 		},
 		{
@@ -203,5 +213,20 @@ func TestNginxAndHTTPEcho(t *testing.T) {
 	}
 	if _, _, body := get(t, ls[1].Addr, "/anything"); body != "apple\n" {
 		t.Errorf("http-echo body = %q", body)
+	}
+}
+
+func TestUnknownImageWithoutPortWarns(t *testing.T) {
+	s, notices := FromContainer(corev1.Container{Name: "x", Image: "example.com/team/app:v1"})
+	if len(notices) != 0 {
+		t.Errorf("notices %q; the remark is a Warning", notices)
+	}
+	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "not in nplab's catalog and declares no containerPort") {
+		t.Errorf("Warnings = %q", s.Warnings)
+	}
+	// With a port it runs netexec there: a Notice, no Warning.
+	s, notices = FromContainer(corev1.Container{Name: "x", Image: "example.com/team/app:v1", Ports: []corev1.ContainerPort{{ContainerPort: 80}}})
+	if len(s.Warnings) != 0 || len(notices) != 1 {
+		t.Errorf("with a port: warnings %q notices %q", s.Warnings, notices)
 	}
 }

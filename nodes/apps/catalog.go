@@ -24,6 +24,27 @@ const (
 	KindHTTPEcho Kind = "http-echo"
 	// KindNone runs no server (curlimages/curl, busybox, agnhost pause).
 	KindNone Kind = "none"
+
+	// The images of the Kubernetes, minikube and GKE Service tutorials
+	// (tutorial.go).
+
+	// KindEchoserver is registry.k8s.io/echoserver (minikube's classic
+	// hello-minikube): nginx and Lua on 8080, echoing the request.
+	KindEchoserver Kind = "echoserver"
+	// KindEchoServer is kicbase/echo-server (today's hello-minikube) and
+	// jmalloc/echo-server: "Request served by <hostname>" and the request,
+	// on $PORT (8080).
+	KindEchoServer Kind = "echo-server"
+	// KindHelloApp is GKE's hello-app: "Hello, world!", the version and
+	// the hostname, on $PORT (8080).
+	KindHelloApp Kind = "hello-app"
+	// KindHelloGo is gcr.io/google-samples/hello-go-gke, the backend of
+	// "Connect a Frontend to a Backend Using Services": {"message":"Hello"}
+	// on 80.
+	KindHelloGo Kind = "hello-go-gke"
+	// KindWhoami is traefik/whoami: the hostname, IPs and request, on
+	// --port or $WHOAMI_PORT_NUMBER (80).
+	KindWhoami Kind = "whoami"
 )
 
 // Spec is what one container's app listens on and how it answers. Ports are
@@ -40,6 +61,18 @@ type Spec struct {
 	// DelayShutdown is netexec's --delay-shutdown: after SIGTERM the servers
 	// keep running this long while /readyz fails.
 	DelayShutdown time.Duration
+	// Version is what the image reports as its version (hello-app's
+	// "Version:", echoserver's server_version).
+	Version string
+	// Name is whoami's --name (WHOAMI_NAME).
+	Name string
+	// Env is the container's literal environment (env entries with a
+	// value; valueFrom is not resolved).
+	Env map[string]string
+	// Warnings are what the kubelet would complain about (an image
+	// outside the catalog that declares no port): Warning events, where
+	// FromContainer's notices are Notices.
+	Warnings []string
 }
 
 // Listens reports whether the app serves protocol ("TCP", "UDP", "SCTP") on port.
@@ -107,6 +140,17 @@ func imageKind(repo string) (Kind, bool) {
 		return KindHTTPEcho, true
 	case r == "curlimages/curl", r == "busybox", r == "alpine":
 		return KindNone, true
+	case base == "echoserver" && (strings.HasPrefix(r, "registry.k8s.io/") || strings.HasPrefix(r, "k8s.gcr.io/") ||
+		strings.HasPrefix(r, "gcr.io/google_containers/") || strings.HasPrefix(r, "gcr.io/google-containers/") || r == "googlecontainer/echoserver"):
+		return KindEchoserver, true
+	case r == "kicbase/echo-server", r == "jmalloc/echo-server":
+		return KindEchoServer, true
+	case r == "us-docker.pkg.dev/google-samples/containers/gke/hello-app", r == "gcr.io/google-samples/hello-app":
+		return KindHelloApp, true
+	case r == "gcr.io/google-samples/hello-go-gke":
+		return KindHelloGo, true
+	case r == "traefik/whoami", r == "containous/whoami":
+		return KindWhoami, true
 	}
 	return "", false
 }
@@ -119,6 +163,14 @@ func imageKind(repo string) (Kind, bool) {
 // the lab would rather keep going.
 func FromContainer(c corev1.Container) (Spec, []string) {
 	s := Spec{Container: c.Name, Image: c.Image}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			if s.Env == nil {
+				s.Env = map[string]string{}
+			}
+			s.Env[e.Name] = e.Value
+		}
+	}
 	var notices []string
 	argv := append(slices.Clone(c.Command), c.Args...)
 	kind, known := imageKind(Repository(c.Image))
@@ -136,7 +188,7 @@ func FromContainer(c corev1.Container) (Spec, []string) {
 		}
 		if len(c.Ports) == 0 {
 			s.Kind = KindNone
-			notices = append(notices, fmt.Sprintf("container %q: image %q is not in nplab's catalog and declares no containerPort; it runs no server", c.Name, c.Image))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("container %q: image %q is not in nplab's catalog and declares no containerPort; it runs no server, so connections to it are refused (see the README's catalog)", c.Name, c.Image))
 		} else {
 			notices = append(notices, fmt.Sprintf("container %q: image %q is not in nplab's catalog; nplab runs agnhost netexec on its declared containerPorts (%s)", c.Name, c.Image, s.Describe()))
 		}
@@ -182,6 +234,8 @@ func FromContainer(c corev1.Container) (Spec, []string) {
 		}
 	case KindNginx:
 		s.HTTP = []uint16{80}
+	case KindEchoserver, KindEchoServer, KindHelloApp, KindHelloGo, KindWhoami:
+		notices = append(notices, tutorialSpec(&s, argv, imageTag(c.Image))...)
 	case KindHTTPEcho:
 		listen, ok := flag("listen")
 		if !ok {
