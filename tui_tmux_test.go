@@ -36,7 +36,7 @@ func startTmux(t *testing.T, lab string, args ...string) *tmuxUI {
 	u := &tmuxUI{t: t, socket: "nplab-test-" + randName(8), lab: lab}
 	// exec, so the pane's process is nplab itself and a signal to it
 	// reaches the UI.
-	cmdline := fmt.Sprintf("exec env NPLAB_TEST_MAIN=1 TERM=xterm-256color %s %s --name %s",
+	cmdline := fmt.Sprintf("exec env NPLAB_TEST_MAIN=1 GOTRACEBACK=all TERM=xterm-256color %s %s --name %s",
 		os.Args[0], strings.Join(args, " "), lab)
 	u.tmux("new-session", "-d", "-s", "ui", "-x", "120", "-y", "40", cmdline)
 	u.tmux("set-option", "-t", "ui", "remain-on-exit", "on")
@@ -95,7 +95,13 @@ func (u *tmuxUI) paneDead(within time.Duration) int {
 			return n
 		}
 		if time.Now().After(deadline) {
-			u.t.Fatalf("nplab did not exit within %v; the screen:\n%s", within, u.screen())
+			// Ask the Go runtime where every goroutine is (SIGQUIT prints
+			// them to the pane), so a hang says where it hangs.
+			screen := u.screen()
+			_ = syscall.Kill(u.pid(), syscall.SIGQUIT)
+			time.Sleep(2 * time.Second)
+			dump := u.tmux("capture-pane", "-p", "-t", "ui", "-S", "-5000")
+			u.t.Fatalf("nplab did not exit within %v; the screen:\n%s\ngoroutines after SIGQUIT:\n%s", within, screen, dump)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
