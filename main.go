@@ -13,6 +13,9 @@ import (
 )
 
 func main() {
+	// Under `go run` (or any parent), nplab goes when its parent goes, and
+	// removes its lab on the way out (see dieWithParent).
+	dieWithParent()
 	if err := newRootCmd().Execute(); err != nil {
 		os.Exit(exitCode(err))
 	}
@@ -39,9 +42,13 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		Long: `nplab builds a small Kubernetes-shaped cluster out of Linux network
 namespaces and lets you watch, poke and break type: NodePort Services.
-With no command it runs the default lab (as "nplab up" does).`,
-		Args: cobra.NoArgs,
+With no command it runs the default lab (as "nplab up" does, and with
+its flags).`,
+		Example: upExamples,
+		Version: version(),
+		Args:    noFileArgs,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	// Plain "nplab" runs the default lab in the foreground.
 	up := &upOptions{}
 	up.addFlags(root)

@@ -68,7 +68,7 @@ Exit status, always with a one-line reason:
 		Example: `  sudo nplab run collision
   sudo nplab run my-lesson.yaml --json
   sudo nplab run basics --junit basics.xml`,
-		Args: cobra.ExactArgs(1),
+		Args: scenarioArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenario(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o, nil)
 		},
@@ -110,6 +110,8 @@ func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *s
 	// Ctrl-C and kill stop the run; the lab is removed either way.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A closed output pipe must not kill the run before the lab is removed.
+	signal.Ignore(syscall.SIGPIPE)
 
 	opts := scenarios.Options{
 		Check: student != nil, Student: student,
