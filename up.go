@@ -205,12 +205,19 @@ func waitReady(ctx context.Context, w **lab.Watcher, r *lab.Lab, within time.Dur
 				ready++
 			}
 		}
+		if len(state.Pods) == 0 {
+			return "Creating pods"
+		}
 		return fmt.Sprintf("Pods ready: %d/%d", ready, len(state.Pods))
 	}
 	done := prog.phase(pods())
 	for {
 		if state.Seq >= target && allReady(state) {
-			done(true, pods())
+			if len(state.Pods) == 0 {
+				done(true, "") // no pods: nothing to report
+			} else {
+				done(true, pods())
+			}
 			return backlog
 		}
 		select {
