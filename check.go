@@ -23,6 +23,9 @@ parse error as what was observed. Exit statuses are those of "nplab run".`,
 		Example: `  sudo nplab check collision -f backend-service.yaml`,
 		Args:    scenarioArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			student, err := readManifests(files, cmd.InOrStdin())
 			if err != nil {
 				return err

@@ -51,6 +51,8 @@ func TestFlagErrorsComeFirst(t *testing.T) {
 		{[]string{"up", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
 		{[]string{"up", "--name", ""}, `error: invalid argument "" for "--name" flag: the lab name must not be empty (` + nameRule + `)`},
 		{[]string{"clean", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
+		{[]string{"run", "--name", "NB5", "basics"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
+		{[]string{"check", "--name", "NB5", "basics", "-f", "nosuch.yaml"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
 		{[]string{"up", "--proxy-mode", "ipvs"}, `error: invalid argument "ipvs" for "--proxy-mode" flag: must be "random" or "roundrobin"`},
 		// One wording for a missing path, on every command that takes -f.
 		{[]string{"up", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},

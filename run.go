@@ -47,6 +47,14 @@ func (o *scenarioOptions) addFlags(cmd *cobra.Command) {
 	_ = f.MarkHidden("probe-scale")
 }
 
+// check validates the flags before anything is printed or built.
+func (o *scenarioOptions) check() error {
+	if o.name != "" {
+		return checkLabName(o.name)
+	}
+	return nil
+}
+
 func newRunCmd() *cobra.Command {
 	o := &scenarioOptions{}
 	cmd := &cobra.Command{
@@ -70,6 +78,9 @@ Exit status, always with a one-line reason:
   sudo nplab run basics --junit basics.xml`,
 		Args: scenarioArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			return runScenario(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o, nil)
 		},
 	}
