@@ -16,9 +16,10 @@ import (
 // removes its lab as on any other SIGTERM. If the parent is already gone
 // (it died before the call), nplab stops now.
 //
-// The setting is not inherited by children, and is cleared by exec of a
-// set-user-ID program; a process that wants to outlive its parent (a
-// detached lab) must undo it with PR_SET_PDEATHSIG 0.
+// The setting is not inherited by forked children, and exec of a
+// set-user-ID program clears it; but every nplab process sets it again in
+// main, so one meant to outlive its parent (a detached lab) calls
+// outliveParent.
 func dieWithParent() {
 	parent := os.Getppid()
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0, 0, 0); err != nil {
@@ -27,4 +28,10 @@ func dieWithParent() {
 	if os.Getppid() != parent {
 		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	}
+}
+
+// outliveParent undoes dieWithParent, for a process meant to run on after
+// the one that started it (a detached lab): call it first thing there.
+func outliveParent() {
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
 }

@@ -45,7 +45,8 @@ func (o *upOptions) addFlags(cmd *cobra.Command) {
 
 // upExamples is the Example of up (and of plain nplab).
 const upExamples = `  sudo nplab up                                  # the default lab "demo": 3 nodes, a web Deployment, a NodePort Service
-  sudo nplab up -f my-lab.yaml --name mine       # your manifests, beside the default lab
+  sudo nplab up -f my-lab.yaml --name mine       # your manifests instead, in a lab that can run beside "demo"
+  cat my-lab.yaml | sudo nplab up -f -           # manifests from stdin
   sudo nplab up -f manifests/ --nodes 5          # every .yaml, .yml and .json file of a directory
   nplab validate -f my-lab.yaml --seed 7 && sudo nplab up -f my-lab.yaml --seed 7   # the same nodePorts, ClusterIPs and pod names
   sudo go run . up                               # from a clone, without installing nplab`
