@@ -79,7 +79,7 @@ func (p *progress) phase(status string) (end func(ok bool, milestone string)) {
 			if p.tty {
 				fmt.Fprint(p.out, "\r\x1b[K") // clear the status line
 			} else if ok && milestone != "" {
-				fmt.Fprintf(p.out, "%s (%s)\n", milestone, time.Since(p.start).Round(100*time.Millisecond))
+				fmt.Fprintf(p.out, "%s (%.1fs)\n", milestone, time.Since(p.start).Seconds())
 			}
 			p.line = ""
 		})
@@ -101,5 +101,5 @@ func (p *progress) drawLocked() {
 	if !p.tty || p.line == "" {
 		return
 	}
-	fmt.Fprintf(p.out, "\r\x1b[K%s... %s", p.line, time.Since(p.start).Round(100*time.Millisecond))
+	fmt.Fprintf(p.out, "\r\x1b[K%s... %.1fs", p.line, time.Since(p.start).Seconds())
 }

@@ -28,7 +28,7 @@ func TestProgress(t *testing.T) {
 	end(true, "Pods ready: 3/3")
 	end = p.phase("Other")
 	end(false, "Other done")
-	if !regexp.MustCompile(`^Pods ready: 3/3 \(\d+(\.\d)?m?s\)\n$`).MatchString(pipe.String()) {
+	if !regexp.MustCompile(`^Pods ready: 3/3 \(\d+\.\ds\)\n$`).MatchString(pipe.String()) {
 		t.Errorf("on a pipe, progress wrote %q; want one milestone line", pipe.String())
 	}
 }
