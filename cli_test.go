@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,27 +235,40 @@ func TestNameInUse(t *testing.T) {
 // TestUpDiesWithItsParent: as under `go run`, nplab runs as the child of
 // another process; a SIGTERM to that parent alone (which kills it) still
 // removes the lab: nplab gets SIGTERM from the kernel (PR_SET_PDEATHSIG).
+// Also when whoever read nplab's output is gone too (a closed pipe must
+// not kill nplab with SIGPIPE before it removed the lab).
 func TestUpDiesWithItsParent(t *testing.T) {
 	testenv.RequireRoot(t)
+	for _, closeOutput := range []bool{false, true} {
+		t.Run(fmt.Sprintf("output closed %v", closeOutput), func(t *testing.T) { testUpDiesWithParent(t, closeOutput) })
+	}
+}
+
+func testUpDiesWithParent(t *testing.T, closeOutput bool) {
 	lab := "p" + randName(5)
 	// sh stands in for `go run`: it starts nplab as a child and waits
 	// (the trailing command keeps sh from exec'ing it).
 	parent := exec.Command("sh", "-c", `"$0" up --name "$1" --ready-timeout 20s; echo nplab exited`, os.Args[0], lab)
 	parent.Env = append(os.Environ(), "NPLAB_TEST_MAIN=1")
-	log := &lockedLog{}
-	ready := make(chan struct{})
-	out := &lineWriter{log: log, match: "Events (", ready: ready}
-	parent.Stdout, parent.Stderr = out, out
-	// Wait returns once sh has gone, whether or not nplab (which holds
-	// the output pipe) has.
-	parent.WaitDelay = 2 * time.Second
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.Stdout, parent.Stderr = pw, pw
 	if err := parent.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pw.Close()
 	t.Cleanup(func() {
 		_ = parent.Process.Kill()
 		_ = nplabCmd("clean", "--name", lab).Run()
 	})
+	log := &lockedLog{}
+	ready := make(chan struct{})
+	go func() {
+		w := &lineWriter{log: log, match: "Events (", ready: ready}
+		_, _ = io.Copy(w, pr)
+	}()
 	select {
 	case <-ready:
 	case <-time.After(60 * time.Second):
@@ -263,7 +277,10 @@ func TestUpDiesWithItsParent(t *testing.T) {
 	if ns := labNamespaces(t, lab); len(ns) != 8 {
 		t.Fatalf("while up, %d namespaces of lab %s, want 8", len(ns), lab)
 	}
-	// Only the parent is signalled, as `kill $(pgrep -f "go run")` would.
+	if closeOutput {
+		pr.Close()
+	}
+	// Only the parent is signalled, as `kill <pid of go run>` would.
 	if err := parent.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +291,9 @@ func TestUpDiesWithItsParent(t *testing.T) {
 			t.Fatalf("30s after its parent got SIGTERM, the lab's namespaces are still there: %v\n%s", labNamespaces(t, lab), log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if !closeOutput {
+		pr.Close()
 	}
 }
 
