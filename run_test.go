@@ -170,6 +170,9 @@ func TestRunLessonsDataPlane(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, name := range scenarios.Lessons {
 		t.Run(name, func(t *testing.T) {
+			// Each lesson has its own lab ("s-<name>"), so they run side by
+			// side: most of a lesson is waiting (readiness, timeouts).
+			t.Parallel()
 			stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", name)
 			switch {
 			case code == exitUnsupported && name == "protocols" && testenv.SCTPError() != nil:
