@@ -54,6 +54,7 @@ func TestFlagErrorsComeFirst(t *testing.T) {
 		{[]string{"clean", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
 		{[]string{"run", "--name", "NB5", "basics"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
 		{[]string{"check", "--name", "NB5", "basics", "-f", "nosuch.yaml"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
+		{[]string{"up", "--service-node-port-range", "32767-30000"}, `error: invalid argument "32767-30000" for "--service-node-port-range" flag: end port cannot be less than start port: 32767-30000`},
 		{[]string{"up", "--proxy-mode", "ipvs"}, `error: invalid argument "ipvs" for "--proxy-mode" flag: must be "random" or "roundrobin"`},
 		// One wording for a missing path, on every command that takes -f.
 		{[]string{"up", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},

@@ -83,9 +83,13 @@ func (o *upOptions) check() (plane.ProxyMode, error) {
 	if err != nil {
 		return "", fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
 	}
-	if _, err := lab.New(lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange}); err != nil {
-		return "", err // the range: the control plane's own message
+	// The range, in the control plane's own words: a lab without a data
+	// plane checks it and is gone at once.
+	l, err := lab.New(lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange})
+	if err != nil {
+		return "", err
 	}
+	_ = l.Close()
 	return mode, nil
 }
 
