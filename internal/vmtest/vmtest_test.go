@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -307,5 +308,34 @@ func TestParseLdd(t *testing.T) {
 	want := []string{"/lib/x86_64-linux-gnu/libmnl.so.0", "/lib64/ld-linux-x86-64.so.2"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("parseLdd = %q, want %q", got, want)
+	}
+}
+
+// TestCacheDirOutsideTheClone: the kernel (hundreds of MB) is cached under
+// the user's cache directory, not in the clone; NPLAB_VM_CACHE wins.
+func TestCacheDirOutsideTheClone(t *testing.T) {
+	t.Setenv("NPLAB_VM_CACHE", "")
+	t.Setenv("XDG_CACHE_HOME", "/home/student/.cache")
+	t.Setenv("HOME", "/home/student")
+	if got, want := CacheDir("/home/student/nplab"), "/home/student/.cache/nplab/vmtest"; runtime.GOOS == "linux" && got != want {
+		t.Errorf("CacheDir = %q, want %q", got, want)
+	}
+	t.Setenv("NPLAB_VM_CACHE", "/tmp/k")
+	if got := CacheDir("/home/student/nplab"); got != "/tmp/k" {
+		t.Errorf("with NPLAB_VM_CACHE=/tmp/k, CacheDir = %q", got)
+	}
+}
+
+// TestSkipsVMUnlessAsked: without NPLAB_VM=1 the VM test skips, saying how to
+// run it, whatever is installed.
+func TestSkipsVMUnlessAsked(t *testing.T) {
+	t.Setenv("NPLAB_VM", "")
+	var skipped string
+	ok := t.Run("vm", func(t *testing.T) {
+		defer func() { skipped = fmt.Sprint(t.Skipped()) }()
+		vmEnabled(t)
+	})
+	if !ok || skipped != "true" {
+		t.Errorf("vmEnabled without NPLAB_VM=1: skipped=%s, passed=%v; want a skip", skipped, ok)
 	}
 }
