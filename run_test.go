@@ -173,7 +173,9 @@ func TestRunLessonsDataPlane(t *testing.T) {
 			// Each lesson has its own lab ("s-<name>"), so they run side by
 			// side: most of a lesson is waiting (readiness, timeouts).
 			t.Parallel()
-			stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", name)
+			// A random lab name: lab names are machine-wide, and another
+			// test run on this machine may run the same lesson now.
+			stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", "--name", "l"+randName(7), name)
 			switch {
 			case code == exitUnsupported && name == "protocols" && testenv.SCTPError() != nil:
 			case code != exitPass:
