@@ -1,14 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-
 	"github.com/spf13/cobra"
-
-	"github.com/nplab/nplab/lab"
 )
 
 func init() { subcommands = append(subcommands, newCheckCmd) }
@@ -28,26 +21,20 @@ and observed, and the scenario's hint where it fails.
 A student file that does not parse is a failed check (exit 1) with kubectl's
 parse error as what was observed. Exit statuses are those of "nplab run".`,
 		Example: `  sudo nplab check collision -f backend-service.yaml`,
-		Args:    cobra.ExactArgs(1),
+		Args:    scenarioArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			student := make([]lab.File, 0, len(files))
-			for _, name := range files {
-				b, err := os.ReadFile(name)
-				if errors.Is(err, fs.ErrNotExist) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "error: the path %q does not exist\n", name)
-					return exitError{exitFailed}
-				}
-				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "error: %v\n", err)
-					return exitError{exitFailed}
-				}
-				student = append(student, lab.File{Name: name, Data: b})
+			if err := o.check(); err != nil {
+				return err
+			}
+			student, err := readManifests(files, cmd.InOrStdin())
+			if err != nil {
+				return err
 			}
 			return runScenario(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o, student)
 		},
 	}
 	o.addFlags(cmd)
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "the student's manifest (repeatable)")
+	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "the student's manifests: "+filenameUsage)
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }

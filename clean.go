@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -21,10 +22,17 @@ func newCleanCmd() *cobra.Command {
 		Long: `Remove the namespaces and links a lab created, using the state file the lab
 keeps under /run/nplab. Nothing that is not recorded there is touched, whatever
 its name.`,
+		Example: `  sudo nplab clean --name demo
+  sudo nplab clean --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (name == "") == !all {
 				return errors.New("name one lab with --name LAB, or use --all")
+			}
+			if !all {
+				if err := checkLabName(name); err != nil {
+					return err
+				}
 			}
 			if os.Geteuid() != 0 {
 				return errors.New("nplab clean removes network namespaces and needs root: run it with sudo")
@@ -53,6 +61,13 @@ its name.`,
 					fmt.Fprintln(out, "no labs to remove")
 				}
 				return errors.Join(failed...)
+			}
+			labs, err := lab.Labs()
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(labs, func(l lab.LabInfo) bool { return l.Name == name }) {
+				return fmt.Errorf("lab %q not found (nplab has no record of it under /run/nplab)", name)
 			}
 			if err := lab.Clean(name); err != nil {
 				return err

@@ -13,6 +13,9 @@ import (
 )
 
 func main() {
+	// Under `go run` (or any parent), nplab goes when its parent goes, and
+	// removes its lab on the way out (see dieWithParent).
+	dieWithParent()
 	if err := newRootCmd().Execute(); err != nil {
 		os.Exit(exitCode(err))
 	}
@@ -41,9 +44,12 @@ func newRootCmd() *cobra.Command {
 namespaces and lets you watch, poke and break type: NodePort Services.
 With no command, on a terminal, it opens the lesson picker (as "nplab tui"
 does); when stdin or stdout is not a terminal it runs the default lab and logs
-its events (as "nplab up" does).`,
-		Args: cobra.NoArgs,
+its events (as "nplab up" does, and with its flags).`,
+		Example: upExamples,
+		Version: version(),
+		Args:    noFileArgs,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	// Plain "nplab": the lesson picker on a terminal, else the default lab
 	// in the foreground (tui.go).
 	up := &upOptions{}

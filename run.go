@@ -47,6 +47,14 @@ func (o *scenarioOptions) addFlags(cmd *cobra.Command) {
 	_ = f.MarkHidden("probe-scale")
 }
 
+// check validates the flags before anything is printed or built.
+func (o *scenarioOptions) check() error {
+	if o.name != "" {
+		return checkLabName(o.name)
+	}
+	return nil
+}
+
 func newRunCmd() *cobra.Command {
 	o := &scenarioOptions{}
 	cmd := &cobra.Command{
@@ -68,8 +76,11 @@ Exit status, always with a one-line reason:
 		Example: `  sudo nplab run collision
   sudo nplab run my-lesson.yaml --json
   sudo nplab run basics --junit basics.xml`,
-		Args: cobra.ExactArgs(1),
+		Args: scenarioArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			return runScenario(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o, nil)
 		},
 	}
@@ -110,6 +121,8 @@ func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *s
 	// Ctrl-C and kill stop the run; the lab is removed either way.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A closed output pipe must not kill the run before the lab is removed.
+	signal.Ignore(syscall.SIGPIPE)
 
 	opts := scenarios.Options{
 		Check: student != nil, Student: student,

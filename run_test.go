@@ -175,7 +175,11 @@ func TestRunLessonsDataPlane(t *testing.T) {
 			if testenv.InVM() && name != "protocols" {
 				t.Skip("in the VM only the SCTP lesson runs; the host run covers this one")
 			}
-			stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", name)
+			// A random lab name: lab names are machine-wide, and another
+			// test run on this machine may run the same lesson now. Not in
+			// parallel: the lessons' readiness probes run at 1/20 of real
+			// time, and on 2 cores ten labs at once make them flap.
+			stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", "--name", "l"+randName(7), name)
 			switch {
 			case code == exitUnsupported && name == "protocols" && testenv.SCTPError() != nil:
 			case code != exitPass:

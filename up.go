@@ -28,69 +28,116 @@ type upOptions struct {
 	name        string
 	portRange   string
 	proxyMode   string
+	seed        uint64
 	readyWithin time.Duration
 }
 
 func (o *upOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest to apply (repeatable); none means the default lab")
-	f.IntVar(&o.nodes, "nodes", 3, "number of nodes")
-	f.StringVar(&o.name, "name", "demo", "lab name (namespaces are nplab-<name>-<host>)")
+	f.StringSliceVarP(&o.files, "filename", "f", nil, filenameUsage+"; none means the default lab")
+	f.IntVar(&o.nodes, "nodes", 3, fmt.Sprintf("number of nodes (1 to %d)", plane.MaxNodes))
+	f.StringVar(&o.name, "name", "demo", "lab name, up to 12 of a-z, 0-9 and '-' (namespaces are nplab-<name>-<host>)")
 	f.StringVar(&o.portRange, "service-node-port-range", "30000-32767", "the NodePort range, as kube-apiserver's flag")
 	f.StringVar(&o.proxyMode, "proxy-mode", "random", `endpoint choice per connection: "random" (iptables/nftables) or "roundrobin" (IPVS rr)`)
+	f.Uint64Var(&o.seed, "seed", 0, "seed the random allocations (clusterIPs, nodePorts, pod names), as validate's --seed; 0 means random")
 	f.DurationVar(&o.readyWithin, "ready-timeout", 30*time.Second, "how long to wait for pods to become ready before printing the tables")
 }
+
+// upExamples is the Example of up (and of plain nplab).
+const upExamples = `  sudo nplab up                                  # the default lab "demo": 3 nodes, a web Deployment, a NodePort Service
+  sudo nplab up -f my-lab.yaml --name mine       # your manifests instead, in a lab that can run beside "demo"
+  cat my-lab.yaml | sudo nplab up -f -           # manifests from stdin
+  sudo nplab up -f manifests/ --nodes 5          # every .yaml, .yml and .json file of a directory
+  nplab validate -f my-lab.yaml --seed 7 && sudo nplab up -f my-lab.yaml --seed 7   # the same nodePorts, ClusterIPs and pod names
+  sudo go run . up                               # from a clone, without installing nplab`
 
 func newUpCmd() *cobra.Command {
 	o := &upOptions{}
 	cmd := &cobra.Command{
 		Use:   "up [-f FILE...] [--nodes N] [--name LAB]",
-		Short: "Run a lab in the foreground (Ctrl-C removes it)",
+		Short: "Run a lab in the foreground (needs root; Ctrl-C removes it)",
 		Long: `Run a lab in the foreground: nodes, pods and an outside client as real
 network namespaces, the manifests applied (the default lab without -f), and a
 NodePort proxy on every node. It prints how to reach the services, logs every
-event, and removes everything it created on Ctrl-C or SIGTERM.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(cmd, o) },
+event, and removes everything it created on Ctrl-C or SIGTERM.
+
+It needs root (run it with sudo): it creates network namespaces and veth
+pairs. It never touches the machine's own network namespace.`,
+		Example: upExamples,
+		Args:    noFileArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runUp(cmd, o) },
 	}
 	o.addFlags(cmd)
 	return cmd
 }
 
-func runUp(cmd *cobra.Command, o *upOptions) error {
-	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	if os.Geteuid() != 0 {
-		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
+// check validates the flags, before anything is printed or built.
+func (o *upOptions) check() (plane.ProxyMode, error) {
+	if err := checkNodes(o.nodes); err != nil {
+		return "", err
+	}
+	if err := checkLabName(o.name); err != nil {
+		return "", err
 	}
 	mode, err := plane.ParseProxyMode(o.proxyMode)
 	if err != nil {
-		return fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
+		return "", fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
+	}
+	// The range, in the control plane's own words: a lab without a data
+	// plane checks it and is gone at once.
+	l, err := lab.New(lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange})
+	if err != nil {
+		return "", err
+	}
+	_ = l.Close()
+	return mode, nil
+}
+
+func runUp(cmd *cobra.Command, o *upOptions) error {
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	mode, err := o.check()
+	if err != nil {
+		return err
 	}
 	// Read every manifest before anything is built: a missing file costs
 	// nothing.
-	type manifestFile struct {
-		name string
-		data []byte
+	files, err := readManifests(o.files, cmd.InOrStdin())
+	if err != nil {
+		return err
 	}
-	var files []manifestFile
-	for _, f := range o.files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("the path %q does not exist or cannot be read: %w", f, err)
-		}
-		files = append(files, manifestFile{f, b})
+	if os.Geteuid() != 0 {
+		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
 	}
 	if len(files) == 0 {
-		files = []manifestFile{{"default.yaml", lab.DefaultManifest}}
+		files = []lab.File{{Name: "default.yaml", Data: lab.DefaultManifest}}
+	}
+	// A lab of that name that still runs is not left over.
+	if labs, err := lab.Labs(); err == nil {
+		for _, l := range labs {
+			if l.Name == o.name && l.Running {
+				return fmt.Errorf("lab %q is already running (pid %d): stop it first, or start this one with another --name", o.name, l.PID)
+			}
+		}
 	}
 
 	// Ctrl-C, kill, a closed terminal or ssh session, Ctrl-\: every way a
 	// foreground lab is told to stop removes what it built.
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer stop()
+	// Output to a pipe whose reader is gone (the parent that ran nplab
+	// died) is an error to ignore, not SIGPIPE: that would kill nplab
+	// before it removed the lab.
+	signal.Ignore(syscall.SIGPIPE)
 
-	fmt.Fprintf(out, "Starting lab %q: %d nodes, an outside client, the cluster bridge...\n", o.name, o.nodes)
-	r, err := lab.Start(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode})
+	cfg := lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode}
+	if o.seed != 0 {
+		cfg.Rand = seededRand(o.seed)
+	}
+	fmt.Fprintf(out, "Starting lab %q: %s, an outside client, the cluster bridge...\n", o.name, nodesPhrase(o.nodes))
+	prog := newProgress(out)
+	built := prog.phase(fmt.Sprintf("Building namespaces: %s, the client and the bridge", nodesPhrase(o.nodes)))
+	r, err := lab.Start(ctx, cfg)
+	built(err == nil, fmt.Sprintf("Namespaces ready: %s, the client and the bridge", nodesPhrase(o.nodes)))
 	if err != nil {
 		return err
 	}
@@ -108,16 +155,14 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	w := r.Watch()
 	defer func() { w.Stop() }()
 
-	for _, f := range files {
-		for _, res := range r.Apply(f.name, f.data) {
-			if res.Err != nil {
-				fmt.Fprintln(errOut, res.String())
-			} else {
-				fmt.Fprintln(out, res.String())
-			}
+	for _, res := range r.ApplyFiles(files...) {
+		if res.Err != nil {
+			fmt.Fprintln(errOut, res.String())
+		} else {
+			fmt.Fprintln(out, res.String())
 		}
 	}
-	backlog := waitReady(ctx, &w, r, o.readyWithin)
+	backlog := waitReady(ctx, &w, r, o.readyWithin, prog)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -146,7 +191,8 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 
 // waitReady follows the lab's events until every pod is ready, or within
 // has passed, and returns the events it read (to print after the tables).
-func waitReady(ctx context.Context, w **lab.Watcher, r *lab.Lab, within time.Duration) []lab.Event {
+// Progress shows the pods ready so far, as the events say.
+func waitReady(ctx context.Context, w **lab.Watcher, r *lab.Lab, within time.Duration, prog *progress) []lab.Event {
 	var backlog []lab.Event
 	timeout := time.NewTimer(within)
 	defer timeout.Stop()
@@ -157,14 +203,35 @@ func waitReady(ctx context.Context, w **lab.Watcher, r *lab.Lab, within time.Dur
 	cancel()
 	target := r.State().Seq // the pods exist by this event
 	state := (*w).State.Clone()
+	pods := func() string {
+		ready := 0
+		for _, p := range state.Pods {
+			if p.Ready {
+				ready++
+			}
+		}
+		if len(state.Pods) == 0 {
+			return "Creating pods"
+		}
+		return fmt.Sprintf("Pods ready: %d/%d", ready, len(state.Pods))
+	}
+	done := prog.phase(pods())
 	for {
 		if state.Seq >= target && allReady(state) {
+			if len(state.Pods) == 0 {
+				done(true, "") // no pods: nothing to report
+			} else {
+				done(true, pods())
+			}
 			return backlog
 		}
 		select {
 		case <-ctx.Done():
+			done(false, "")
 			return backlog
 		case <-timeout.C:
+			done(false, "")
+			fmt.Fprintf(prog.out, "%s after %s; the table below shows which are not\n", pods(), within)
 			return backlog
 		case ev, ok := <-(*w).Events:
 			if !ok {
@@ -174,6 +241,7 @@ func waitReady(ctx context.Context, w **lab.Watcher, r *lab.Lab, within time.Dur
 			}
 			state.Apply(ev)
 			backlog = append(backlog, ev)
+			prog.update(pods())
 		}
 	}
 }

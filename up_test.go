@@ -83,9 +83,9 @@ func newHostLinks(t *testing.T, before map[string]bool) []string {
 
 // startUp runs `nplab up --name lab` and waits (bounded) until it prints
 // the event log header, i.e. the lab is built, applied and ready.
-func startUp(t *testing.T, lab string) (*exec.Cmd, *lockedLog) {
+func startUp(t *testing.T, lab string, extra ...string) (*exec.Cmd, *lockedLog) {
 	t.Helper()
-	cmd := nplabCmd("up", "--name", lab, "--ready-timeout", "20s")
+	cmd := nplabCmd(append([]string{"up", "--name", lab, "--ready-timeout", "20s"}, extra...)...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -169,7 +169,9 @@ func testUpStopsOn(t *testing.T, sig syscall.Signal) {
 	if len(ns) != 8 {
 		t.Fatalf("while up, ip netns list shows %d namespaces of lab %s, want 8: %v", len(ns), lab, ns)
 	}
-	for _, want := range []string{"service/web", "80:30080/TCP,80:30080/UDP", "ip netns exec nplab-" + lab + "-client curl"} {
+	// On a pipe, progress is plain milestone lines, no escape codes.
+	for _, want := range []string{"Namespaces ready: 3 nodes, the client and the bridge (", "Pods ready: 3/3 (",
+		"service/web", "80:30080/TCP,80:30080/UDP", "ip netns exec nplab-" + lab + "-client curl"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("nplab up output lacks %q:\n%s", want, log.String())
 		}
@@ -221,9 +223,10 @@ func TestCleanAfterKill(t *testing.T) {
 	if added := newHostLinks(t, linksBefore); len(added) != 0 {
 		t.Errorf("after nplab clean, the host's own namespace has new links %v", added)
 	}
-	// Cleaning again is not an error.
-	if out, err := nplabCmd("clean", "--name", lab).CombinedOutput(); err != nil {
-		t.Errorf("second nplab clean: %v\n%s", err, out)
+	// Cleaning again: the lab is gone, and clean says so.
+	out, err = nplabCmd("clean", "--name", lab).CombinedOutput()
+	if want := "error: lab \"" + lab + "\" not found"; err == nil || !strings.HasPrefix(string(out), want) {
+		t.Errorf("second nplab clean: %v, printed %q; want exit 1 and %q", err, out, want)
 	}
 }
 

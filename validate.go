@@ -2,18 +2,15 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"math/rand/v2"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/kubectl"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 func init() { subcommands = append(subcommands, newValidateCmd) }
@@ -49,23 +46,28 @@ others 500 at a time.
 
 Exit status 1 if anything was rejected.`,
 		Example: `  nplab validate -f web.yaml
-  nplab validate -f frontend.yaml -f backend.yaml --service-node-port-range 30000-30100`,
-		Args: cobra.NoArgs,
+  nplab validate -f frontend.yaml -f backend.yaml --service-node-port-range 30000-30100
+  nplab validate -f frontend.yaml,backend.yaml --seed 7    # the nodePorts and ClusterIPs "up --seed 7" gives
+  nplab validate -f manifests/                              # a directory's .yaml, .yml and .json files
+  cat web.yaml | nplab validate -f -`,
+		Args: noFileArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runValidate(cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+			if err := checkNodes(o.nodes); err != nil {
+				return err
+			}
+			return runValidate(cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.InOrStdin(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVarP(&o.files, "filename", "f", nil, "manifest file to apply (repeatable; applied in order)")
+	f.StringSliceVarP(&o.files, "filename", "f", nil, filenameUsage+"; applied in order")
 	f.StringVar(&o.portRange, "service-node-port-range", "30000-32767", "the API server's NodePort range")
-	f.IntVar(&o.nodes, "nodes", 3, "number of nodes")
-	f.Uint64Var(&o.seed, "seed", 0, "seed the random allocations (clusterIPs, nodePorts, pod names); 0 means random")
-	_ = f.MarkHidden("seed")
+	f.IntVar(&o.nodes, "nodes", 3, fmt.Sprintf("number of nodes (1 to %d)", plane.MaxNodes))
+	f.Uint64Var(&o.seed, "seed", 0, "seed the random allocations (clusterIPs, nodePorts, pod names), as up's --seed; 0 means random")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }
 
-func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
+func runValidate(stdout, stderr io.Writer, stdin io.Reader, o *validateOptions) error {
 	// One instant for the whole run: validate applies and prints at once,
 	// so every AGE is 0s however slow the machine (a fresh cluster's
 	// kubernetes Service included).
@@ -73,7 +75,7 @@ func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
 	cfg := lab.Config{Name: "validate", Nodes: o.nodes, NodePortRange: o.portRange,
 		Now: func() time.Time { return start }}
 	if o.seed != 0 {
-		cfg.Rand = rand.New(rand.NewPCG(o.seed, o.seed))
+		cfg.Rand = seededRand(o.seed)
 	}
 	l, err := lab.New(cfg)
 	if err != nil {
@@ -86,26 +88,13 @@ func runValidate(stdout, stderr io.Writer, o *validateOptions) error {
 
 	// kubectl reads every file before it sends anything; a missing one
 	// stops it.
-	data := make([][]byte, len(o.files))
-	for i, name := range o.files {
-		b, err := os.ReadFile(name)
-		if errors.Is(err, fs.ErrNotExist) {
-			fmt.Fprintf(stderr, "error: the path %q does not exist\n", name)
-			return exitError{1}
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "error: %v\n", err)
-			return exitError{1}
-		}
-		data[i] = b
+	files, err := readManifests(o.files, stdin)
+	if err != nil {
+		return err
 	}
 
 	var errs []kubectl.Sourced
 	applied := 0
-	files := make([]lab.File, len(o.files))
-	for i, name := range o.files {
-		files[i] = lab.File{Name: name, Data: data[i]}
-	}
 	// One kubectl run over all the files: what kubectl finds reading them
 	// (syntax errors, unknown kinds) comes before anything the server says.
 	for _, r := range l.ApplyFiles(files...) {

@@ -94,7 +94,7 @@ func TestValidateReplicasTypo(t *testing.T) {
 	}
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
-	err := runValidate(&stdout, &stderr, o)
+	err := runValidate(&stdout, &stderr, nil, o)
 	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatalf("validate: %v\nstderr: %s", err, stderr.String())

@@ -25,6 +25,17 @@ type Driver struct {
 	Clean func(lab string) error
 	// CleanAll cleans every killed lab and returns their names.
 	CleanAll func() ([]string, error)
+	// Labs lists the labs the machine has a record of; nil means none.
+	Labs func() ([]LabInfo, error)
+}
+
+// LabInfo is a lab this machine has a record of (under /run/nplab, for the
+// Linux data plane): one that runs, or one that was killed and left
+// something for Clean.
+type LabInfo struct {
+	Name    string
+	PID     int  // the process that ran it
+	Running bool // that process is still alive
 }
 
 var (
@@ -94,4 +105,17 @@ func CleanAll() ([]string, error) {
 		return nil, err
 	}
 	return d.CleanAll()
+}
+
+// Labs lists the labs this machine has a record of, by name, each with the
+// process that runs (or ran) it. Equivalent to: ls /run/nplab
+func Labs() ([]LabInfo, error) {
+	d, err := registered()
+	if err != nil {
+		return nil, err
+	}
+	if d.Labs == nil {
+		return nil, nil
+	}
+	return d.Labs()
 }

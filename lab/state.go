@@ -363,11 +363,16 @@ func FlowString(f *plane.Flow) string {
 		return s
 	}
 	why := string(f.Reason)
-	if f.Detail != "" {
-		if why != "" {
-			why += ": "
-		}
-		why += f.Detail
+	switch {
+	case f.Detail == "":
+	case f.Reason == plane.ReasonNodeLinkDown || f.Reason == plane.ReasonAppStopped:
+		// The detail says the reason again, naming the node or pod
+		// ("node-2's link is down"): say it once.
+		why = f.Detail
+	case why != "":
+		why += ": " + f.Detail
+	default:
+		why = f.Detail
 	}
 	if why != "" {
 		s += " (" + why + ")"

@@ -16,7 +16,9 @@
 //  1. FetchKernel resolves the one exact kernel package Debian's
 //     linux-image-amd64 points at, downloads it with apt and unpacks it with
 //     dpkg-deb into a cache directory ($NPLAB_VM_CACHE, by default
-//     <repo>/.cache/vmtest). Later runs reuse the cache. Equivalent to:
+//     nplab/vmtest under the user's cache directory, e.g.
+//     ~/.cache/nplab/vmtest; see CacheDir). Later runs reuse the cache.
+//     Equivalent to:
 //
 //     PKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 //     apt-get download "$PKG" && dpkg-deb -x "$PKG"_*.deb kernel/
@@ -55,10 +57,11 @@
 //
 // # Running it
 //
-//	go test ./internal/vmtest -run TestVM -v
+//	NPLAB_VM=1 go test ./internal/vmtest -run TestVM -v
 //
-// TestVM runs when qemu-system-x86_64 is installed, or always when NPLAB_VM=1
-// (then a missing qemu is a failure, which is how CI runs it). It needs
+// The VM tests run only when asked, with NPLAB_VM=1 (as .ci/run does), and
+// then a missing tool is a failure; a plain go test ./... skips them and
+// says how to run them. It needs
 // Debian's apt (apt-cache, apt-get download, dpkg-deb), busybox-static and
 // qemu-system-x86; it does not need root on the host. The VM's console is
 // printed to the test log, so the -test.v lines of the tests inside show up

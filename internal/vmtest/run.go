@@ -29,10 +29,17 @@ type Config struct {
 }
 
 // CacheDir is where the kernel is cached: $NPLAB_VM_CACHE, or
-// <modRoot>/.cache/vmtest (ignored by git).
+// nplab/vmtest under the user's cache directory (os.UserCacheDir:
+// $XDG_CACHE_HOME or ~/.cache on Linux; root's under sudo), never inside
+// the clone, so a checkout stays small and a fresh clone reuses the
+// download. Only when no user cache directory is known (no $HOME) is it
+// <modRoot>/.cache/vmtest.
 func CacheDir(modRoot string) string {
 	if d := os.Getenv("NPLAB_VM_CACHE"); d != "" {
 		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "nplab", "vmtest")
 	}
 	return filepath.Join(modRoot, ".cache", "vmtest")
 }

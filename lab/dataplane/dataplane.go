@@ -13,14 +13,36 @@ package dataplane
 
 import (
 	"errors"
+	"os"
 
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/netsim"
 	"github.com/nplab/nplab/nodes"
 )
 
 func init() {
-	lab.RegisterDriver(lab.Driver{New: nodes.NewDataPlane, Clean: clean, CleanAll: cleanAll})
+	lab.RegisterDriver(lab.Driver{New: nodes.NewDataPlane, Clean: clean, CleanAll: cleanAll, Labs: labs})
+}
+
+// labs reads the state records netsim keeps, one per lab.
+func labs() ([]lab.LabInfo, error) {
+	names, err := netsim.Labs()
+	if err != nil {
+		return nil, err
+	}
+	var out []lab.LabInfo
+	for _, name := range names {
+		pid, running, err := netsim.Owner(name)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lab.LabInfo{Name: name, PID: pid, Running: running})
+	}
+	return out, nil
 }
 
 func clean(name string) error { return running(nodes.Clean(name)) }

@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nplab/nplab/internal/testenv"
+)
+
+// runBinary runs nplab as a subprocess (the test binary standing in for
+// it), with stdin, and returns what a user sees.
+func runBinary(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := nplabCmd(args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("nplab %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// TestFlagErrorsComeFirst: a bad flag, name or path is one error line in
+// cobra's and kubectl's words, exit 1, and nothing else is printed (no
+// "Starting lab" banner, nothing built).
+func TestFlagErrorsComeFirst(t *testing.T) {
+	const nameRule = "a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"up", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`},
+		{[]string{"--nodes", "251"}, `error: invalid argument "251" for "--nodes" flag: a lab has 1 to 250 nodes`},
+		{[]string{"validate", "-f", "lab/testdata/default.yaml", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`},
+		{[]string{"up", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
+		{[]string{"up", "--name", ""}, `error: invalid argument "" for "--name" flag: the lab name must not be empty (` + nameRule + `)`},
+		{[]string{"clean", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
+		{[]string{"run", "--name", "NB5", "basics"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
+		{[]string{"check", "--name", "NB5", "basics", "-f", "nosuch.yaml"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
+		{[]string{"up", "--service-node-port-range", "32767-30000"}, `error: invalid argument "32767-30000" for "--service-node-port-range" flag: end port cannot be less than start port: 32767-30000`},
+		{[]string{"up", "--proxy-mode", "ipvs"}, `error: invalid argument "ipvs" for "--proxy-mode" flag: must be "random" or "roundrobin"`},
+		// One wording for a missing path, on every command that takes -f.
+		{[]string{"up", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
+		{[]string{"up", "-f", "lab/testdata/default.yaml,nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
+		{[]string{"validate", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
+		{[]string{"check", "basics", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
+		// A manifest given without -f gets a hint.
+		{[]string{"validate", "nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab validate"; did you mean -f nosuch.yaml?`},
+		{[]string{"up", "web.yml"}, `error: unknown command "web.yml" for "nplab up"; did you mean -f web.yml?`},
+		{[]string{"nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab"; did you mean -f nosuch.yaml?`},
+		{[]string{"check", "basics", "mine.yaml"}, `error: unknown command "mine.yaml" for "nplab check"; did you mean -f mine.yaml?`},
+		{[]string{"up", "frobnicate"}, `error: unknown command "frobnicate" for "nplab up"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			stdout, stderr, code := runBinary(t, "", tt.args...)
+			if code != 1 || stderr != tt.want+"\n" || stdout != "" {
+				t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit 1, no stdout, stderr %q", code, stdout, stderr, tt.want)
+			}
+		})
+	}
+}
+
+// TestManifestPaths: -f as kubectl has it. A list, repeated flags, a
+// directory and stdin all apply the same files in the same order.
+func TestManifestPaths(t *testing.T) {
+	docs := filepath.Join("lab", "testdata", "docs")
+	front, back := filepath.Join(docs, "frontend-service.yaml"), filepath.Join(docs, "backend-service.yaml")
+	dir := t.TempDir()
+	for name, src := range map[string]string{"1-frontend.yaml": front, "2-backend.yml": back} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte("not a manifest"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	frontData, _ := os.ReadFile(front)
+
+	want, wantErr, wantCode := runBinary(t, "", "validate", "--seed", "7", "-f", front, "-f", back)
+	if wantCode != 1 || !strings.Contains(wantErr, "provided port is already allocated") {
+		t.Fatalf("validate -f %s -f %s: exit %d, stderr %q; want the collision", front, back, wantCode, wantErr)
+	}
+	for _, tt := range []struct {
+		name  string
+		stdin string
+		args  []string
+	}{
+		{"comma", "", []string{"-f", front + "," + back}},
+		{"directory", "", []string{"-f", dir}},
+		{"stdin", string(frontData), []string{"-f", "-", "-f", back}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := runBinary(t, tt.stdin, append([]string{"validate", "--seed", "7"}, tt.args...)...)
+			if stdout != want || code != wantCode {
+				t.Errorf("exit %d, stdout:\n%s\nwant exit %d, stdout:\n%s", code, stdout, wantCode, want)
+			}
+			// The error names the file it came from; the collision is
+			// the same.
+			if !strings.Contains(stderr, "provided port is already allocated") {
+				t.Errorf("stderr %q", stderr)
+			}
+		})
+	}
+	// An empty directory is kubectl's error too.
+	_, stderr, code := runBinary(t, "", "validate", "-f", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "recognized file extensions are [.json .yaml .yml]") {
+		t.Errorf("validate -f EMPTYDIR: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestVersion: --version prints the module version, the commit (or why
+// there is none) and the Go version.
+func TestVersion(t *testing.T) {
+	stdout, stderr, code := runBinary(t, "", "--version")
+	if code != 0 || stderr != "" {
+		t.Fatalf("nplab --version: exit %d, stderr %q", code, stderr)
+	}
+	if !regexp.MustCompile(`^nplab \S+, commit \S+.*, go1\.\d+`).MatchString(stdout) || strings.Count(stdout, "\n") != 1 {
+		t.Errorf("nplab --version printed %q; want one line: nplab VERSION, commit ..., goX", stdout)
+	}
+}
+
+// TestHelpShowsSeedAndExamples: --seed is in up's and validate's help, and
+// up's help says it needs root and has examples.
+func TestHelpShowsSeedAndExamples(t *testing.T) {
+	up, _, _ := runBinary(t, "", "up", "--help")
+	for _, want := range []string{"needs root", "Examples:", "sudo nplab up -f my-lab.yaml", "--seed uint", "-f, --filename strings"} {
+		if !strings.Contains(up, want) {
+			t.Errorf("nplab up --help lacks %q:\n%s", want, up)
+		}
+	}
+	validate, _, _ := runBinary(t, "", "validate", "--help")
+	if !strings.Contains(validate, "--seed uint") {
+		t.Errorf("nplab validate --help lacks --seed:\n%s", validate)
+	}
+}
+
+// svcAndPods reads `kubectl get svc,pods -o wide` output: each Service's
+// CLUSTER-IP and PORT(S), and the pod names.
+func svcAndPods(out string) (svcs []string, pods []string) {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 4 && strings.HasPrefix(f[0], "service/"):
+			svcs = append(svcs, f[0]+" "+f[2]+" "+f[4])
+		case len(f) > 0 && strings.HasPrefix(f[0], "pod/"):
+			pods = append(pods, f[0])
+		}
+	}
+	slices.Sort(pods)
+	return svcs, pods
+}
+
+// TestSeedSameOnUpAndValidate: the same --seed gives the same nodePorts,
+// ClusterIPs and pod names in validate and in a running lab, so a lesson
+// can quote them. (Also: a one-node lab says "1 node".)
+func TestSeedSameOnUpAndValidate(t *testing.T) {
+	testenv.RequireRoot(t)
+	manifest := filepath.Join("testdata", "seed.yaml")
+	vout, verr, code := runBinary(t, "", "validate", "--seed", "11", "--nodes", "1", "-f", manifest)
+	if code != 0 {
+		t.Fatalf("validate: exit %d: %s", code, verr)
+	}
+	vs, vp := svcAndPods(vout)
+	if len(vs) < 2 {
+		t.Fatalf("validate printed no services:\n%s", vout)
+	}
+
+	lab := "s" + randName(5)
+	cmd, log := startUp(t, lab, "--seed", "11", "--nodes", "1", "-f", manifest)
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = waitExit(t, cmd, 30*time.Second)
+	}()
+	us, up := svcAndPods(log.String())
+	if !slices.Equal(vs, us) || !slices.Equal(vp, up) {
+		t.Errorf("with --seed 11, validate and up differ:\nvalidate: %q %q\nup:       %q %q", vs, vp, us, up)
+	}
+	if want := fmt.Sprintf("Starting lab %q: 1 node, an outside client", lab); !strings.Contains(log.String(), want) {
+		t.Errorf("nplab up --nodes 1 output lacks %q:\n%s", want, log.String())
+	}
+}
+
+// TestNameInUse: a second lab with a running lab's name is refused before
+// anything is printed, naming the process that runs it; clean refuses it
+// too. clean of a lab nplab has no record of is "not found", exit 1.
+func TestNameInUse(t *testing.T) {
+	testenv.RequireRoot(t)
+	lab := "n" + randName(5)
+	cmd, _ := startUp(t, lab)
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = waitExit(t, cmd, 30*time.Second)
+	}()
+	stdout, stderr, code := runBinary(t, "", "up", "--name", lab)
+	want := fmt.Sprintf("error: lab %q is already running (pid %d): stop it first, or start this one with another --name\n", lab, cmd.Process.Pid)
+	if code != 1 || stdout != "" || stderr != want {
+		t.Errorf("second nplab up --name %s: exit %d, stdout %q, stderr %q; want exit 1 and %q", lab, code, stdout, stderr, want)
+	}
+	_, stderr, code = runBinary(t, "", "clean", "--name", lab)
+	if want := fmt.Sprintf("is still running (pid %d)", cmd.Process.Pid); code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("nplab clean of a running lab: exit %d, stderr %q; want %q", code, stderr, want)
+	}
+	if ns := labNamespaces(t, lab); len(ns) != 8 {
+		t.Errorf("the running lab has %d namespaces after the refusals, want 8", len(ns))
+	}
+
+	_, stderr, code = runBinary(t, "", "clean", "--name", "nosuch"+randName(4))
+	if code != 1 || !strings.HasPrefix(stderr, "error: lab \"nosuch") || !strings.Contains(stderr, "\" not found") {
+		t.Errorf("nplab clean of an unknown lab: exit %d, stderr %q; want exit 1 and lab \"...\" not found", code, stderr)
+	}
+}
+
+// TestUpDiesWithItsParent: as under `go run`, nplab runs as the child of
+// another process; a SIGTERM to that parent alone (which kills it) still
+// removes the lab: nplab gets SIGTERM from the kernel (PR_SET_PDEATHSIG).
+// Also when whoever read nplab's output is gone too (a closed pipe must
+// not kill nplab with SIGPIPE before it removed the lab).
+func TestUpDiesWithItsParent(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, closeOutput := range []bool{false, true} {
+		t.Run(fmt.Sprintf("output closed %v", closeOutput), func(t *testing.T) { testUpDiesWithParent(t, closeOutput) })
+	}
+}
+
+func testUpDiesWithParent(t *testing.T, closeOutput bool) {
+	lab := "p" + randName(5)
+	// sh stands in for `go run`: it starts nplab as a child and waits
+	// (the trailing command keeps sh from exec'ing it).
+	parent := exec.Command("sh", "-c", `"$0" up --name "$1" --ready-timeout 20s; echo nplab exited`, os.Args[0], lab)
+	parent.Env = append(os.Environ(), "NPLAB_TEST_MAIN=1")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.Stdout, parent.Stderr = pw, pw
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	t.Cleanup(func() {
+		_ = parent.Process.Kill()
+		_ = nplabCmd("clean", "--name", lab).Run()
+	})
+	log := &lockedLog{}
+	ready := make(chan struct{})
+	go func() {
+		w := &lineWriter{log: log, match: "Events (", ready: ready}
+		_, _ = io.Copy(w, pr)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("nplab up did not get ready within 60s:\n%s", log.String())
+	}
+	if ns := labNamespaces(t, lab); len(ns) != 8 {
+		t.Fatalf("while up, %d namespaces of lab %s, want 8", len(ns), lab)
+	}
+	if closeOutput {
+		pr.Close()
+	}
+	// Only the parent is signalled, as `kill <pid of go run>` would.
+	if err := parent.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = parent.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(labNamespaces(t, lab)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after its parent got SIGTERM, the lab's namespaces are still there: %v\n%s", labNamespaces(t, lab), log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !closeOutput {
+		pr.Close()
+	}
+}
+
+// lineWriter collects output lines and closes ready at the first line that
+// starts with match.
+type lineWriter struct {
+	log   *lockedLog
+	match string
+	ready chan struct{}
+	buf   []byte
+	once  bool
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		w.log.add(line)
+		if !w.once && strings.HasPrefix(line, w.match) {
+			w.once = true
+			close(w.ready)
+		}
+	}
+}

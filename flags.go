@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/lab/plane"
+)
+
+// The checks every command makes of its flags before it prints or builds
+// anything. Their messages are cobra's: `invalid argument "0" for "--nodes"
+// flag: ...`.
+
+// checkNodes checks --nodes: 1 to plane.MaxNodes.
+func checkNodes(n int) error {
+	if n < 1 || n > plane.MaxNodes {
+		return fmt.Errorf(`invalid argument "%d" for "--nodes" flag: a lab has 1 to %d nodes`, n, plane.MaxNodes)
+	}
+	return nil
+}
+
+// maxLabName and labNameRE are the data plane's rule for lab names
+// (netsim.ValidateLabName): namespaces are nplab-<lab>-<host>, and
+// interface names derived from it must fit in 15 bytes.
+const maxLabName = 12
+
+var labNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// checkLabName checks --name, once, with one message.
+func checkLabName(name string) error {
+	const rule = "a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit"
+	switch {
+	case name == "":
+		return fmt.Errorf(`invalid argument "" for "--name" flag: the lab name must not be empty (%s)`, rule)
+	case len(name) > maxLabName || !labNameRE.MatchString(name):
+		return fmt.Errorf(`invalid argument %q for "--name" flag: %s`, name, rule)
+	}
+	return nil
+}
+
+// nodesPhrase is "1 node" or "3 nodes".
+func nodesPhrase(n int) string {
+	if n == 1 {
+		return "1 node"
+	}
+	return fmt.Sprintf("%d nodes", n)
+}
+
+// filenameUsage is the help of -f on every command that takes manifests.
+const filenameUsage = `manifest to apply, as kubectl's -f: a file, a directory (its .yaml, .yml and .json files in name order) or - for stdin; repeatable, or comma-separated`
+
+// readManifests reads what -f names, as kubectl does, before anything is
+// sent: files in the order given, a directory's .yaml, .yml and .json files
+// in name order (not its subdirectories), "-" for stdin (once). A path that
+// does not exist is kubectl's `the path "x" does not exist`.
+func readManifests(paths []string, stdin io.Reader) ([]lab.File, error) {
+	var files []lab.File
+	readStdin := false
+	for _, p := range paths {
+		if p == "-" {
+			if readStdin {
+				continue
+			}
+			readStdin = true
+			b, err := io.ReadAll(stdin)
+			if err != nil {
+				return nil, fmt.Errorf("reading stdin: %w", err)
+			}
+			files = append(files, lab.File{Name: "-", Data: b})
+			continue
+		}
+		st, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("the path %q does not exist", p)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, lab.File{Name: p, Data: b})
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, e := range entries {
+			switch strings.ToLower(filepath.Ext(e.Name())) {
+			case ".yaml", ".yml", ".json":
+				if !e.IsDir() {
+					names = append(names, e.Name())
+				}
+			}
+		}
+		sort.Strings(names)
+		if len(names) == 0 {
+			return nil, fmt.Errorf("error reading %s: recognized file extensions are [.json .yaml .yml]", p)
+		}
+		for _, n := range names {
+			b, err := os.ReadFile(filepath.Join(p, n))
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, lab.File{Name: filepath.Join(p, n), Data: b})
+		}
+	}
+	return files, nil
+}
+
+// noFileArgs is cobra.NoArgs, with a hint when the argument looks like a
+// manifest: `did you mean -f nosuch.yaml?`.
+func noFileArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	return unexpectedArg(cmd, args[0])
+}
+
+// scenarioArg is cobra.ExactArgs(1) for run and check, with the same hint
+// for a second argument that looks like a manifest.
+func scenarioArg(cmd *cobra.Command, args []string) error {
+	switch {
+	case len(args) == 0:
+		return fmt.Errorf("%q needs a scenario: a built-in name (see \"nplab list\") or a scenario file", cmd.CommandPath())
+	case len(args) > 1:
+		return unexpectedArg(cmd, args[1])
+	}
+	return nil
+}
+
+func unexpectedArg(cmd *cobra.Command, arg string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", arg, cmd.CommandPath())
+	if looksLikeFile(arg) && cmd.Flags().Lookup("filename") != nil {
+		return fmt.Errorf("%s; did you mean -f %s?", msg, arg)
+	}
+	return errors.New(msg)
+}
+
+func looksLikeFile(arg string) bool {
+	switch strings.ToLower(filepath.Ext(arg)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	if strings.ContainsRune(arg, filepath.Separator) || arg == "-" {
+		return true
+	}
+	_, err := os.Stat(arg)
+	return err == nil
+}

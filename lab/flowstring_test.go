@@ -1,0 +1,42 @@
+package lab
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nplab/nplab/lab/plane"
+)
+
+// TestFlowStringSaysWhatHappened: a failure says why once (the detail that
+// names the node or pod stands for the reason it restates), and a UDP
+// exchange shows its bytes and duration.
+func TestFlowStringSaysWhatHappened(t *testing.T) {
+	base := plane.Flow{
+		Protocol: "TCP", Client: netip.MustParseAddrPort("172.18.0.100:41834"),
+		EntryNode: "node-1", Frontend: netip.MustParseAddrPort("172.18.0.2:30080"),
+		Pod: "web-1", PodNode: "node-2", Backend: netip.MustParseAddrPort("10.244.2.2:8080"),
+	}
+	linkDown := base
+	linkDown.Result, linkDown.Reason, linkDown.Detail = plane.FlowError, plane.ReasonNodeLinkDown, "node-2's link is down"
+	stopped := base
+	stopped.Result, stopped.Reason, stopped.Detail = plane.FlowReset, plane.ReasonAppStopped, "the app of pod web-1 is stopped"
+	refused := base
+	refused.Result, refused.Reason, refused.Detail = plane.FlowError, plane.ReasonPodRefused, "connect: connection refused"
+	udp := base
+	udp.Protocol, udp.Result, udp.BytesIn, udp.BytesOut, udp.Duration = "UDP", plane.FlowOK, 8, 20, 2800*time.Microsecond
+	const path = "TCP 172.18.0.100:41834 → node-1 172.18.0.2:30080 → pod web-1 (node-2) 10.244.2.2:8080: "
+	for _, tt := range []struct {
+		f    plane.Flow
+		want string
+	}{
+		{linkDown, path + string(plane.FlowError) + " (node-2's link is down)"},
+		{stopped, path + string(plane.FlowReset) + " (the app of pod web-1 is stopped)"},
+		{refused, path + string(plane.FlowError) + " (the pod refused the connection: connect: connection refused)"},
+		{udp, "UDP" + path[3:] + "ok, 8 B in, 20 B out, 2.8ms"},
+	} {
+		if got := FlowString(&tt.f); got != tt.want {
+			t.Errorf("FlowString:\n got %s\nwant %s", got, tt.want)
+		}
+	}
+}
