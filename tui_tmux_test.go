@@ -94,11 +94,29 @@ func (u *tmuxUI) paneDead(within time.Duration) int {
 			n, _ := strconv.Atoi(out[1])
 			return n
 		}
+		// Under load the tmux server has been seen not to reap its pane's
+		// process for over a minute; an exited process is a zombie, and
+		// its exit status is in /proc (stat's field 52, as waitpid has it).
+		if status, ok := zombieStatus(u.pid()); ok {
+			return status
+		}
 		if time.Now().After(deadline) {
 			// Ask the Go runtime where every goroutine is (SIGQUIT prints
 			// them to the pane), so a hang says where it hangs.
 			screen := u.screen()
-			_ = syscall.Kill(u.pid(), syscall.SIGQUIT)
+			pid := u.pid()
+			status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			var state string
+			for _, l := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(l, "State:") || strings.HasPrefix(l, "Threads:") || strings.HasPrefix(l, "PPid:") {
+					state += l + "; "
+				}
+			}
+			u.t.Logf("nplab (pid %d): %s", pid, state)
+			if out, err := exec.Command("ps", "-eo", "pid,ppid,stat,wchan:30,cmd", "--forest").Output(); err == nil {
+				u.t.Logf("processes:\n%s", out)
+			}
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
 			time.Sleep(2 * time.Second)
 			dump := u.tmux("capture-pane", "-p", "-t", "ui", "-S", "-5000")
 			u.t.Fatalf("nplab did not exit within %v; the screen:\n%s\ngoroutines after SIGQUIT:\n%s", within, screen, dump)
@@ -269,4 +287,30 @@ func TestFanoutTotalsReadsTheScreen(t *testing.T) {
 	if !screenAllReady("lab demo · 3 nodes · 3/3 pods ready") || screenAllReady("2/3 pods ready") || screenAllReady("0/0 pods ready") {
 		t.Error("screenAllReady misreads the header")
 	}
+}
+
+// zombieStatus is the exit status of pid when it has exited and its parent
+// has not reaped it yet.
+func zombieStatus(pid int) (int, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')') // the command may contain spaces
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3, the state
+	if len(f) < 50 || f[0] != "Z" {
+		return 0, false
+	}
+	w, err := strconv.Atoi(f[49]) // field 52: exit_code
+	if err != nil {
+		return 0, false
+	}
+	if w&0x7f != 0 { // killed by a signal
+		return 128 + w&0x7f, true
+	}
+	return w >> 8, true
 }
