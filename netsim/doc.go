@@ -13,7 +13,10 @@
 // its own, so the host's own network namespace is never touched. Sockets are
 // opened on a locked OS thread switched into the host's namespace (a socket
 // keeps the namespace it was created in) and then used from ordinary
-// goroutines.
+// goroutines. Only socket(2), its options and bind run on that thread: a
+// dial's connect, and the wait for its handshake, run on Go's netpoller, so
+// ten thousand pending dials to an endpoint that never answers hold a few
+// dozen OS threads, not ten thousand (Go's limit, which is fatal).
 //
 // Preconditions: Linux, root (CAP_SYS_ADMIN and CAP_NET_ADMIN). Elsewhere
 // every constructor returns an error wrapping ErrNotSupported. SCTP sockets

@@ -289,12 +289,9 @@ func (c *sctpConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadl
 func (c *sctpConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
 
 // dialSCTP creates the socket inside h (optionally transparent and bound
-// to d.Local), then connects without blocking a thread: the socket only
-// becomes writable once the association is established (or has failed), so
-// it waits for writability in the poller, bounded by ctx. Each wake-up (and
-// the first call, before any wait: the handshake over a veth may complete
-// inside connect itself) checks SO_ERROR and getpeername, which fails with
-// ENOTCONN until the association is up, as the net package does for TCP.
+// to d.Local), then connects without blocking a thread (connectPoll, as
+// TCP and UDP do): the socket only becomes writable once the association
+// is established or has failed.
 func dialSCTP(ctx context.Context, h *host, d Dial) (net.Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "dial", Net: "sctp", Addr: sctpAddr(sockaddr(d.Remote)), Err: err}
@@ -338,55 +335,8 @@ func dialSCTP(ctx context.Context, h *host, d Dial) (net.Conn, error) {
 		f.Close()
 		return nil, opErr(err)
 	}
-	var cerr error
-	if err := rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sockaddr(d.Remote)) }); err != nil {
+	if err := connectPoll(ctx, f, rc, sockaddr(d.Remote)); err != nil {
 		return fail(err)
-	}
-	if cerr != nil && cerr != unix.EINPROGRESS {
-		return fail(os.NewSyscallError("connect", cerr))
-	}
-	if cerr == unix.EINPROGRESS {
-		if deadline, ok := ctx.Deadline(); ok {
-			f.SetWriteDeadline(deadline)
-		}
-		expired := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			f.SetWriteDeadline(time.Unix(1, 0)) // wakes the wait below
-			close(expired)
-		})
-		err := rc.Write(func(fd uintptr) bool {
-			soerr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-			if err != nil {
-				cerr = os.NewSyscallError("getsockopt", err)
-				return true
-			}
-			switch e := unix.Errno(soerr); e {
-			case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
-				return false
-			case 0:
-				if _, err := unix.Getpeername(int(fd)); err == unix.ENOTCONN {
-					return false // still in progress
-				}
-				cerr = nil
-				return true
-			default:
-				cerr = os.NewSyscallError("connect", e)
-				return true
-			}
-		})
-		if !stop() {
-			<-expired
-		}
-		if err == nil {
-			err = cerr
-		}
-		if err != nil {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				err = context.Canceled
-			}
-			return fail(err)
-		}
-		f.SetWriteDeadline(time.Time{})
 	}
 	c := &sctpConn{f: f, rc: rc, sc: sctp.NewSCTPConn(fd, nil), laddr: &sctp.SCTPAddr{}, raddr: sctpAddr(sockaddr(d.Remote))}
 	if sa, err := unix.Getsockname(fd); err == nil {

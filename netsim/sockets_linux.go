@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,26 +62,14 @@ func (h *host) ListenPacket(ctx context.Context, network, address string) (net.P
 // or "sctp", address "ip:port". The dial gives up at ctx's deadline.
 // Equivalent to: ip netns exec <ns> nc <ip> <port>
 func (h *host) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	if network == "sctp" {
-		remote, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return nil, fmt.Errorf("in host %q: %w", h.name, &net.OpError{Op: "dial", Net: network, Err: err})
-		}
-		return h.DialFrom(ctx, Dial{Network: network, Remote: remote})
-	}
-	var c net.Conn
-	err := h.checkDialNetwork(network)
-	if err == nil {
-		err = h.do(func() error {
-			var d net.Dialer
-			c, err = d.DialContext(ctx, network, address)
-			return err
-		})
-	}
-	if err != nil {
+	if err := h.checkDialNetwork(network); err != nil {
 		return nil, fmt.Errorf("in host %q: %w", h.name, err)
 	}
-	return c, nil
+	remote, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return nil, fmt.Errorf("in host %q: %w", h.name, &net.OpError{Op: "dial", Net: network, Err: err})
+	}
+	return h.DialFrom(ctx, Dial{Network: network, Remote: remote})
 }
 
 func (h *host) checkDialNetwork(network string) error {
@@ -122,38 +109,12 @@ func (h *host) DialFrom(ctx context.Context, d Dial) (net.Conn, error) {
 	if err == nil && d.Network == "sctp" {
 		c, err = dialSCTP(ctx, h, d)
 	} else if err == nil {
-		dialer := net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
-			return dialControl(rc, d)
-		}}
-		if d.Local.IsValid() {
-			switch d.Network {
-			case "tcp", "tcp4":
-				dialer.LocalAddr = net.TCPAddrFromAddrPort(d.Local)
-			default:
-				dialer.LocalAddr = net.UDPAddrFromAddrPort(d.Local)
-			}
-		}
-		err = h.do(func() error {
-			c, err = dialer.DialContext(ctx, d.Network, d.Remote.String())
-			return err
-		})
+		c, err = dialInet(ctx, h, d)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("in host %q: %w", h.name, err)
 	}
 	return c, nil
-}
-
-// dialControl sets a dialing socket's options before bind.
-func dialControl(rc syscall.RawConn, d Dial) error {
-	var serr error
-	err := rc.Control(func(fd uintptr) {
-		serr = setDialOpts(int(fd), d)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
 
 func setDialOpts(fd int, d Dial) error {

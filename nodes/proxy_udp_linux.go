@@ -188,6 +188,12 @@ func (p *proxy) newUDPFlow(f *frontend, client netip.AddrPort, dst netip.Addr) *
 	return fl
 }
 
+// udpBufs holds the flows' reply buffers (each the largest datagram):
+// under a flood from ever-new source ports, flows are evicted and created
+// thousands of times a second, and allocating 64 KiB for each made the
+// garbage collector, not the traffic, the lab's bottleneck.
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
+
 // udpReplies relays the endpoint's datagrams back to the client until the
 // flow idles out or is flushed. It reports the flow once, when its first
 // exchange is complete: at the pod's first reply (before relaying it, so
@@ -219,7 +225,9 @@ func (p *proxy) udpReplies(fl *udpFlow, rec plane.Flow) {
 		}
 		fl.f.mu.Unlock()
 	}()
-	buf := make([]byte, 65535)
+	bp := udpBufs.Get().(*[]byte)
+	defer udpBufs.Put(bp)
+	buf := *bp
 	for {
 		dl := time.Unix(0, fl.last.Load()).Add(udpFlowIdle)
 		if rd := rec.Start.Add(udpReplyTimeout); !reported && rd.Before(dl) {

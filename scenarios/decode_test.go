@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nplab/nplab/internal/golden"
 )
@@ -119,8 +120,8 @@ func TestParseTable(t *testing.T) {
 	}
 }
 
-// FuzzParse: no input makes Parse panic, and every error names the file and
-// a line.
+// FuzzParse: no input makes Parse panic or take over 2s, and every error
+// names the file and a line.
 func FuzzParse(f *testing.F) {
 	for _, dir := range []string{"testdata/valid", "testdata/invalid", "builtin"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
@@ -136,7 +137,19 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("{{{"))
 	f.Add([]byte("a: &x [*x]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, err := Parse("fuzz.yaml", data, func(string) ([]byte, error) { return []byte("kind: Pod"), nil })
+		// Every input must answer within 2s (issue 13): run Parse with a
+		// timer and fail with the input if it is still running.
+		done := make(chan error, 1)
+		go func() {
+			_, err := Parse("fuzz.yaml", data, func(string) ([]byte, error) { return []byte("kind: Pod"), nil })
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("Parse took over 2s on %q", data)
+		}
 		if err == nil {
 			return
 		}
