@@ -133,7 +133,7 @@ func TestUnauthorizedAndKubeconfig(t *testing.T) {
 		t.Errorf("no token: %d", resp.StatusCode)
 	}
 	p := filepath.Join(t.TempDir(), "x.kubeconfig")
-	if err := WriteKubeconfig(p, "x", "http://127.0.0.1:1", "tok"); err != nil {
+	if err := WriteKubeconfig(p, "x", "http://127.0.0.1:1", "tok", nil); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(p)
