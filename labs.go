@@ -131,6 +131,7 @@ func newDownCmd() *cobra.Command {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
+			_ = os.Remove(filepath.Join(apiserver.DefaultDir, name+".log")) // up -d's
 			fmt.Fprintf(cmd.OutOrStdout(), "Lab %q removed.\n", name)
 			return nil
 		},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -79,6 +80,32 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, ls
 				return
 			}
 		}
+	} else if seq, err := strconv.ParseUint(rv, 10, 64); err == nil {
+		// Catch up from a list's resourceVersion (the lab's event Seq):
+		// objects the lab reported on since are sent again, and those
+		// gone since as DELETED, so `kubectl delete` (which waits for the
+		// object to go) does not miss a deletion between its list and this
+		// watch.
+		for _, name := range s.changedSince(res, seq) {
+			if o, ok := last[name]; ok {
+				if !send("MODIFIED", o) {
+					return
+				}
+				continue
+			}
+			if !lsel.Empty() {
+				continue
+			}
+			if n, ok := fsel["metadata.name"]; ok && n != name {
+				continue
+			}
+			gone := res.newObj()
+			metaOf(gone).SetName(name)
+			metaOf(gone).SetNamespace(lab.Namespace)
+			if !send("DELETED", gone) {
+				return
+			}
+		}
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -133,6 +160,30 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, ls
 		}
 		last = now
 	}
+}
+
+// prefixes are the lab event objects ("pod/x") of each resource.
+var prefixes = map[string]string{"pods": "pod/", "services": "service/", "deployments": "deployment.apps/", "endpoints": "endpoints/"}
+
+// changedSince names the objects of res the lab has reported on after
+// event seq, sorted.
+func (s *Server) changedSince(res *resource, seq uint64) []string {
+	prefix, ok := prefixes[res.name]
+	if !ok {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, e := range s.lab.Events() {
+		if e.Seq > seq && strings.HasPrefix(e.Object, prefix) {
+			set[strings.TrimPrefix(e.Object, prefix)] = true
+		}
+	}
+	var names []string
+	for n := range set {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	return names
 }
 
 func sortedObjs(m map[string]runtime.Object) []runtime.Object {
