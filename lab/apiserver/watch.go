@@ -74,7 +74,23 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, ls
 	}
 	key := func(o runtime.Object) []byte { b, _ := json.Marshal(o); return b }
 	last := snapshot()
-	if rv := q.Get("resourceVersion"); rv == "" || rv == "0" {
+	if q.Get("sendInitialEvents") == "true" {
+		// A watch-list (client-go's reflector, kubectl delete and wait):
+		// the objects, then the bookmark that says they are all sent.
+		for _, o := range sortedObjs(last) {
+			if !send("ADDED", o) {
+				return
+			}
+		}
+		b := res.newObj()
+		s.setTypeMeta(res, b)
+		metaOf(b).SetResourceVersion(s.listRV())
+		metaOf(b).SetAnnotations(map[string]string{"k8s.io/initial-events-end": "true"})
+		if err := enc.Encode(watchEvent{Type: "BOOKMARK", Object: b}); err != nil {
+			return
+		}
+		fl.Flush()
+	} else if rv := q.Get("resourceVersion"); rv == "" || rv == "0" {
 		for _, o := range sortedObjs(last) {
 			if !send("ADDED", o) {
 				return
