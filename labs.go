@@ -228,3 +228,11 @@ func runDetached(cmd *cobra.Command, o *upOptions) error {
 		}
 	}
 }
+
+// removeLabFiles removes what a killed lab's API endpoint left under
+// /run/nplab (kubeconfig, record, up -d's log): `nplab clean` calls it.
+func removeLabFiles(name string) {
+	for _, ext := range []string{".kubeconfig", ".up.json", ".log"} {
+		_ = os.Remove(filepath.Join(apiserver.DefaultDir, name+ext))
+	}
+}
