@@ -116,6 +116,23 @@ func TestUpDetachKubectlDown(t *testing.T) {
 		t.Errorf("curl node-1:%s/hostname from the client: %v %s", np, err, body)
 	}
 
+	// kubectl scale: the fan-out reaches five pods.
+	if out := must("kubectl", "scale", "deployment", "hello-node", "--replicas=5"); out != "deployment.apps/hello-node scaled\n" {
+		t.Errorf("scale: %q", out)
+	}
+	must("kubectl", "wait", "--for=condition=Ready", "pod", "-l", "app=hello-node", "--timeout=60s")
+	must("kubectl", "wait", "--for=jsonpath={.subsets[0].addresses[4].ip}", "endpoints/hello-node", "--timeout=60s")
+	pods := map[string]bool{}
+	for i := 0; i < 60 && len(pods) < 5; i++ {
+		b, err := exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sS", "-m", "2", "http://172.18.0.3:"+np+"/hostname").CombinedOutput()
+		if err == nil {
+			pods[string(b)] = true
+		}
+	}
+	if len(pods) != 5 {
+		t.Errorf("after scale --replicas=5, 60 requests reached %d pods: %v", len(pods), pods)
+	}
+
 	// The endpoint is on the host's loopback: the client cannot reach it.
 	rec, _ := readRecord(lab)
 	host := strings.TrimPrefix(rec.Server, "https://")
