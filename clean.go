@@ -41,6 +41,7 @@ its name.`,
 			if all {
 				labs, err := lab.CleanAll()
 				for _, l := range labs {
+					removeLabFiles(l) // labs.go
 					fmt.Fprintf(out, "lab %q removed\n", l)
 				}
 				// A lab that is still running was not left behind: say so
@@ -72,6 +73,7 @@ its name.`,
 			if err := lab.Clean(name); err != nil {
 				return err
 			}
+			removeLabFiles(name) // labs.go
 			fmt.Fprintf(out, "lab %q removed\n", name)
 			return nil
 		},

@@ -30,6 +30,7 @@ type upOptions struct {
 	proxyMode   string
 	seed        uint64
 	readyWithin time.Duration
+	detach      bool // --detach: see runDetached (labs.go)
 }
 
 func (o *upOptions) addFlags(cmd *cobra.Command) {
@@ -41,6 +42,7 @@ func (o *upOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.proxyMode, "proxy-mode", "random", `endpoint choice per connection: "random" (iptables/nftables) or "roundrobin" (IPVS rr)`)
 	f.Uint64Var(&o.seed, "seed", 0, "seed the random allocations (clusterIPs, nodePorts, pod names), as validate's --seed; 0 means random")
 	f.DurationVar(&o.readyWithin, "ready-timeout", 30*time.Second, "how long to wait for pods to become ready before printing the tables")
+	f.BoolVarP(&o.detach, "detach", "d", false, "run the lab in the background: return once it is ready (nplab ls, nplab down)")
 }
 
 // upExamples is the Example of up (and of plain nplab).
@@ -108,6 +110,13 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if os.Geteuid() != 0 {
 		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
 	}
+	if o.detach {
+		if os.Getenv(detachedEnv) == "" {
+			return runDetached(cmd, o) // labs.go
+		}
+		// The detached lab runs on after the `nplab up -d` that started it.
+		outliveParent()
+	}
 	if len(files) == 0 {
 		files = []lab.File{{Name: "default.yaml", Data: lab.DefaultManifest}}
 	}
@@ -150,6 +159,14 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		fmt.Fprintf(out, "Lab %q removed.\n", o.name)
 	}()
 
+	// The lab's Kubernetes API endpoint and kubeconfig (labs.go), stopped
+	// before the lab is removed.
+	api, stopAPI, err := serveAPI(r)
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
+
 	// Watch before applying, so every event from the first one on is
 	// printed, and readiness is read from the stream, not polled.
 	w := r.Watch()
@@ -167,6 +184,11 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 		return nil
 	}
 	printLab(out, r)
+	printKubeconfigHint(out, api, true)
+	if err := writeRecord(upRecord{Name: o.name, PID: os.Getpid(), Nodes: len(r.Nodes()), Started: time.Now(),
+		Kubeconfig: api.Kubeconfig, Server: api.URL}); err != nil {
+		fmt.Fprintf(errOut, "warning: recording lab %q for nplab ls: %v\n", o.name, err)
+	}
 	fmt.Fprintln(out, "\nEvents (Ctrl-C to stop the lab and remove it):")
 	for _, ev := range backlog {
 		fmt.Fprintln(out, ev.String())

@@ -148,6 +148,13 @@
 // the lab owns runs it outside the lab's lock; a public method returns once
 // what it queued has run, so an Apply returns with its listeners in place.
 //
+// # The Kubernetes API
+//
+// [Lab.Create], [Lab.Update], [Lab.Get] and [Lab.DeleteObject] are the REST
+// verbs on typed objects, with [WriteOptions] (dry run), through the same
+// registry path and events as Apply; package lab/apiserver serves them to
+// kubectl.
+//
 // A lab's objects live in namespace "default"; a manifest naming another
 // namespace gets kubectl's `namespaces "x" not found`.
 package lab

@@ -23,6 +23,16 @@ import (
 // store. Errors name it as kube-apiserver does: `Deployment.apps "web" is
 // invalid`, `deployments.apps "web" already exists`.
 func (r *Registry) CreateDeployment(in *appsv1.Deployment) (*appsv1.Deployment, error) {
+	return r.createDeployment(in, false)
+}
+
+// DryRunCreateDeployment is CreateDeployment with ?dryRun=All: defaulted and
+// validated, returned, not stored.
+func (r *Registry) DryRunCreateDeployment(in *appsv1.Deployment) (*appsv1.Deployment, error) {
+	return r.createDeployment(in, true)
+}
+
+func (r *Registry) createDeployment(in *appsv1.Deployment, dryRun bool) (*appsv1.Deployment, error) {
 	if in == nil {
 		return nil, apierrors.NewBadRequest("no Deployment given")
 	}
@@ -40,6 +50,9 @@ func (r *Registry) CreateDeployment(in *appsv1.Deployment) (*appsv1.Deployment, 
 	if old, ok := r.deployments[k]; ok {
 		return nil, alreadyExists(deploymentsResource, d.Name, &old.ObjectMeta)
 	}
+	if dryRun {
+		return d, nil
+	}
 	r.finishCreateMeta(&d.ObjectMeta)
 	r.deployments[k] = d
 	return d.DeepCopy(), nil
@@ -49,6 +62,16 @@ func (r *Registry) CreateDeployment(in *appsv1.Deployment) (*appsv1.Deployment, 
 // spec.replicas). The selector is immutable; status is kept; generation
 // goes up when the spec changes.
 func (r *Registry) UpdateDeployment(in *appsv1.Deployment) (*appsv1.Deployment, error) {
+	return r.updateDeployment(in, false)
+}
+
+// DryRunUpdateDeployment is UpdateDeployment with ?dryRun=All: it returns what the
+// update would store and changes nothing.
+func (r *Registry) DryRunUpdateDeployment(in *appsv1.Deployment) (*appsv1.Deployment, error) {
+	return r.updateDeployment(in, true)
+}
+
+func (r *Registry) updateDeployment(in *appsv1.Deployment, dryRun bool) (*appsv1.Deployment, error) {
 	if in == nil {
 		return nil, apierrors.NewBadRequest("no Deployment given")
 	}
@@ -80,6 +103,9 @@ func (r *Registry) UpdateDeployment(in *appsv1.Deployment) (*appsv1.Deployment, 
 	}
 	if equality.Semantic.DeepEqual(d, old) {
 		return old.DeepCopy(), nil
+	}
+	if dryRun {
+		return d, nil
 	}
 	d.ResourceVersion = r.nextRV()
 	r.deployments[k] = d

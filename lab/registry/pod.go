@@ -10,6 +10,16 @@ import (
 // Pending with its QoS class, generation 1) → validation → store (pods "x"
 // already exists last).
 func (r *Registry) CreatePod(in *corev1.Pod) (*corev1.Pod, error) {
+	return r.createPod(in, false)
+}
+
+// DryRunCreatePod is CreatePod with ?dryRun=All: defaulted and
+// validated, returned, not stored.
+func (r *Registry) DryRunCreatePod(in *corev1.Pod) (*corev1.Pod, error) {
+	return r.createPod(in, true)
+}
+
+func (r *Registry) createPod(in *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
 	if in == nil {
 		return nil, apierrors.NewBadRequest("no Pod given")
 	}
@@ -27,6 +37,9 @@ func (r *Registry) CreatePod(in *corev1.Pod) (*corev1.Pod, error) {
 	if old, ok := r.pods[k]; ok {
 		return nil, alreadyExists(podsResource, pod.Name, &old.ObjectMeta)
 	}
+	if dryRun {
+		return pod, nil
+	}
 	r.finishCreateMeta(&pod.ObjectMeta)
 	r.pods[k] = pod
 	return pod.DeepCopy(), nil
@@ -38,6 +51,16 @@ func (r *Registry) CreatePod(in *corev1.Pod) (*corev1.Pod, error) {
 // `kubectl apply` patch, an empty spec.nodeName keeps the one the scheduler
 // set.
 func (r *Registry) UpdatePod(in *corev1.Pod) (*corev1.Pod, error) {
+	return r.updatePod(in, false)
+}
+
+// DryRunUpdatePod is UpdatePod with ?dryRun=All: it returns what the
+// update would store and changes nothing.
+func (r *Registry) DryRunUpdatePod(in *corev1.Pod) (*corev1.Pod, error) {
+	return r.updatePod(in, true)
+}
+
+func (r *Registry) updatePod(in *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
 	if in == nil {
 		return nil, apierrors.NewBadRequest("no Pod given")
 	}
@@ -67,6 +90,9 @@ func (r *Registry) UpdatePod(in *corev1.Pod) (*corev1.Pod, error) {
 	}
 	if equality.Semantic.DeepEqual(pod, old) {
 		return old.DeepCopy(), nil
+	}
+	if dryRun {
+		return pod, nil
 	}
 	pod.ResourceVersion = r.nextRV()
 	r.pods[k] = pod

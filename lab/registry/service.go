@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -16,6 +17,18 @@ import (
 // clear status → full validation → store (AlreadyExists last). A failure
 // after allocation releases everything this request reserved.
 func (r *Registry) CreateService(in *corev1.Service) (*corev1.Service, error) {
+	return r.createService(in, false)
+}
+
+// DryRunCreateService is CreateService with ?dryRun=All: every step runs,
+// the clusterIP and nodePorts are picked and returned, but what was
+// reserved is released and nothing is stored, so a dry run allocates
+// nothing (the upstream e2e "a server dry-run never allocates a nodePort").
+func (r *Registry) DryRunCreateService(in *corev1.Service) (*corev1.Service, error) {
+	return r.createService(in, true)
+}
+
+func (r *Registry) createService(in *corev1.Service, dryRun bool) (*corev1.Service, error) {
 	if in == nil {
 		return nil, apierrors.NewBadRequest("no Service given")
 	}
@@ -39,6 +52,12 @@ func (r *Registry) CreateService(in *corev1.Service) (*corev1.Service, error) {
 		t.revert()
 		return nil, alreadyExists(servicesResource, svc.Name, &old.ObjectMeta)
 	}
+	if dryRun {
+		t.revert()
+		svc.UID = r.newUID()
+		svc.CreationTimestamp = metav1.NewTime(r.now().Truncate(time.Second))
+		return svc, nil
+	}
 	t.commit()
 	r.finishCreateMeta(&svc.ObjectMeta)
 	r.services[k] = svc
@@ -52,6 +71,16 @@ func (r *Registry) CreateService(in *corev1.Service) (*corev1.Service, error) {
 // numbers released only now). A failed update changes nothing. An update
 // that changes nothing keeps the resourceVersion.
 func (r *Registry) UpdateService(in *corev1.Service) (*corev1.Service, error) {
+	return r.updateService(in, false)
+}
+
+// DryRunUpdateService is UpdateService with ?dryRun=All: it returns what
+// the update would store and changes nothing (new numbers are released).
+func (r *Registry) DryRunUpdateService(in *corev1.Service) (*corev1.Service, error) {
+	return r.updateService(in, true)
+}
+
+func (r *Registry) updateService(in *corev1.Service, dryRun bool) (*corev1.Service, error) {
 	if in == nil {
 		return nil, apierrors.NewBadRequest("no Service given")
 	}
@@ -82,6 +111,10 @@ func (r *Registry) UpdateService(in *corev1.Service) (*corev1.Service, error) {
 	if errs := r.validateServiceUpdate(svc, old); len(errs) > 0 {
 		t.revert()
 		return nil, apierrors.NewInvalid(serviceKind, svc.Name, errs)
+	}
+	if dryRun {
+		t.revert()
+		return svc, nil
 	}
 	t.commit()
 	if equality.Semantic.DeepEqual(svc, old) {

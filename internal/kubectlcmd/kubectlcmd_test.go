@@ -1,0 +1,186 @@
+package kubectlcmd
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/lab/apiserver"
+)
+
+// These tests drive a control-plane lab (lab.New: no root, no namespaces)
+// through its API endpoint with the embedded kubectl. The root package's
+// tests do the same against a running `nplab up -d` with real traffic.
+
+type kubectl struct {
+	t   *testing.T
+	cfg string
+	l   *lab.Lab
+}
+
+func newLab(t *testing.T) *kubectl {
+	t.Helper()
+	t.Setenv("HOME", t.TempDir()) // kubectl's discovery cache
+	l, err := lab.New(lab.Config{Name: "kt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	e, err := apiserver.Serve(l, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return &kubectl{t: t, cfg: e.Kubeconfig, l: l}
+}
+
+func (k *kubectl) run(stdin string, args ...string) (string, string, int) {
+	k.t.Helper()
+	var out, errOut bytes.Buffer
+	code := Run(Options{Args: args, Kubeconfig: k.cfg, In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut})
+	return out.String(), errOut.String(), code
+}
+
+func (k *kubectl) ok(args ...string) string {
+	k.t.Helper()
+	out, errOut, code := k.run("", args...)
+	if code != 0 {
+		k.t.Fatalf("kubectl %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func docs(name string) string { return filepath.Join("..", "..", "lab", "testdata", "docs", name) }
+
+func TestApplyDocsConflict(t *testing.T) {
+	k := newLab(t)
+	if out := k.ok("apply", "-f", docs("frontend-service.yaml")); out != "service/frontend-service created\n" {
+		t.Errorf("frontend: %q", out)
+	}
+	out, errOut, code := k.run("", "apply", "-f", docs("backend-service.yaml"))
+	want := "The Service \"backend-service\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated\n"
+	if code != 1 || out != "" || errOut != want {
+		t.Errorf("backend: exit %d, out %q, err %q\nwant err %q", code, out, errOut, want)
+	}
+	// Applying the same file again is "unchanged": kubectl's own three-way
+	// merge over the last-applied annotation, patched through the server.
+	if out := k.ok("apply", "-f", docs("frontend-service.yaml")); out != "service/frontend-service unchanged\n" {
+		t.Errorf("again: %q", out)
+	}
+}
+
+func TestGetDescribeJSONPath(t *testing.T) {
+	k := newLab(t)
+	k.l.Apply("default.yaml", lab.DefaultManifest)
+	_ = k.l.WaitIdle(t.Context())
+	out := k.ok("get", "svc", "-o", "wide")
+	if !regexp.MustCompile(`(?m)^NAME +TYPE +CLUSTER-IP +EXTERNAL-IP +PORT\(S\) +AGE +SELECTOR\n`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^web +NodePort +10\.\S+ +<none> +80:30080/TCP,80:30080/UDP +\S+ +app=web$`).MatchString(out) {
+		t.Errorf("get svc -o wide:\n%s", out)
+	}
+	out = k.ok("describe", "svc", "web")
+	for _, want := range []string{"Name:", "web", "NodePort:", "30080/TCP", "Endpoints:", "Type:                     NodePort"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe svc web lacks %q:\n%s", want, out)
+		}
+	}
+	if out := k.ok("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"); out != "30080" {
+		t.Errorf("jsonpath: %q", out)
+	}
+	out = k.ok("get", "pods")
+	if strings.Count(out, "Running") != 3 {
+		t.Errorf("get pods:\n%s", out)
+	}
+	out = k.ok("get", "nodes", "-o", "wide")
+	if !strings.Contains(out, "172.18.0.2") || strings.Count(out, "Ready") != 3 {
+		t.Errorf("get nodes -o wide:\n%s", out)
+	}
+}
+
+func TestServerDryRunAllocatesNothing(t *testing.T) {
+	k := newLab(t)
+	before := len(k.l.Services())
+	out := k.ok("apply", "--dry-run=server", "-f", docs("frontend-service.yaml"))
+	if out != "service/frontend-service created (server dry run)\n" {
+		t.Errorf("dry run: %q", out)
+	}
+	if len(k.l.Services()) != before {
+		t.Error("a server dry run stored a Service")
+	}
+	// And allocated nothing: 30080 is still free for a real create.
+	if out := k.ok("apply", "-f", docs("frontend-service.yaml")); out != "service/frontend-service created\n" {
+		t.Errorf("after the dry run: %q", out)
+	}
+}
+
+func TestScaleDeleteEdit(t *testing.T) {
+	k := newLab(t)
+	k.l.Apply("default.yaml", lab.DefaultManifest)
+	_ = k.l.WaitIdle(t.Context())
+	if out := k.ok("scale", "deployment", "web", "--replicas=5"); out != "deployment.apps/web scaled\n" {
+		t.Errorf("scale: %q", out)
+	}
+	_ = k.l.WaitIdle(t.Context())
+	if n := len(k.l.Pods()); n != 5 {
+		t.Errorf("%d pods after scale, want 5", n)
+	}
+
+	eps := k.ok("get", "endpoints", "web", "-o", "jsonpath={.subsets[0].addresses[*].targetRef.name}")
+	victim := strings.Fields(eps)[0]
+	if out := k.ok("delete", "pod", victim); out != "pod \""+victim+"\" deleted from default namespace\n" {
+		t.Errorf("delete: %q", out)
+	}
+	_ = k.l.WaitIdle(t.Context())
+	after := k.ok("get", "endpoints", "web", "-o", "jsonpath={.subsets[0].addresses[*].targetRef.name}")
+	if strings.Contains(after, victim) || after == eps {
+		t.Errorf("endpoints did not change: %q → %q", eps, after)
+	}
+
+	// kubectl edit through KUBE_EDITOR changes the nodePort.
+	t.Setenv("KUBE_EDITOR", "sed -i -e s/30080/30123/g")
+	if out := k.ok("edit", "svc", "web"); out != "service/web edited\n" {
+		t.Errorf("edit: %q", out)
+	}
+	if out := k.ok("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"); out != "30123" {
+		t.Errorf("after edit: %q", out)
+	}
+}
+
+func TestTutorialImperative(t *testing.T) {
+	k := newLab(t)
+	if out := k.ok("create", "deployment", "hello-node", "--image=registry.k8s.io/e2e-test-images/agnhost:2.53", "--", "/agnhost", "netexec", "--http-port=8080"); out != "deployment.apps/hello-node created\n" {
+		t.Errorf("create deployment: %q", out)
+	}
+	if out := k.ok("expose", "deployment", "hello-node", "--type=NodePort", "--port=8080"); out != "service/hello-node exposed\n" {
+		t.Errorf("expose: %q", out)
+	}
+	_ = k.l.WaitIdle(t.Context())
+	out := k.ok("get", "svc", "hello-node", "-o", "jsonpath={.spec.type} {.spec.ports[0].nodePort}")
+	if !regexp.MustCompile(`^NodePort 3\d{4}$`).MatchString(out) {
+		t.Errorf("expose made %q", out)
+	}
+}
+
+func TestNoLabIsKubectlsError(t *testing.T) {
+	var out, errOut bytes.Buffer
+	cfg := filepath.Join(t.TempDir(), "none")
+	_ = os.WriteFile(cfg, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\ncurrent-context: c\n"), 0o600)
+	code := Run(Options{Args: []string{"get", "svc"}, Kubeconfig: cfg, In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	if code == 0 || !strings.Contains(errOut.String(), "was refused") {
+		t.Errorf("exit %d: %s", code, errOut.String())
+	}
+}
+
+func TestExplainNodePort(t *testing.T) {
+	k := newLab(t)
+	out := k.ok("explain", "service.spec.ports.nodePort")
+	for _, want := range []string{"KIND:       Service", "FIELD: nodePort <integer>", "The port on each node on which this service is exposed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nplab/nplab/internal/kubectlcmd"
+	"github.com/nplab/nplab/lab/apiserver"
+)
+
+func init() { subcommands = append(subcommands, newKubectlCmd) }
+
+func newKubectlCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "kubectl [ARGS...]",
+		Short: "kubectl itself, against a running lab",
+		Long: `Run kubectl (k8s.io/kubectl, built in) against a running lab. Its
+kubeconfig is the lab named by NPLAB_LAB, else $KUBECONFIG when set, else the
+only running lab's (/run/nplab/<lab>.kubeconfig); --kubeconfig wins over all.
+Everything it prints, errors included, is kubectl's own.`,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") && len(args) == 1 {
+				args = []string{"--help"}
+			}
+			cfg := ""
+			if !hasKubeconfigFlag(args) {
+				var err error
+				if cfg, err = labKubeconfig(); err != nil {
+					return err
+				}
+			}
+			code := kubectlcmd.Run(kubectlcmd.Options{Args: args, Kubeconfig: cfg,
+				In: cmd.InOrStdin(), Out: cmd.OutOrStdout(), ErrOut: cmd.ErrOrStderr()})
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+}
+
+func hasKubeconfigFlag(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--kubeconfig" || strings.HasPrefix(a, "--kubeconfig=") {
+			return true
+		}
+	}
+	return false
+}
+
+// labKubeconfig is the kubeconfig `nplab kubectl` uses: NPLAB_LAB's lab,
+// else $KUBECONFIG, else the only running lab's.
+func labKubeconfig() (string, error) {
+	if name := os.Getenv("NPLAB_LAB"); name != "" {
+		p := apiserver.KubeconfigPath("", name)
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("NPLAB_LAB=%s: lab %q is not running (no %s)", name, name, p)
+		}
+		return p, nil
+	}
+	if env := os.Getenv("KUBECONFIG"); env != "" {
+		return env, nil
+	}
+	labs, err := runningLabs()
+	if err != nil {
+		return "", err
+	}
+	switch len(labs) {
+	case 0:
+		return "", errors.New("no lab is running: start one with `sudo nplab up -d` (or name a kubeconfig with --kubeconfig)")
+	case 1:
+		return labs[0].Kubeconfig, nil
+	}
+	var names []string
+	for _, l := range labs {
+		names = append(names, l.Name)
+	}
+	return "", fmt.Errorf("%d labs are running (%s): choose one with NPLAB_LAB=<name> or --kubeconfig", len(labs), strings.Join(names, ", "))
+}

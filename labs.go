@@ -1,0 +1,238 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/duration"
+
+	"github.com/nplab/nplab/lab"
+	"github.com/nplab/nplab/lab/apiserver"
+)
+
+// A running lab's record, /run/nplab/<lab>.up.json, is written by `nplab
+// up` once the lab is ready and removed when it stops: `nplab ls` lists
+// them, `nplab down` signals their process, `nplab up -d` waits for its
+// child's.
+
+func init() { subcommands = append(subcommands, newLsCmd, newDownCmd) }
+
+type upRecord struct {
+	Name       string    `json:"name"`
+	PID        int       `json:"pid"`
+	Nodes      int       `json:"nodes"`
+	Started    time.Time `json:"started"`
+	Kubeconfig string    `json:"kubeconfig"`
+	Server     string    `json:"server"`
+}
+
+func recordPath(name string) string { return filepath.Join(apiserver.DefaultDir, name+".up.json") }
+
+func writeRecord(rec upRecord) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := recordPath(rec.Name) + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, recordPath(rec.Name))
+}
+
+func readRecord(name string) (upRecord, error) {
+	var rec upRecord
+	b, err := os.ReadFile(recordPath(name))
+	if err != nil {
+		return rec, err
+	}
+	return rec, json.Unmarshal(b, &rec)
+}
+
+// runningLabs are the labs with a record whose process is alive, by name.
+func runningLabs() ([]upRecord, error) {
+	paths, err := filepath.Glob(filepath.Join(apiserver.DefaultDir, "*.up.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []upRecord
+	for _, p := range paths {
+		rec, err := readRecord(strings.TrimSuffix(filepath.Base(p), ".up.json"))
+		if err != nil || !alive(rec.PID) {
+			continue
+		}
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func newLsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the running labs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			labs, err := runningLabs()
+			if err != nil {
+				return err
+			}
+			printLabs(cmd.OutOrStdout(), labs, time.Now())
+			return nil
+		},
+	}
+}
+
+func printLabs(w io.Writer, labs []upRecord, now time.Time) {
+	if len(labs) == 0 {
+		fmt.Fprintln(w, "No labs are running.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 6, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tNODES\tPID\tAGE\tKUBECONFIG")
+	for _, l := range labs {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", l.Name, l.Nodes, l.PID, duration.HumanDuration(now.Sub(l.Started)), l.Kubeconfig)
+	}
+	_ = tw.Flush()
+}
+
+func newDownCmd() *cobra.Command {
+	var name string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "down --name LAB",
+		Short: "Stop a running lab, as Ctrl-C does (everything it created is removed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				return errors.New("name the lab to stop with --name LAB (nplab ls lists them)")
+			}
+			rec, err := readRecord(name)
+			if err != nil || !alive(rec.PID) {
+				return fmt.Errorf("lab %q is not running (nplab ls lists the running labs; nplab clean --name %s removes what a killed one left)", name, name)
+			}
+			if err := interrupt(rec.PID); err != nil {
+				return fmt.Errorf("stopping lab %q (process %d): %w", name, rec.PID, err)
+			}
+			deadline := time.Now().Add(timeout)
+			for alive(rec.PID) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("lab %q (process %d) did not stop within %s", name, rec.PID, timeout)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			_ = os.Remove(filepath.Join(apiserver.DefaultDir, name+".log")) // up -d's
+			fmt.Fprintf(cmd.OutOrStdout(), "Lab %q removed.\n", name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "the lab to stop")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for it to stop")
+	return cmd
+}
+
+// serveAPI starts lab r's Kubernetes API endpoint; stop it with the
+// returned function, which removes the kubeconfig and the lab's record.
+func serveAPI(r *lab.Lab) (*apiserver.Endpoint, func(), error) {
+	e, err := apiserver.Serve(r, apiserver.DefaultDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, func() {
+		_ = os.Remove(recordPath(r.Name()))
+		_ = e.Close()
+	}, nil
+}
+
+// printKubeconfigHint prints how to use kubectl against the lab, and a
+// first `nplab kubectl get svc`.
+func printKubeconfigHint(w io.Writer, e *apiserver.Endpoint, getSvc bool) {
+	fmt.Fprintf(w, "\nThe lab serves the Kubernetes API (%s). kubectl, in another terminal (as root):\n", e.URL)
+	fmt.Fprintf(w, "  export KUBECONFIG=%s\n", e.Kubeconfig)
+	fmt.Fprintln(w, "  nplab kubectl get svc")
+	if getSvc {
+		fmt.Fprintln(w, "\n$ nplab kubectl get svc")
+		runKubectl(w, e.Kubeconfig, "get", "svc")
+	}
+}
+
+// detachedEnv marks the background process of `nplab up -d`.
+const detachedEnv = "NPLAB_DETACHED"
+
+// runDetached is `nplab up -d`: the same command without -d, in a new
+// session in the background, its output in /run/nplab/<lab>.log; it
+// returns once the child has recorded the lab as ready (or has failed).
+func runDetached(cmd *cobra.Command, o *upOptions) error {
+	out := cmd.OutOrStdout()
+	if rec, err := readRecord(o.name); err == nil && alive(rec.PID) {
+		return fmt.Errorf("lab %q is already running (process %d); stop it with: nplab down --name %s", o.name, rec.PID, o.name)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var args []string
+	for _, a := range os.Args[1:] {
+		if a == "-d" || a == "--detach" || a == "--detach=true" {
+			continue
+		}
+		args = append(args, a)
+	}
+	if len(args) == 0 || args[0] != "up" {
+		args = append([]string{"up"}, args...)
+	}
+	if err := os.MkdirAll(apiserver.DefaultDir, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(apiserver.DefaultDir, o.name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	child := exec.Command(exe, args...)
+	child.Env = append(os.Environ(), detachedEnv+"=1")
+	child.Stdout, child.Stderr = logf, logf
+	child.SysProcAttr = newSession()
+	if err := child.Start(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Starting lab %q in the background (process %d, log %s)...\n", o.name, child.Process.Pid, logPath)
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	deadline := time.After(o.readyWithin + 2*time.Minute)
+	for {
+		if rec, err := readRecord(o.name); err == nil && rec.PID == child.Process.Pid {
+			fmt.Fprintf(out, "Lab %q is ready: %d nodes. Stop it with: nplab down --name %s\n", o.name, rec.Nodes, o.name)
+			fmt.Fprintf(out, "export KUBECONFIG=%s\n", rec.Kubeconfig)
+			return nil
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("lab %q did not start (%v):\n%s", o.name, err, b)
+		case <-deadline:
+			_ = interrupt(child.Process.Pid)
+			return fmt.Errorf("lab %q was not ready in time (see %s); stopping it", o.name, logPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// removeLabFiles removes what a killed lab's API endpoint left under
+// /run/nplab (kubeconfig, record, up -d's log): `nplab clean` calls it.
+func removeLabFiles(name string) {
+	for _, ext := range []string{".kubeconfig", ".up.json", ".log"} {
+		_ = os.Remove(filepath.Join(apiserver.DefaultDir, name+ext))
+	}
+}
