@@ -15,7 +15,11 @@ import (
 func main() {
 	// Under `go run` (or any parent), nplab goes when its parent goes, and
 	// removes its lab on the way out (see dieWithParent).
-	dieWithParent()
+	// A detached lab (`nplab up -d`, labs.go) is meant to run on after the
+	// command that started it.
+	if os.Getenv(detachedEnv) == "" {
+		dieWithParent()
+	}
 	if err := newRootCmd().Execute(); err != nil {
 		os.Exit(exitCode(err))
 	}

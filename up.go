@@ -110,12 +110,8 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if os.Geteuid() != 0 {
 		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
 	}
-	if o.detach {
-		if os.Getenv(detachedEnv) == "" {
-			return runDetached(cmd, o) // labs.go
-		}
-		// The detached lab runs on after the `nplab up -d` that started it.
-		outliveParent()
+	if o.detach && os.Getenv(detachedEnv) == "" {
+		return runDetached(cmd, o) // labs.go
 	}
 	if len(files) == 0 {
 		files = []lab.File{{Name: "default.yaml", Data: lab.DefaultManifest}}
