@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -236,3 +237,40 @@ func removeLabFiles(name string) {
 		_ = os.Remove(filepath.Join(apiserver.DefaultDir, name+ext))
 	}
 }
+
+// startServed is lab.Start plus what `nplab up` adds for kubectl: the
+// Kubernetes API endpoint, its kubeconfig and the record `nplab kubectl`
+// and `nplab ls` find the lab by. The endpoint and the record go when the
+// lab closes. The terminal UI and its lessons start their labs with it, so
+// `nplab kubectl` in another terminal drives the lab on the screen.
+func startServed(ctx context.Context, cfg lab.Config) (*lab.Lab, error) {
+	l, err := lab.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e, stop, err := serveAPI(l)
+	if err != nil {
+		return l, nil // the lab works without kubectl; the UI says nothing of it
+	}
+	if err := writeRecord(upRecord{Name: l.Name(), PID: os.Getpid(), Nodes: len(l.Nodes()), Started: time.Now(),
+		Kubeconfig: e.Kubeconfig, Server: e.URL}); err != nil {
+		stop()
+		return l, nil
+	}
+	w := l.Watch()
+	go func() {
+		for {
+			for range w.Events {
+			}
+			if !errors.Is(w.Err(), lab.ErrFellBehind) {
+				stop()
+				return
+			}
+			w = l.Watch()
+		}
+	}()
+	return l, nil
+}
+
+// kubeconfigPath is where a running lab's kubeconfig is.
+func kubeconfigPath(name string) string { return apiserver.KubeconfigPath(apiserver.DefaultDir, name) }

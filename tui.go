@@ -24,7 +24,7 @@ func lessonEntries(labName string) []tui.Entry {
 	var out []tui.Entry
 	for _, name := range scenarios.Lessons {
 		if sc, err := scenarios.Builtin(name); err == nil {
-			out = append(out, tui.ScenarioEntry(sc, labName))
+			out = append(out, tui.ScenarioEntry(sc, labName, startServed))
 		}
 	}
 	return out
@@ -37,7 +37,7 @@ func scenarioFile(path, labName string) (tui.Entry, error) {
 	if err != nil {
 		return tui.Entry{}, err
 	}
-	return tui.ScenarioEntry(sc, labName), nil
+	return tui.ScenarioEntry(sc, labName, startServed), nil
 }
 
 func newTUICmd() *cobra.Command {
@@ -82,11 +82,12 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 		return fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
 	}
 	newLab := func(ctx context.Context) (*lab.Lab, error) {
-		return lab.Start(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode})
+		return startServed(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode})
 	}
 	entries := append(lessonEntries(o.name), tui.FreeLab(newLab))
 
 	opts := tui.Options{Entries: entries, ProxyMode: mode, AltScreen: true,
+		Hint: fmt.Sprintf("kubectl in another terminal: nplab kubectl get svc (or export KUBECONFIG=%s)", kubeconfigPath(o.name)),
 		In: cmd.InOrStdin(), Out: cmd.OutOrStdout()}
 	switch {
 	case len(o.files) > 0 && arg != "":

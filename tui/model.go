@@ -71,6 +71,8 @@ type Config struct {
 	Context context.Context
 	// ReadFile reads a file for `a` (nil: os.ReadFile).
 	ReadFile func(string) ([]byte, error)
+	// Hint is shown on the status line once a lab runs.
+	Hint string
 }
 
 // Model is the root model: an explicit state machine over the picker, the
@@ -377,6 +379,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.phase = phaseRunning
 		m.lab, m.lesson = msg.lab, msg.lesson
 		m.step, m.hints = 0, 0
+		if m.cfg.Hint != "" {
+			m.setStatus(m.cfg.Hint, false)
+		}
 		var cmds []tea.Cmd
 		cmds = append(cmds, watchCmd(m.lab))
 		if len(m.lesson.Steps()) > 0 {

@@ -29,6 +29,9 @@ type Options struct {
 	// AltScreen draws on the alternate screen, as a full-screen program
 	// does; tests and captures leave it off.
 	AltScreen bool
+	// Hint is shown on the status line once a lab runs (how to reach it
+	// with kubectl from another terminal).
+	Hint string
 }
 
 // Run runs the UI until the student quits, and removes every lab it
@@ -52,7 +55,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		r = PlainRenderer()
 	}
 	cmdCtx, cancelCmds := context.WithCancel(ctx)
-	m := New(Config{Entries: opts.Entries, Open: opts.Open, ProxyMode: opts.ProxyMode, Renderer: r, Context: cmdCtx})
+	m := New(Config{Entries: opts.Entries, Open: opts.Open, ProxyMode: opts.ProxyMode, Renderer: r, Context: cmdCtx, Hint: opts.Hint})
 	own := m.owner
 	defer func() {
 		// Whatever happened, the lab goes: stop what commands run, wait

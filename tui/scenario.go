@@ -10,16 +10,17 @@ import (
 )
 
 // ScenarioEntry is the picker's entry for a scenario (a built-in lesson or
-// a file): Start builds the scenario's cluster as a lab named labName and
-// applies its manifests, and the lesson pane follows its steps. A step's
+// a file): Start builds the scenario's cluster as a lab named labName with
+// start (nil: lab.Start) and applies its manifests, and the lesson pane
+// follows its steps. A step's
 // action (apply, fault, traffic) runs when the student arrives at it; a
 // task does nothing itself (the student works in the lab) and `c` checks
 // it.
-func ScenarioEntry(sc *scenarios.Scenario, labName string) Entry {
+func ScenarioEntry(sc *scenarios.Scenario, labName string, start func(context.Context, lab.Config) (*lab.Lab, error)) Entry {
 	return Entry{Name: sc.Name, Title: sc.Title, Summary: sc.Summary,
 		Start: func(ctx context.Context, progress func(string)) (*lab.Lab, Lesson, error) {
 			progress("building the lab of " + sc.Name + " and applying its manifests")
-			s, err := scenarios.NewSession(ctx, sc, scenarios.Options{Interactive: true, LabName: labName})
+			s, err := scenarios.NewSession(ctx, sc, scenarios.Options{Interactive: true, LabName: labName, Start: start})
 			if err != nil {
 				if s != nil {
 					_ = s.Close()
