@@ -88,7 +88,7 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 
 	opts := tui.Options{Entries: entries, ProxyMode: mode, AltScreen: true,
 		Hint: fmt.Sprintf("kubectl in another terminal: nplab kubectl get svc (or export KUBECONFIG=%s)", kubeconfigPath(o.name)),
-		In: cmd.InOrStdin(), Out: cmd.OutOrStdout()}
+		In:   cmd.InOrStdin(), Out: cmd.OutOrStdout()}
 	switch {
 	case len(o.files) > 0 && arg != "":
 		return errors.New("give a lesson or scenario, or manifests with -f, not both")
