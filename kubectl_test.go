@@ -20,6 +20,9 @@ import (
 // conflict, a replaced pod streamed by get -w, the tutorial's create +
 // expose reached with curl from the outside client), the endpoint out of
 // the client's reach, then `nplab down`, and nothing is left.
+// raceNotice is the line a -race build of client-go logs at start.
+var raceNotice = regexp.MustCompile(`(?m)^I\d{4} [^\n]*withrace\.go:\d+\] Data race detection enabled\n`)
+
 func TestUpDetachKubectlDown(t *testing.T) {
 	testenv.RequireRoot(t)
 	lab := "kc" + strings.ToLower(strings.ReplaceAll(time.Now().Format("150405")+string(rune('a'+rand.IntN(26))), ":", ""))
@@ -27,7 +30,9 @@ func TestUpDetachKubectlDown(t *testing.T) {
 		c := nplabCmd(args...)
 		c.Env = append(c.Env, "NPLAB_LAB="+lab, "HOME="+t.TempDir())
 		out, err := c.CombinedOutput()
-		return string(out), err
+		// A -race build of client-go logs "Data race detection enabled"
+		// (klog, withrace.go) on every run: not kubectl's output.
+		return raceNotice.ReplaceAllString(string(out), ""), err
 	}
 	must := func(args ...string) string {
 		t.Helper()
