@@ -25,6 +25,12 @@ var raceNotice = regexp.MustCompile(`(?m)^I\d{4} [^\n]*withrace\.go:\d+\] Data r
 
 func TestUpDetachKubectlDown(t *testing.T) {
 	testenv.RequireRoot(t)
+	if testenv.InVM() {
+		t.Skip("the VM is for SCTP and netem; the host run covers kubectl")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("needs curl, the student's tool (apt-get install curl)")
+	}
 	lab := "kc" + strings.ToLower(strings.ReplaceAll(time.Now().Format("150405")+string(rune('a'+rand.IntN(26))), ":", ""))
 	run := func(args ...string) (string, error) {
 		c := nplabCmd(args...)
