@@ -201,17 +201,54 @@ func describeEndpoints(svc *corev1.Service, slices []discoveryv1.EndpointSlice) 
 	return strings.Join(parts, "; ")
 }
 
-// afterChange runs the endpoints controllers over every Service, records
-// what changed, and queues a SyncServices when the service ports changed.
-// l.mu is held.
+// afterChange runs the endpoints controllers over what changed since the
+// last call, records what changed in turn, and queues a SyncServices when
+// the service ports changed. l.mu is held.
+//
+// Like an informer-driven controller it works from the registry's change
+// log (registry.TakeChanges), not from a pass over every object: a changed
+// Service is recomputed, and so is every Service whose selector matched a
+// changed pod before or after the change (selectorIndex), each from the
+// pods its selector matches. So a change costs O(what it touches), and
+// applying n objects O(n), however many the lab holds. The events are
+// those a full pass would emit, in the same order: endpoints changes by
+// Service name, then the endpoints of Services gone, then syncState's.
 func (l *Lab) afterChange() {
-	pods := l.reg.ListPods()
-	live := map[string]bool{}
-	for _, svc := range l.reg.ListServices() {
-		if !managed(svc) {
+	ch := l.reg.TakeChanges()
+	changedPods := changedNames(ch.Pods)
+	changedSvcs := changedNames(ch.Services)
+	recompute := map[string]struct{}{}
+	for _, name := range changedSvcs {
+		recompute[name] = struct{}{}
+		var sel map[string]string
+		if svc, ok := l.reg.PeekService(Namespace, name); ok && managed(svc) {
+			sel = svc.Spec.Selector
+		}
+		l.index.setService(name, sel)
+	}
+	for _, name := range changedPods {
+		var lbls map[string]string
+		if p, ok := l.reg.PeekPod(Namespace, name); ok {
+			lbls = p.Labels
+		}
+		old := l.index.setPod(name, lbls)
+		l.index.servicesSelecting(old, recompute)
+		l.index.servicesSelecting(lbls, recompute)
+	}
+	names := make([]string, 0, len(recompute))
+	for name := range recompute {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var gone []string
+	for _, name := range names {
+		svc, ok := l.reg.PeekService(Namespace, name)
+		if !ok || !managed(svc) {
+			gone = append(gone, name)
 			continue
 		}
-		live[svc.Name] = true
+		l.endpointBuilds++
+		pods := l.candidatePods(svc)
 		created := svc.CreationTimestamp
 		if old, ok := l.endpoints[svc.Name]; ok {
 			created = old.CreationTimestamp
@@ -227,23 +264,79 @@ func (l *Lab) afterChange() {
 			}
 		}
 	}
-	for name := range l.endpoints {
-		if !live[name] {
+	for _, name := range gone {
+		if _, had := l.endpoints[name]; had {
 			delete(l.endpoints, name)
 			delete(l.slices, name)
 			l.emit(EventEndpoints, "endpoints/"+name, "deleted with its Service")
 		}
 	}
-	l.syncState()
+	// A Service's state holds its endpoints: every Service recomputed
+	// (the changed ones among them) may have a new state.
+	svcs := names
+	l.syncState(changedPods, svcs)
 	if l.dp == nil {
 		return
 	}
-	ports := l.servicePorts()
-	if l.hasSynced && reflect.DeepEqual(ports, l.synced) {
+	if !l.syncPorts(svcs) {
 		return
 	}
-	l.synced, l.hasSynced = ports, true
-	l.queueSync(ports)
+	l.hasSynced = true
+	l.queueSync(l.flatPorts())
+}
+
+// syncPorts updates the data plane's view of the named Services (those
+// that may have changed) and reports whether it differs from what the
+// data plane got last. l.mu is held.
+func (l *Lab) syncPorts(names []string) bool {
+	if !l.hasSynced {
+		l.portsBySvc = map[string][]plane.ServicePort{}
+		for _, svc := range l.reg.ListServices() {
+			if _, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil {
+				l.portsBySvc[svc.Name] = l.portsOf(svc)
+			}
+		}
+		return true
+	}
+	changed := false
+	for _, name := range names {
+		old, had := l.portsBySvc[name]
+		svc, ok := l.reg.PeekService(Namespace, name)
+		if !ok {
+			if had {
+				delete(l.portsBySvc, name)
+				changed = true
+			}
+			continue
+		}
+		if _, err := netip.ParseAddr(svc.Spec.ClusterIP); err != nil {
+			if had {
+				delete(l.portsBySvc, name)
+				changed = true
+			}
+			continue // headless or ExternalName: no proxying
+		}
+		ports := l.portsOf(svc)
+		if !had || !reflect.DeepEqual(old, ports) {
+			l.portsBySvc[name] = ports
+			changed = true
+		}
+	}
+	return changed
+}
+
+// flatPorts is servicePorts from the per-Service cache syncPorts keeps.
+func (l *Lab) flatPorts() []plane.ServicePort {
+	names := make([]string, 0, len(l.portsBySvc))
+	for name := range l.portsBySvc {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var out []plane.ServicePort
+	for _, name := range names {
+		out = append(out, l.portsBySvc[name]...)
+	}
+	return out
 }
 
 // servicePorts is the data plane's view: every port of every Service with a

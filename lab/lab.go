@@ -84,12 +84,17 @@ type Lab struct {
 	// podIPs maps a pod name to its IP; ipOwner the reverse.
 	podIPs  map[string]netip.Addr
 	ipOwner map[netip.Addr]string
-	// endpoints and slices per Service name; synced is what the data plane
-	// got last.
-	endpoints map[string]*corev1.Endpoints
-	slices    map[string][]discoveryv1.EndpointSlice
-	synced    []plane.ServicePort
-	hasSynced bool
+	// endpoints and slices per Service name; portsBySvc is what the data
+	// plane got last, per Service (afterChange updates the changed ones);
+	// index finds the Services and pods a change touches.
+	endpoints  map[string]*corev1.Endpoints
+	slices     map[string][]discoveryv1.EndpointSlice
+	hasSynced  bool
+	portsBySvc map[string][]plane.ServicePort
+	index      selectorIndex
+	// endpointBuilds counts the Services whose endpoints afterChange
+	// recomputed (a test checks a change touches only what it should).
+	endpointBuilds int
 
 	// The faults in force and what each node's proxy listens on.
 	nodeRT        map[string]*nodeRuntime

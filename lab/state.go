@@ -257,31 +257,40 @@ func (l *Lab) attachState(e *Event) {
 
 // syncState emits an Updated event for every pod and Service whose state
 // changed without an event of its own, so the lab's State (the fold of its
-// events) always matches its objects. l.mu is held.
-func (l *Lab) syncState() {
-	seen := map[string]bool{}
-	for _, p := range l.reg.ListPods() {
-		seen[p.Name] = true
-		ps := l.podStateOf(p)
-		if old, ok := l.state.Pods[p.Name]; !ok || !reflect.DeepEqual(old, ps) {
-			l.emitEvent(Event{Type: EventUpdated, Object: "pod/" + p.Name, Message: "pod updated", Pod: &ps})
+// events) always matches its objects. pods and services are the sorted
+// names of those that may have changed since the last call (afterChange
+// knows them from the registry's change log; every other object's state
+// is what the lab's State holds already). l.mu is held.
+func (l *Lab) syncState(pods, services []string) {
+	for _, name := range pods {
+		if p, ok := l.reg.PeekPod(Namespace, name); ok {
+			ps := l.podStateOf(p)
+			if old, ok := l.state.Pods[name]; !ok || !reflect.DeepEqual(old, ps) {
+				l.emitEvent(Event{Type: EventUpdated, Object: "pod/" + name, Message: "pod updated", Pod: &ps})
+			}
 		}
 	}
-	for _, name := range l.state.PodNames() {
-		if !seen[name] {
+	for _, name := range pods {
+		if _, ok := l.reg.PeekPod(Namespace, name); ok {
+			continue
+		}
+		if _, ok := l.state.Pods[name]; ok {
 			l.emitEvent(Event{Type: EventUpdated, Object: "pod/" + name, Message: "pod gone", Removed: true})
 		}
 	}
-	clear(seen)
-	for _, svc := range l.reg.ListServices() {
-		seen[svc.Name] = true
-		ss := l.serviceStateOf(svc)
-		if old, ok := l.state.Services[svc.Name]; !ok || !reflect.DeepEqual(old, ss) {
-			l.emitEvent(Event{Type: EventUpdated, Object: "service/" + svc.Name, Message: "service updated", Service: &ss})
+	for _, name := range services {
+		if svc, ok := l.reg.PeekService(Namespace, name); ok {
+			ss := l.serviceStateOf(svc)
+			if old, ok := l.state.Services[name]; !ok || !reflect.DeepEqual(old, ss) {
+				l.emitEvent(Event{Type: EventUpdated, Object: "service/" + name, Message: "service updated", Service: &ss})
+			}
 		}
 	}
-	for _, name := range l.state.ServiceNames() {
-		if !seen[name] {
+	for _, name := range services {
+		if _, ok := l.reg.PeekService(Namespace, name); ok {
+			continue
+		}
+		if _, ok := l.state.Services[name]; ok {
 			l.emitEvent(Event{Type: EventUpdated, Object: "service/" + name, Message: "service gone", Removed: true})
 		}
 	}

@@ -55,6 +55,9 @@ type Registry struct {
 	services    map[string]*corev1.Service
 	pods        map[string]*corev1.Pod
 	deployments map[string]*appsv1.Deployment
+
+	// changes are the Pods and Services written since TakeChanges.
+	changes changeLog
 }
 
 // Group resources and kinds as kube-apiserver names them in errors.
