@@ -196,9 +196,9 @@ func (l *Lab) exists(kind, name string) bool {
 	var ok bool
 	switch kind {
 	case "Service":
-		_, ok = l.reg.GetService(Namespace, name)
+		_, ok = l.reg.PeekService(Namespace, name)
 	case "Pod":
-		_, ok = l.reg.GetPod(Namespace, name)
+		_, ok = l.reg.PeekPod(Namespace, name)
 	case "Deployment":
 		_, ok = l.reg.GetDeployment(Namespace, name)
 	}
@@ -260,15 +260,15 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 }
 
 // live returns the stored object of a kind ("Service", "Pod",
-// "Deployment") and name, and whether it exists; l.mu is held.
+// "Deployment") and name, read only, and whether it exists; l.mu is held.
 func (l *Lab) live(kind, name string) (any, bool) {
 	switch kind {
 	case "Service":
-		if o, ok := l.reg.GetService(Namespace, name); ok {
+		if o, ok := l.reg.PeekService(Namespace, name); ok {
 			return o, true
 		}
 	case "Pod":
-		if o, ok := l.reg.GetPod(Namespace, name); ok {
+		if o, ok := l.reg.PeekPod(Namespace, name); ok {
 			return o, true
 		}
 	case "Deployment":

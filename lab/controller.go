@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -336,12 +337,20 @@ func slowStartBatch(count, initial int, fn func() error) (int, error) {
 	return successes, nil
 }
 
-// ownedPods are the pods of a Deployment's ReplicaSets, by name. l.mu is
-// held; one pass over the pods.
+// ownedPods are the pods of a Deployment's ReplicaSets, by name, as
+// stored: read only. l.mu is held; it costs O(the Deployment's pods), from
+// the index (takeChanges), not a pass over every pod.
 func (l *Lab) ownedPods(d *appsv1.Deployment) []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, p := range l.reg.ListPods() { // sorted by name already
-		if ownerDeploymentName(p) == d.Name {
+	l.takeChanges()
+	set := l.index.byOwner[d.Name]
+	names := make([]string, 0, len(set))
+	for name := range set {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]*corev1.Pod, 0, len(names))
+	for _, name := range names {
+		if p, ok := l.reg.PeekPod(Namespace, name); ok {
 			out = append(out, p)
 		}
 	}

@@ -206,7 +206,7 @@ func describeEndpoints(svc *corev1.Service, slices []discoveryv1.EndpointSlice) 
 // the service ports changed. l.mu is held.
 //
 // Like an informer-driven controller it works from the registry's change
-// log (registry.TakeChanges), not from a pass over every object: a changed
+// log (takeChanges), not from a pass over every object: a changed
 // Service is recomputed, and so is every Service whose selector matched a
 // changed pod before or after the change (selectorIndex), each from the
 // pods its selector matches. So a change costs O(what it touches), and
@@ -214,32 +214,9 @@ func describeEndpoints(svc *corev1.Service, slices []discoveryv1.EndpointSlice) 
 // those a full pass would emit, in the same order: endpoints changes by
 // Service name, then the endpoints of Services gone, then syncState's.
 func (l *Lab) afterChange() {
-	ch := l.reg.TakeChanges()
-	changedPods := changedNames(ch.Pods)
-	changedSvcs := changedNames(ch.Services)
-	recompute := map[string]struct{}{}
-	for _, name := range changedSvcs {
-		recompute[name] = struct{}{}
-		var sel map[string]string
-		if svc, ok := l.reg.PeekService(Namespace, name); ok && managed(svc) {
-			sel = svc.Spec.Selector
-		}
-		l.index.setService(name, sel)
-	}
-	for _, name := range changedPods {
-		var lbls map[string]string
-		if p, ok := l.reg.PeekPod(Namespace, name); ok {
-			lbls = p.Labels
-		}
-		old := l.index.setPod(name, lbls)
-		l.index.servicesSelecting(old, recompute)
-		l.index.servicesSelecting(lbls, recompute)
-	}
-	names := make([]string, 0, len(recompute))
-	for name := range recompute {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	l.takeChanges()
+	changedPods := takeSorted(l.pending.pods)
+	names := takeSorted(l.pending.recompute)
 	var gone []string
 	for _, name := range names {
 		svc, ok := l.reg.PeekService(Namespace, name)

@@ -28,6 +28,17 @@ type selectorIndex struct {
 	podsBy    map[labelPair]map[string]struct{}
 	svcSel    map[string]map[string]string
 	svcsBy    map[labelPair]map[string]struct{}
+	// podOwner is the Deployment owning each pod that has one; byOwner
+	// the reverse (ownedPods).
+	podOwner map[string]string
+	byOwner  map[string]map[string]struct{}
+}
+
+// pendingChanges are what changed since afterChange last ran, already
+// folded into the index: the pods, and the Services whose endpoints to
+// recompute (the changed ones, and those that select a changed pod).
+type pendingChanges struct {
+	pods, recompute map[string]struct{}
 }
 
 func addTo(m map[labelPair]map[string]struct{}, p labelPair, name string) {
@@ -48,11 +59,28 @@ func removeFrom(m map[labelPair]map[string]struct{}, p labelPair, name string) {
 	}
 }
 
-// setPod records pod name's labels (nil: gone) and returns the ones it had.
-func (x *selectorIndex) setPod(name string, lbls map[string]string) (old map[string]string) {
+// setPod records pod name's labels (nil: gone) and owning Deployment
+// ("": none), and returns the labels it had.
+func (x *selectorIndex) setPod(name string, lbls map[string]string, owner string) (old map[string]string) {
 	if x.podLabels == nil {
 		x.podLabels = map[string]map[string]string{}
 		x.podsBy = map[labelPair]map[string]struct{}{}
+		x.podOwner = map[string]string{}
+		x.byOwner = map[string]map[string]struct{}{}
+	}
+	if o, ok := x.podOwner[name]; ok {
+		delete(x.byOwner[o], name)
+		if len(x.byOwner[o]) == 0 {
+			delete(x.byOwner, o)
+		}
+		delete(x.podOwner, name)
+	}
+	if owner != "" {
+		x.podOwner[name] = owner
+		if x.byOwner[owner] == nil {
+			x.byOwner[owner] = map[string]struct{}{}
+		}
+		x.byOwner[owner][name] = struct{}{}
 	}
 	old = x.podLabels[name]
 	for k, v := range old {
@@ -152,15 +180,59 @@ func (l *Lab) candidatePods(svc *corev1.Service) []*corev1.Pod {
 	return out
 }
 
-// changedNames turns the registry's "namespace/name" keys into the sorted
-// names of the lab's namespace.
-func changedNames(keys []string) []string {
+// takeChanges folds the registry's change log (what was written since the
+// last call) into the index and into l.pending, for afterChange. Anything
+// that reads the index calls it first, so the index is never behind the
+// registry. l.mu is held.
+func (l *Lab) takeChanges() {
+	ch := l.reg.TakeChanges()
+	if len(ch.Pods)+len(ch.Services) == 0 {
+		return
+	}
+	if l.pending.pods == nil {
+		l.pending.pods = map[string]struct{}{}
+		l.pending.recompute = map[string]struct{}{}
+	}
+	for _, name := range inNamespace(ch.Services) {
+		l.pending.recompute[name] = struct{}{}
+		var sel map[string]string
+		if svc, ok := l.reg.PeekService(Namespace, name); ok && managed(svc) {
+			sel = svc.Spec.Selector
+		}
+		l.index.setService(name, sel)
+	}
+	for _, name := range inNamespace(ch.Pods) {
+		l.pending.pods[name] = struct{}{}
+		var lbls map[string]string
+		owner := ""
+		if p, ok := l.reg.PeekPod(Namespace, name); ok {
+			lbls, owner = p.Labels, ownerDeploymentName(p)
+		}
+		old := l.index.setPod(name, lbls, owner)
+		l.index.servicesSelecting(old, l.pending.recompute)
+		l.index.servicesSelecting(lbls, l.pending.recompute)
+	}
+}
+
+// inNamespace turns the registry's "namespace/name" keys into the names
+// of the lab's namespace.
+func inNamespace(keys []string) []string {
 	out := make([]string, 0, len(keys))
 	for _, k := range keys {
 		if ns, name, ok := strings.Cut(k, "/"); ok && ns == Namespace {
 			out = append(out, name)
 		}
 	}
+	return out
+}
+
+// takeSorted empties a set and returns its names, sorted.
+func takeSorted(set map[string]struct{}) []string {
+	out := make([]string, 0, len(set))
+	for name := range set {
+		out = append(out, name)
+	}
+	clear(set)
 	sort.Strings(out)
 	return out
 }

@@ -92,6 +92,7 @@ type Lab struct {
 	hasSynced  bool
 	portsBySvc map[string][]plane.ServicePort
 	index      selectorIndex
+	pending    pendingChanges
 	// endpointBuilds counts the Services whose endpoints afterChange
 	// recomputed (a test checks a change touches only what it should).
 	endpointBuilds int

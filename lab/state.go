@@ -234,14 +234,14 @@ func (l *Lab) attachState(e *Event) {
 	}
 	switch kind {
 	case "pod":
-		if p, ok := l.reg.GetPod(Namespace, name); ok {
+		if p, ok := l.reg.PeekPod(Namespace, name); ok {
 			ps := l.podStateOf(p)
 			e.Pod = &ps
 		} else {
 			e.Removed = true
 		}
 	case "service", "endpoints":
-		if svc, ok := l.reg.GetService(Namespace, name); ok {
+		if svc, ok := l.reg.PeekService(Namespace, name); ok {
 			ss := l.serviceStateOf(svc)
 			e.Service = &ss
 		} else {

@@ -118,16 +118,21 @@ func (r *Registry) UpdatePodStatus(namespace, name string, mutate func(*corev1.P
 	if mutate != nil {
 		mutate(work)
 	}
-	pod := old.DeepCopy()
+	// Only these fields may change, so only they are compared; the new
+	// object shares the rest with the old one, which no one modifies (a
+	// stored object never is; callers get copies).
+	if equality.Semantic.DeepEqual(work.Status, old.Status) && work.Spec.NodeName == old.Spec.NodeName &&
+		equality.Semantic.DeepEqual(work.DeletionTimestamp, old.DeletionTimestamp) &&
+		equality.Semantic.DeepEqual(work.DeletionGracePeriodSeconds, old.DeletionGracePeriodSeconds) {
+		return old.DeepCopy(), nil
+	}
+	pod := *old
 	pod.Status = work.Status
 	pod.Spec.NodeName = work.Spec.NodeName
 	pod.DeletionTimestamp = work.DeletionTimestamp
 	pod.DeletionGracePeriodSeconds = work.DeletionGracePeriodSeconds
-	if equality.Semantic.DeepEqual(pod, old) {
-		return old.DeepCopy(), nil
-	}
 	pod.ResourceVersion = r.nextRV()
-	r.pods[k] = pod
+	r.pods[k] = &pod
 	r.changed("Pod", k)
 	return pod.DeepCopy(), nil
 }
