@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,12 +56,31 @@ func selected(svc *corev1.Service, pods []*corev1.Pod) []*corev1.Pod {
 			out = append(out, p)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, _ := netip.ParseAddr(out[i].Status.PodIP)
-		b, _ := netip.ParseAddr(out[j].Status.PodIP)
-		return a.Less(b)
-	})
+	// Each address parsed once: the sort runs after every change to a
+	// Service's pods, over all of them.
+	addrs := make(map[*corev1.Pod]netip.Addr, len(out))
+	for _, p := range out {
+		addrs[p], _ = netip.ParseAddr(p.Status.PodIP)
+	}
+	sort.Slice(out, func(i, j int) bool { return addrs[out[i]].Less(addrs[out[j]]) })
 	return out
+}
+
+// portsKey is "name/port/protocol," for each of n resolved ports: pods
+// with the same key share an Endpoints subset or an EndpointSlice. (Their
+// appProtocol is the Service port's, the same for every pod.)
+func portsKey(n int, port func(int) (string, int32, corev1.Protocol)) string {
+	var b []byte
+	for i := range n {
+		name, num, proto := port(i)
+		b = append(b, name...)
+		b = append(b, '/')
+		b = strconv.AppendInt(b, int64(num), 10)
+		b = append(b, '/')
+		b = append(b, proto...)
+		b = append(b, ',')
+	}
+	return string(b)
 }
 
 // managed reports whether the endpoints controllers manage svc (it has a
@@ -93,7 +113,7 @@ func buildEndpoints(svc *corev1.Service, pods []*corev1.Pod, created metav1.Time
 		if len(ports) == 0 && len(svc.Spec.Ports) > 0 {
 			continue
 		}
-		key := fmt.Sprint(ports)
+		key := portsKey(len(ports), func(i int) (string, int32, corev1.Protocol) { return ports[i].Name, ports[i].Port, ports[i].Protocol })
 		i, ok := index[key]
 		if !ok {
 			i = len(ep.Subsets)
@@ -126,10 +146,9 @@ func buildSlices(svc *corev1.Service, pods []*corev1.Pod) []discoveryv1.Endpoint
 				ports = append(ports, discoveryv1.EndpointPort{Name: ptr(sp.Name), Port: ptr(n), Protocol: ptr(sp.Protocol), AppProtocol: sp.AppProtocol})
 			}
 		}
-		key := ""
-		for _, pt := range ports {
-			key += fmt.Sprintf("%s/%d/%s,", *pt.Name, *pt.Port, *pt.Protocol)
-		}
+		key := portsKey(len(ports), func(i int) (string, int32, corev1.Protocol) {
+			return *ports[i].Name, *ports[i].Port, *ports[i].Protocol
+		})
 		i, ok := index[key]
 		if !ok {
 			i = len(out)
