@@ -123,6 +123,11 @@ func TestKernelFlowsThroughTheLab(t *testing.T) {
 		}
 		return n == 2
 	})
+	// Ready in the API server comes before the proxies have the endpoint:
+	// WaitIdle returns once the data plane has been given everything.
+	if err := l.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, e := range l.Events() {
 		if e.Type == lab.EventWarning {
 			t.Errorf("warning: %v", e)

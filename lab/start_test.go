@@ -76,6 +76,11 @@ func TestStartDefaultLab(t *testing.T) {
 		}
 		return n == 3
 	})
+	// Ready in the API server comes before the proxies have the endpoint:
+	// WaitIdle returns once the data plane has been given everything.
+	if err := r.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
 	pods := map[string]string{} // name → node
 	for _, p := range r.Pods() {
 		pods[p.Name] = p.Spec.NodeName
