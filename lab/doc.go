@@ -57,6 +57,20 @@
 // Pending pods, as kube-scheduler keeps its cache, so placing a pod costs
 // O(nodes) and a sync O(pods), however many pods there are.
 //
+// The other controllers work, as informer-driven ones do, from what
+// changed: the registry logs every Pod and Service it stores
+// (registry.TakeChanges), and an index (pods by label and by owning
+// Deployment, Services by selector) turns a change into the Services
+// whose endpoints to recompute — the changed ones, and those whose
+// selector matches a changed pod before or after — and the pods and
+// Services whose state to compare. So applying n objects costs O(n), not
+// O(n × objects in the lab); the benchmarks in apply_bench_test.go show
+// it (`go test -run x -bench Apply -benchmem ./lab`). One cost stays by
+// design: each change to the pods of a Service with m endpoints makes an
+// EndpointsChanged event that lists all m, so m bare pods applied one by
+// one behind one Service cost O(m²) (a Deployment's sync recomputes its
+// Services once per sync).
+//
 // Determinism: a sync runs only when it can take the lab's lock, and each
 // call makes all its changes under that lock in one go, so a call such as
 // ApplyFiles is finished before the controllers act on it, and the
