@@ -151,6 +151,7 @@ func (l *Lab) ApplyFiles(files ...File) []Result {
 		}
 	}
 	seen := map[string]bool{}
+	l.batching = true
 	for i, e := range sent {
 		if e.err != nil {
 			// Rejected by the API server's decoder, as it arrives.
@@ -183,6 +184,8 @@ func (l *Lab) ApplyFiles(files ...File) []Result {
 		l.afterChange()
 		results = append(results, r)
 	}
+	l.batching = false
+	l.flushPorts()
 	l.mu.Unlock()
 	l.drain()
 	return results
@@ -530,6 +533,7 @@ func (l *Lab) deleteObject(kind, namespace, name string) error {
 func (l *Lab) DeleteFile(file string, data []byte) []Result {
 	var results []Result
 	l.mu.Lock()
+	l.batching = true
 	for _, e := range decodeInOrder(file, data) {
 		if e.err != nil && e.err.Kind == manifest.ErrDecode && e.err.Name != "" {
 			// kubectl delete sends only the name: a field the server
@@ -549,6 +553,8 @@ func (l *Lab) DeleteFile(file string, data []byte) []Result {
 		l.afterChange()
 		results = append(results, r)
 	}
+	l.batching = false
+	l.flushPorts()
 	l.mu.Unlock()
 	l.drain()
 	return results

@@ -179,3 +179,34 @@ func BenchmarkApplyBarePods(b *testing.B) {
 		b.Run(fmt.Sprintf("pods=%d", n), func(b *testing.B) { benchApply(b, m, n) })
 	}
 }
+
+// BenchmarkApplyServicesDataPlane applies 250 to 2,000 NodePort Services
+// to a lab with a data plane (the tests' fake one, which only records),
+// so the service ports the lab builds and queues for it are in the cost.
+func BenchmarkApplyServicesDataPlane(b *testing.B) {
+	for _, n := range benchSizes {
+		m := servicesManifest(n)
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				dp := &fakeDataPlane{}
+				l, err := New(Config{Name: "bench", Rand: rand.New(rand.NewPCG(1, 2)), DataPlane: dp.factory})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, r := range l.Apply("bench.yaml", m) {
+					if r.Err != nil {
+						b.Fatal(r)
+					}
+				}
+				if err := l.WaitIdle(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				if got := len(dp.lastSync()); got != n+1 {
+					b.Fatalf("the data plane got %d service ports, want %d", got, n+1)
+				}
+				l.Close()
+			}
+		})
+	}
+}

@@ -274,11 +274,25 @@ func (l *Lab) afterChange() {
 	if l.dp == nil {
 		return
 	}
-	if !l.syncPorts(svcs) {
-		return
+	if l.syncPorts(svcs) {
+		l.hasSynced, l.portsDirty = true, true
 	}
-	l.hasSynced = true
-	l.queueSync(l.flatPorts())
+	if !l.batching {
+		l.flushPorts()
+	}
+}
+
+// flushPorts queues a SyncServices with every Service's ports when they
+// changed since the last one. afterChange calls it, except inside a batch
+// (ApplyFiles, DeleteFile: one call, one lock, many objects), which calls
+// it once at its end: the ports are level-triggered, and building them is
+// O(Services), so one per object made a big manifest quadratic. l.mu is
+// held.
+func (l *Lab) flushPorts() {
+	if l.portsDirty {
+		l.portsDirty = false
+		l.queueSync(l.flatPorts())
+	}
 }
 
 // syncPorts updates the data plane's view of the named Services (those

@@ -87,12 +87,16 @@ type Lab struct {
 	// endpoints and slices per Service name; portsBySvc is what the data
 	// plane got last, per Service (afterChange updates the changed ones);
 	// index finds the Services and pods a change touches.
-	endpoints  map[string]*corev1.Endpoints
-	slices     map[string][]discoveryv1.EndpointSlice
-	hasSynced  bool
-	portsBySvc map[string][]plane.ServicePort
-	index      selectorIndex
-	pending    pendingChanges
+	endpoints map[string]*corev1.Endpoints
+	slices    map[string][]discoveryv1.EndpointSlice
+	hasSynced bool
+	// portsDirty: the ports changed since the last SyncServices queued;
+	// batching: afterChange leaves queueing it to the batch's end
+	// (flushPorts).
+	portsDirty, batching bool
+	portsBySvc           map[string][]plane.ServicePort
+	index                selectorIndex
+	pending              pendingChanges
 	// endpointBuilds counts the Services whose endpoints afterChange
 	// recomputed (a test checks a change touches only what it should).
 	endpointBuilds int
