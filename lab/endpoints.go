@@ -113,7 +113,9 @@ func buildEndpoints(svc *corev1.Service, pods []*corev1.Pod, created metav1.Time
 		if len(ports) == 0 && len(svc.Spec.Ports) > 0 {
 			continue
 		}
-		key := portsKey(len(ports), func(i int) (string, int32, corev1.Protocol) { return ports[i].Name, ports[i].Port, ports[i].Protocol })
+		key := portsKey(len(ports), func(i int) (string, int32, corev1.Protocol) {
+			return ports[i].Name, ports[i].Port, ports[i].Protocol
+		})
 		i, ok := index[key]
 		if !ok {
 			i = len(ep.Subsets)
@@ -269,12 +271,11 @@ func (l *Lab) afterChange() {
 	}
 	// A Service's state holds its endpoints: every Service recomputed
 	// (the changed ones among them) may have a new state.
-	svcs := names
-	l.syncState(changedPods, svcs)
+	l.syncState(changedPods, names)
 	if l.dp == nil {
 		return
 	}
-	if l.syncPorts(svcs) {
+	if l.syncPorts(names) {
 		l.hasSynced, l.portsDirty = true, true
 	}
 	if !l.batching {
