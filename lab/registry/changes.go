@@ -4,28 +4,33 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Changes are the Pods and Services written since the last TakeChanges:
-// created, updated (only when the stored object changed) or deleted, by
-// name ("namespace/name" keys, each once). A dry run writes nothing and so
-// is not a change. The lab's controllers read them, as an informer's
-// event handlers would, to work on what changed instead of on everything.
+// Changes are the objects written since the last TakeChanges: created,
+// updated (only when the stored object changed) or deleted, by key
+// ("namespace/name", each once). A dry run writes nothing and so is not a
+// change. The lab's controllers read them, as an informer's event
+// handlers would, to work on what changed instead of on everything.
 type Changes struct {
-	Pods     []string
-	Services []string
+	Pods        []string
+	Services    []string
+	Deployments []string
 }
 
 // changeLog is the set of keys written since the last TakeChanges. It is
 // guarded by Registry.mu.
 type changeLog struct {
-	pods, services map[string]struct{}
+	pods, services, deployments map[string]struct{}
 }
 
-// changed records a write of a Pod or Service; r.mu is held. It is the one
-// place every stored Pod and Service write goes through.
+// changed records a write of a "Pod", "Service" or "Deployment"; r.mu is
+// held. Every stored write goes through it: the place to hook anything
+// that must see every change.
 func (r *Registry) changed(kind, key string) {
 	m := &r.changes.services
-	if kind == "Pod" {
+	switch kind {
+	case "Pod":
 		m = &r.changes.pods
+	case "Deployment":
+		m = &r.changes.deployments
 	}
 	if *m == nil {
 		*m = map[string]struct{}{}
@@ -33,8 +38,8 @@ func (r *Registry) changed(kind, key string) {
 	(*m)[key] = struct{}{}
 }
 
-// TakeChanges returns the Pods and Services written since the last call
-// (in no particular order) and starts a new set.
+// TakeChanges returns the objects written since the last call (in no
+// particular order) and starts a new set.
 func (r *Registry) TakeChanges() Changes {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -45,8 +50,12 @@ func (r *Registry) TakeChanges() Changes {
 	for k := range r.changes.services {
 		c.Services = append(c.Services, k)
 	}
+	for k := range r.changes.deployments {
+		c.Deployments = append(c.Deployments, k)
+	}
 	clear(r.changes.pods)
 	clear(r.changes.services)
+	clear(r.changes.deployments)
 	return c
 }
 

@@ -70,4 +70,13 @@ func TestTakeChanges(t *testing.T) {
 	if got, want := changes(r), "pods [default/p] services [default/web]"; got != want {
 		t.Errorf("after a status change and a delete: %s, want %s", got, want)
 	}
+	if _, err := r.CreateDeployment(deployment("d", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DeleteDeployment("", "d"); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.TakeChanges(); fmt.Sprint(c.Deployments) != "[default/d]" {
+		t.Errorf("after a Deployment's create and delete: %+v, want deployment default/d", c)
+	}
 }
