@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 )
@@ -118,12 +120,15 @@ func resetClose(c net.Conn) {
 // splice copies both ways until both directions are done; it returns the
 // bytes client→pod and pod→client, and the error reading from the pod
 // (nil at its orderly end). SCTP conns keep message boundaries and
-// stream ids.
+// stream ids. One direction runs on the calling goroutine.
 func splice(client, up net.Conn) (in, out int64, upErr error) {
-	var wg sync.WaitGroup
-	wg.Go(func() { in, _ = copyHalf(up, client) })
-	wg.Go(func() { out, upErr = copyHalf(client, up) })
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in, _ = copyHalf(up, client)
+	}()
+	out, upErr = copyHalf(client, up)
+	<-done
 	_ = client.Close()
 	_ = up.Close()
 	return in, out, upErr
@@ -133,15 +138,21 @@ func splice(client, up net.Conn) (in, out int64, upErr error) {
 // both when the conn cannot half-close, as with SCTP). It returns the
 // bytes copied and the error reading src, if it was not its orderly end.
 func copyHalf(dst, src net.Conn) (int64, error) {
+	if dt, ok := dst.(*net.TCPConn); ok {
+		if st, ok := src.(*net.TCPConn); ok {
+			return spliceHalf(dt, st)
+		}
+	}
 	var n int64
 	sm, sok := src.(netsim.MessageConn)
 	dm, dok := dst.(netsim.MessageConn)
 	if sok && dok {
-		buf := make([]byte, 64*1024)
+		buf := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(buf)
 		for {
-			k, info, err := sm.ReadMessage(buf)
+			k, info, err := sm.ReadMessage(*buf)
 			if k > 0 {
-				if _, werr := dm.WriteMessage(buf[:k], info); werr != nil {
+				if _, werr := dm.WriteMessage((*buf)[:k], info); werr != nil {
 					break
 				}
 				n += int64(k)
@@ -165,7 +176,10 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 	copyBufs.Put(buf)
 	if err != nil {
 		// A reset or a closed peer: tear both down so the other half
-		// does not wait forever.
+		// does not wait forever, passing a reset on as one.
+		if classify(rs.err) == plane.FlowReset {
+			resetClose(dst)
+		}
 		_ = dst.Close()
 		_ = src.Close()
 		return n, rs.err
@@ -181,12 +195,62 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 	return n, nil
 }
 
+// spliceHalf is copyHalf between two TCP sockets: dst.ReadFrom(src) is
+// splice(2) from src into a pipe and from the pipe into dst, so the bytes
+// never enter the proxy's memory (nothing may wrap either conn, or
+// ReadFrom falls back to a buffer copy). splice reports one error for
+// both sockets; it was the read's when src is dead (reset by its peer, or
+// timed out), which its TCP state says: CLOSE, where a failed write
+// leaves src established.
+func spliceHalf(dst, src *net.TCPConn) (int64, error) {
+	n, err := dst.ReadFrom(src)
+	if err != nil {
+		var readErr error
+		if tcpClosed(src) {
+			readErr = err
+		}
+		// Tear both down so the other half does not wait forever; a
+		// reset is passed on as one, as kernel DNAT would pass the RST.
+		if classify(readErr) == plane.FlowReset {
+			resetClose(dst)
+		}
+		_ = dst.Close()
+		_ = src.Close()
+		return n, readErr
+	}
+	_ = dst.CloseWrite()
+	_ = src.CloseRead()
+	return n, nil
+}
+
+// tcpClosed reports whether c's socket is in TCP state CLOSE (it was
+// reset, or gave up retransmitting); false if c is closed already.
+// Equivalent to: getsockopt(TCP_INFO).tcpi_state == TCP_CLOSE
+func tcpClosed(c *net.TCPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var state uint8
+	if err := rc.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			state = info.State
+		}
+	}); err != nil {
+		return false
+	}
+	return state == tcpStateClose
+}
+
+// tcpStateClose is TCP_CLOSE of the kernel's enum of TCP states
+// (include/net/tcp_states.h).
+const tcpStateClose = 7
+
 // copyBufs are the buffers of stream copies.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
 
 // writeOnly hides a conn's ReadFrom, so io.CopyBuffer uses the pooled
-// buffer (a conn's ReadFrom could splice only from another conn, and src
-// is a readSide).
+// buffer (only the TCP pairs of spliceHalf could splice).
 type writeOnly struct{ w io.Writer }
 
 func (w writeOnly) Write(b []byte) (int, error) { return w.w.Write(b) }
