@@ -147,8 +147,8 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 	sm, sok := src.(netsim.MessageConn)
 	dm, dok := dst.(netsim.MessageConn)
 	if sok && dok {
-		buf := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(buf)
+		buf := msgBufs.Get().(*[]byte)
+		defer msgBufs.Put(buf)
 		for {
 			k, info, err := sm.ReadMessage(*buf)
 			if k > 0 {
@@ -246,8 +246,12 @@ func tcpClosed(c *net.TCPConn) bool {
 // (include/net/tcp_states.h).
 const tcpStateClose = 7
 
-// copyBufs are the buffers of stream copies.
+// copyBufs are the buffers of stream copies that cannot splice.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// msgBufs are the buffers of SCTP relays: 64 KiB, so one read takes a
+// whole message (a partial read would split it in two on the way out).
+var msgBufs = sync.Pool{New: func() any { b := make([]byte, 64*1024); return &b }}
 
 // writeOnly hides a conn's ReadFrom, so io.CopyBuffer uses the pooled
 // buffer (only the TCP pairs of spliceHalf could splice).
