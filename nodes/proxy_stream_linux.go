@@ -218,8 +218,9 @@ func spliceHalf(dst, src *net.TCPConn) (int64, error) {
 		_ = src.Close()
 		return n, readErr
 	}
+	// Pass the FIN on. (No CloseRead of src: shutdown(SHUT_RD) sends
+	// nothing, and each system call costs here: ~5 us on this VM.)
 	_ = dst.CloseWrite()
-	_ = src.CloseRead()
 	return n, nil
 }
 
