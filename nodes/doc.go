@@ -173,15 +173,18 @@
 //     connection costs; a profile of BenchmarkForward/newconn shows the
 //     dial's namespace switch and socket set-up first, then accept and
 //     close.
-//   - Per TCP byte: nothing in userspace. Both directions are io.Copy
-//     between two *net.TCPConn, which the net package turns into
-//     splice(2) through a pipe: nothing may wrap either conn, or it falls
-//     back to a buffer copy. splice reports one error for both sockets;
-//     the source socket's TCP state (TCP_INFO) says whether the read
-//     failed (the peer reset: the flow says pod-reset and the other side
-//     gets a reset) or the write did. SCTP cannot splice: each message
-//     is read into a pooled 64 KiB buffer and written with its stream id
-//     and PPID.
+//   - Per TCP byte: a copy through a pooled 32 KiB buffer, one read and
+//     one write per 32 KiB each way, no allocation. Not splice(2):
+//     between namespaces it cost 25-35% more CPU per MiB
+//     (BenchmarkForward/bulk; a spliced page carries one received
+//     segment, so the proxy sends more, smaller packets than a copy that
+//     fills 64 KiB GSO packets), though on loopback, where segments are
+//     64 KiB, it wins; 128 KiB and 512 KiB buffers cost more than 32 KiB.
+//     The copy knows which side failed: a read error from the pod is a
+//     reset (the flow says pod-reset, and the client gets a reset, as
+//     kernel DNAT passes the RST), a failed write is the other side's.
+//     SCTP is relayed message by message through a pooled 64 KiB buffer,
+//     with each message's stream id and PPID.
 //   - Per new UDP flow: the endpoint pick, a connected socket to the pod,
 //     an insert into the frontend's flow table (its mutex; at the cap it
 //     evicts in O(1)), a goroutine relaying the pod's replies with a

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 )
@@ -101,7 +99,7 @@ func (p *proxy) serveStream(f *frontend, c net.Conn) {
 	} else {
 		fl.SourceSeen = addrPortOf(up.LocalAddr()).Addr()
 	}
-	in, out, upErr := splice(c, up)
+	in, out, upErr := relay(c, up)
 	fl.BytesIn, fl.BytesOut = in, out
 	fl.Result = plane.FlowOK
 	if classify(upErr) == plane.FlowReset {
@@ -117,11 +115,11 @@ func resetClose(c net.Conn) {
 	_ = c.Close()
 }
 
-// splice copies both ways until both directions are done; it returns the
+// relay copies both ways until both directions are done; it returns the
 // bytes client→pod and pod→client, and the error reading from the pod
 // (nil at its orderly end). SCTP conns keep message boundaries and
 // stream ids. One direction runs on the calling goroutine.
-func splice(client, up net.Conn) (in, out int64, upErr error) {
+func relay(client, up net.Conn) (in, out int64, upErr error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -138,11 +136,6 @@ func splice(client, up net.Conn) (in, out int64, upErr error) {
 // both when the conn cannot half-close, as with SCTP). It returns the
 // bytes copied and the error reading src, if it was not its orderly end.
 func copyHalf(dst, src net.Conn) (int64, error) {
-	if dt, ok := dst.(*net.TCPConn); ok {
-		if st, ok := src.(*net.TCPConn); ok {
-			return spliceHalf(dt, st)
-		}
-	}
 	var n int64
 	sm, sok := src.(netsim.MessageConn)
 	dm, dok := dst.(netsim.MessageConn)
@@ -184,70 +177,20 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 		_ = src.Close()
 		return n, rs.err
 	}
+	// Pass the FIN on. (No CloseRead of src: shutdown(SHUT_RD) sends
+	// nothing, and each system call costs here: ~5 us on this VM.)
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	} else {
 		_ = dst.Close()
 	}
-	if cr, ok := src.(interface{ CloseRead() error }); ok {
-		_ = cr.CloseRead()
-	}
 	return n, nil
 }
 
-// spliceHalf is copyHalf between two TCP sockets: dst.ReadFrom(src) is
-// splice(2) from src into a pipe and from the pipe into dst, so the bytes
-// never enter the proxy's memory (nothing may wrap either conn, or
-// ReadFrom falls back to a buffer copy). splice reports one error for
-// both sockets; it was the read's when src is dead (reset by its peer, or
-// timed out), which its TCP state says: CLOSE, where a failed write
-// leaves src established.
-func spliceHalf(dst, src *net.TCPConn) (int64, error) {
-	n, err := dst.ReadFrom(src)
-	if err != nil {
-		var readErr error
-		if tcpClosed(src) {
-			readErr = err
-		}
-		// Tear both down so the other half does not wait forever; a
-		// reset is passed on as one, as kernel DNAT would pass the RST.
-		if classify(readErr) == plane.FlowReset {
-			resetClose(dst)
-		}
-		_ = dst.Close()
-		_ = src.Close()
-		return n, readErr
-	}
-	// Pass the FIN on. (No CloseRead of src: shutdown(SHUT_RD) sends
-	// nothing, and each system call costs here: ~5 us on this VM.)
-	_ = dst.CloseWrite()
-	return n, nil
-}
-
-// tcpClosed reports whether c's socket is in TCP state CLOSE (it was
-// reset, or gave up retransmitting); false if c is closed already.
-// Equivalent to: getsockopt(TCP_INFO).tcpi_state == TCP_CLOSE
-func tcpClosed(c *net.TCPConn) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var state uint8
-	if err := rc.Control(func(fd uintptr) {
-		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			state = info.State
-		}
-	}); err != nil {
-		return false
-	}
-	return state == tcpStateClose
-}
-
-// tcpStateClose is TCP_CLOSE of the kernel's enum of TCP states
-// (include/net/tcp_states.h).
-const tcpStateClose = 7
-
-// copyBufs are the buffers of stream copies that cannot splice.
+// copyBufs are the buffers of TCP copies. TCP is copied through them,
+// not spliced: between two namespaces splice(2) cost 25-35% more CPU per
+// MiB than this copy (BenchmarkForward/bulk), and 128 KiB or 512 KiB
+// buffers cost more than 32 KiB (see the commit that says so).
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
 
 // msgBufs are the buffers of SCTP relays: 64 KiB, so one read takes a
@@ -255,7 +198,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b
 var msgBufs = sync.Pool{New: func() any { b := make([]byte, 64*1024); return &b }}
 
 // writeOnly hides a conn's ReadFrom, so io.CopyBuffer uses the pooled
-// buffer (only the TCP pairs of spliceHalf could splice).
+// buffer: a *net.TCPConn's ReadFrom would splice.
 type writeOnly struct{ w io.Writer }
 
 func (w writeOnly) Write(b []byte) (int, error) { return w.w.Write(b) }

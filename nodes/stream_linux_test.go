@@ -11,13 +11,12 @@ import (
 	"github.com/nplab/nplab/lab/plane"
 )
 
-// TestProxyTCPSpliceAttributesResets checks what the proxy's TCP flows say
-// when one end resets an established connection, now that the bytes move
-// by splice(2), which reports one error for both sockets: a pod's reset is
-// the pod's (reset, pod-reset) and the client gets a reset too; a client's
-// reset while the pod streams is not blamed on the pod; and an orderly
-// exchange counts its bytes both ways.
-func TestProxyTCPSpliceAttributesResets(t *testing.T) {
+// TestProxyTCPAttributesResets checks what the proxy's TCP flows say when
+// one end resets an established connection: a pod's reset is the pod's
+// (reset, pod-reset) and the client gets a reset too, as kernel DNAT
+// would pass the RST on; a client's reset while the pod streams is not
+// blamed on the pod; and an orderly exchange counts its bytes both ways.
+func TestProxyTCPAttributesResets(t *testing.T) {
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
