@@ -18,14 +18,16 @@ import (
 // locked one), about eight syscalls that a proxy pays for every
 // connection it dials: a quarter of the CPU of BenchmarkForward/newconn.
 //
-// It is opened the first time it is needed, on a locked thread that has
-// never been switched: every switch in this package (doIn, ns.Do) puts
-// its thread back, or lets it die.
-var originNS = sync.OnceValues(func() (int, error) {
+// It is opened during package initialization, on the main thread, before
+// any code can have switched a thread: every switch in this package
+// (doIn, ns.Do) puts its thread back, or lets it die.
+var originNS, originErr = openOriginNS()
+
+func openOriginNS() (int, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	return unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-})
+}
 
 // doIn runs f on a fresh goroutine locked to its OS thread and switched
 // into target's namespace, as CNI's ns.Do does, and switches the thread
@@ -35,8 +37,7 @@ var originNS = sync.OnceValues(func() (int, error) {
 // it is ns.Do.
 // Equivalent to: setns(<target>, CLONE_NEWNET); f(); setns(<origin>, CLONE_NEWNET)
 func doIn(target ns.NetNS, f func() error) error {
-	origin, err := originNS()
-	if err != nil {
+	if originErr != nil {
 		return target.Do(func(ns.NetNS) error { return f() })
 	}
 	var wg sync.WaitGroup
@@ -50,7 +51,7 @@ func doIn(target ns.NetNS, f func() error) error {
 			return
 		}
 		ferr = f()
-		if err := unix.Setns(origin, unix.CLONE_NEWNET); err == nil {
+		if err := unix.Setns(originNS, unix.CLONE_NEWNET); err == nil {
 			runtime.UnlockOSThread()
 		}
 	})
