@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +31,14 @@ import (
 //   - udp/...: 16 datagrams of 64 bytes in flight to a UDP echo in the
 //     pod and their answers per op (ns/op over 16 is the time per
 //     datagram round trip; lost/datagram the share that never came back
-//     within 200 ms).
+//     within 200 ms);
+//   - udpflood/...: one 64-byte datagram per op, one way, sent as fast as
+//     one sender can to a sink in the pod that counts them: delivered/s
+//     and lost/datagram (the sender is never slowed by the path, so what
+//     the path cannot carry is lost);
+//   - udp10k/...: the same at a fixed offered rate of 10,000 datagrams/s
+//     (use -benchtime 20000x or more: the loss at a rate the path should
+//     carry).
 //
 // The paths:
 //
@@ -60,8 +68,9 @@ import (
 // shares, it compares paths better than wall time.
 //
 // The bulk sink and the UDP echo are the benchmark's own sockets, opened in
-// the pod's namespace on ports 9000 (TCP) and 9001 (UDP), behind
-// nodePorts 30082 and 30083 (kernel DNAT: 30084 and 30085).
+// the pod's namespace on ports 9000 (TCP), 9001 (UDP echo) and 9002 (UDP
+// sink), behind nodePorts 30082, 30083 and 30086 (kernel DNAT: 30084,
+// 30085 and 30088).
 //
 // kernel-dnat runs nft as `ip netns exec <node-1's namespace> nft -f -`
 // and skips when nft is missing ("apt-get install nftables"); with "nft"
@@ -141,6 +150,23 @@ func BenchmarkForward(b *testing.B) {
 			_, _ = uc.WriteToUDPAddrPort(buf[:n], from)
 		}
 	}()
+	// udpflood's sink counts what arrives and answers nothing.
+	sinkUDP, err := podHost.ListenPacket(context.Background(), "udp4", ":9002")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sinkUDP.Close() })
+	var sunk atomic.Int64
+	go func() {
+		uc := sinkUDP.(*net.UDPConn)
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := uc.ReadFromUDPAddrPort(buf); err != nil {
+				return
+			}
+			sunk.Add(1)
+		}
+	}()
 	// The catalog knows netexec does not listen on 9000 and 9001, and the
 	// plan would open no listener for them; an endpoint of a pod the node
 	// does not run counts as listening.
@@ -154,6 +180,8 @@ func BenchmarkForward(b *testing.B) {
 			ExternalTrafficPolicy: "Cluster", Endpoints: own(9000)},
 		{Service: "default/bench-udp", Protocol: "UDP", ClusterIP: netip.MustParseAddr("10.96.0.32"), Port: 9001, NodePort: 30083,
 			ExternalTrafficPolicy: "Cluster", Endpoints: own(9001)},
+		{Service: "default/bench-udpflood", Protocol: "UDP", ClusterIP: netip.MustParseAddr("10.96.0.33"), Port: 9002, NodePort: 30086,
+			ExternalTrafficPolicy: "Cluster", Endpoints: own(9002)},
 	})
 	bulk := func(b *testing.B, target netip.AddrPort) {
 		conn, err := from.Dial(context.Background(), "tcp", target.String())
@@ -214,8 +242,53 @@ func BenchmarkForward(b *testing.B) {
 		reportCPU(b, cpu)
 		b.ReportMetric(float64(lost)/float64(b.N*window), "lost/datagram")
 	}
+	// udpflood: b.N datagrams of 64 bytes, one way, to the counting sink,
+	// at rate per second (0: as fast as one sender can); then up to
+	// 500 ms for the last to land.
+	udpflood := func(rate float64) func(*testing.B, netip.AddrPort) {
+		return func(b *testing.B, target netip.AddrPort) {
+			conn, err := from.Dial(context.Background(), "udp", target.String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			msg := make([]byte, 64)
+			// The flow's first datagram, before the clock starts.
+			before := sunk.Load()
+			if _, err := conn.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+			for deadline := time.Now().Add(2 * time.Second); sunk.Load() == before && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			start, base := time.Now(), sunk.Load()
+			sent := 0
+			b.ResetTimer()
+			for b.Loop() {
+				if rate > 0 {
+					// Paced in steps of 1 ms: sleep until this datagram's
+					// time has come.
+					if due := start.Add(time.Duration(float64(sent) / rate * float64(time.Second))); time.Until(due) > time.Millisecond {
+						time.Sleep(time.Until(due))
+					}
+				}
+				_, _ = conn.Write(msg) // a full queue drops, as the kernel would
+				sent++
+			}
+			b.StopTimer()
+			got := sunk.Load() - base
+			for last, deadline := int64(-1), time.Now().Add(500*time.Millisecond); got != last && time.Now().Before(deadline); {
+				last = got
+				time.Sleep(20 * time.Millisecond)
+				got = sunk.Load() - base
+			}
+			b.ReportMetric(float64(got)/time.Since(start).Seconds(), "delivered/s")
+			b.ReportMetric(1-float64(got)/float64(b.N), "lost/datagram")
+		}
+	}
 	// kernelDNAT installs the DNAT table on node-1, which forwards
-	// nodePorts 30081 (HTTP), 30084 (bulk) and 30085 (UDP) to the pod, and
+	// nodePorts 30081 (HTTP), 30084 (bulk), 30085 (UDP echo) and 30088
+	// (UDP sink) to the pod, and
 	// returns the first; the table is deleted when b ends.
 	node1 := c.Network().Host("node-1")
 	dnatPort := nodeAddr(1, 30081)
@@ -234,13 +307,14 @@ func BenchmarkForward(b *testing.B) {
 		ip daddr %[1]s tcp dport %[2]d meta mark set meta mark | 0x4000 dnat to %[3]s:8080
 		ip daddr %[1]s tcp dport %[4]d meta mark set meta mark | 0x4000 dnat to %[3]s:9000
 		ip daddr %[1]s udp dport %[5]d meta mark set meta mark | 0x4000 dnat to %[3]s:9001
+		ip daddr %[1]s udp dport %[7]d meta mark set meta mark | 0x4000 dnat to %[3]s:9002
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		meta mark & 0x4000 == 0x4000 snat to %[6]s fully-random
 	}
 }
-`, dnatPort.Addr(), dnatPort.Port(), p.ip, 30084, 30085, dnatPort.Addr())
+`, dnatPort.Addr(), dnatPort.Port(), p.ip, 30084, 30085, dnatPort.Addr(), 30088)
 		if err := nft(node1, script); err != nil {
 			b.Fatal(err)
 		}
@@ -277,7 +351,7 @@ func BenchmarkForward(b *testing.B) {
 		run  func(*testing.B, netip.AddrPort)
 		port uint16 // the pod's
 		np   uint16 // the proxy's nodePort; kernel DNAT's is np+2
-	}{{"bulk", bulk, 9000, 30082}, {"udp", udp, 9001, 30083}} {
+	}{{"bulk", bulk, 9000, 30082}, {"udp", udp, 9001, 30083}, {"udpflood", udpflood(0), 9002, 30086}, {"udp10k", udpflood(10000), 9002, 30086}, {"udp20k", udpflood(20000), 9002, 30086}} {
 		b.Run(v.name+"/direct", func(b *testing.B) { v.run(b, netip.AddrPortFrom(p.ip, v.port)) })
 		b.Run(v.name+"/nplab-proxy", func(b *testing.B) { v.run(b, nodeAddr(1, v.np)) })
 		b.Run(v.name+"/kernel-dnat", func(b *testing.B) {

@@ -162,10 +162,28 @@ func enablePktinfo(pc net.PacketConn) *net.UDPConn {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+		growRcvbuf(fd)
 	}); err != nil || serr != nil {
 		return nil
 	}
 	return uc
+}
+
+// udpRcvbuf is the receive buffer of the proxy's UDP sockets: a limit on
+// what may queue (memory is taken only by datagrams waiting), large
+// enough to ride out the milliseconds the proxy's goroutine waits for a
+// CPU the client and the pod share, where the default (212992 bytes,
+// some 300 small datagrams) overflows.
+const udpRcvbuf = 4 << 20
+
+// growRcvbuf raises a socket's receive buffer to udpRcvbuf: with
+// SO_RCVBUFFORCE as root (net.core.rmem_max does not cap it), else as far
+// as rmem_max allows.
+// Equivalent to: setsockopt(SO_RCVBUFFORCE, 4 MiB)
+func growRcvbuf(fd uintptr) {
+	if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRcvbuf) != nil {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpRcvbuf)
+	}
 }
 
 // pktinfoDst returns the header destination address from an IP_PKTINFO
