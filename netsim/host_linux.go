@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -362,7 +361,8 @@ func (h *host) Sysctl(key, value string) error {
 }
 
 // do runs f on a fresh locked OS thread switched into the host's namespace
-// (CNI's ns.Do); the caller's thread never changes namespace.
+// (doIn: CNI's ns.Do, without reopening the namespace to go back to); the
+// caller's thread never changes namespace.
 func (h *host) do(f func() error) error {
 	h.mu.Lock()
 	closed, netNS := h.closed, h.netns
@@ -370,7 +370,7 @@ func (h *host) do(f func() error) error {
 	if closed {
 		return fmt.Errorf("host %q has been removed", h.name)
 	}
-	return netNS.Do(func(ns.NetNS) error { return f() })
+	return doIn(netNS, f)
 }
 
 // link is one veth pair.

@@ -520,9 +520,7 @@ func TestLoadUDPFlood(t *testing.T) {
 		if f == nil {
 			return 0
 		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return len(f.flows)
+		return f.flows.len()
 	}
 	flowPeak := sample(flows)
 	rss := sample(func() int { return procStatus(t, "VmRSS") })

@@ -33,9 +33,9 @@ var (
 	// backendDialTimeout bounds the proxy's connect to an endpoint.
 	backendDialTimeout = 5 * time.Second
 	// udpMaxFlows caps the UDP flows of one frontend, like a small
-	// nf_conntrack_max: a new flow beyond it evicts the least recently
-	// used one, so a flood from ever-changing source ports cannot open
-	// sockets without bound.
+	// nf_conntrack_max: a new flow beyond it evicts an idle one (the least
+	// recently used of a few sampled, see udpFlowTable.add), so a flood
+	// from ever-changing source ports cannot open sockets without bound.
 	udpMaxFlows = 1024
 )
 
@@ -117,8 +117,16 @@ type proxy struct {
 // svcState is one ServicePort as this node's proxy sees it.
 type svcState struct {
 	key string
-	sp  atomic.Pointer[plane.ServicePort]
+	sp  atomic.Pointer[svcPort]
 	ch  *chooser
+}
+
+// svcPort is a ServicePort with its usable endpoints, swapped in whole by
+// a sync, so a connection reads one consistent snapshot with one atomic
+// load and takes no lock until it picks.
+type svcPort struct {
+	plane.ServicePort
+	eps endpointSets
 }
 
 // frontend is one listening socket of the proxy.
@@ -130,8 +138,7 @@ type frontend struct {
 	serve    func() // the accept or read loop, started once registered
 
 	// UDP only.
-	mu    sync.Mutex
-	flows map[netip.AddrPort]*udpFlow
+	flows *udpFlowTable
 	udp   *net.UDPConn // with IP_PKTINFO, or nil
 	pc    net.PacketConn
 }
@@ -210,7 +217,7 @@ func (p *proxy) sync(ports []plane.ServicePort) {
 		if st == nil {
 			st = &svcState{key: k, ch: newChooser(p.env.seed + uint64(len(p.svcs)+i)*7919)}
 		}
-		st.sp.Store(&sp)
+		st.sp.Store(&svcPort{ServicePort: sp, eps: newEndpointSets(sp.Endpoints, p.env.node)})
 		newSvcs[k] = st
 	}
 	p.svcs = newSvcs
@@ -409,7 +416,7 @@ func (p *proxy) open(fk frontKey, nodePort bool) (*frontend, error) {
 		}
 		f.closer = pc
 		f.pc = pc
-		f.flows = map[netip.AddrPort]*udpFlow{}
+		f.flows = newUDPFlowTable(udpMaxFlows)
 		f.udp = enablePktinfo(pc)
 		f.serve = func() { p.udpLoop(f) }
 	default:
@@ -421,11 +428,8 @@ func (p *proxy) open(fk frontKey, nodePort bool) (*frontend, error) {
 func (f *frontend) close() {
 	_ = f.closer.Close()
 	if f.key.proto == "UDP" {
-		f.mu.Lock()
-		flows := f.flows
-		f.flows = nil // closed: newUDPFlow adds no more
-		f.mu.Unlock()
-		for _, fl := range flows {
+		// Closed: newUDPFlow adds no more.
+		for _, fl := range f.flows.close() {
 			fl.close()
 		}
 	}
@@ -484,15 +488,14 @@ type route struct {
 // Local policy, traffic from a pod or from the node itself still may, but
 // external traffic goes only to this node's endpoints and keeps its source
 // address, and is dropped when there is none.
-func (p *proxy) decide(f *frontend, sp *plane.ServicePort, st *svcState, client netip.Addr) route {
-	node := ""
+func (p *proxy) decide(f *frontend, sp *svcPort, st *svcState, client netip.Addr) route {
+	cands := sp.eps.all
 	external := false
 	if f.nodePort && sp.ExternalTrafficPolicy == "Local" && !p.internalSource(client) {
-		node, external = p.env.node, true
+		cands, external = sp.eps.local, true
 	}
-	cands := usableEndpoints(sp.Endpoints, node)
 	if len(cands) == 0 {
-		if external && len(usableEndpoints(sp.Endpoints, "")) > 0 {
+		if external && len(sp.eps.all) > 0 {
 			return route{result: plane.FlowDropped, reason: plane.ReasonLocalPolicy}
 		}
 		return route{result: plane.FlowRefused, reason: plane.ReasonNoEndpoints}

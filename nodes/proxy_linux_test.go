@@ -136,7 +136,7 @@ func loopbackApp(t *testing.T, name string) (httpAddr, udpAddr netip.AddrPort) {
 	return httpAddr, udpAddr
 }
 
-func newTestProxy(t *testing.T, h *fakeHost, log *recorder) *proxy {
+func newTestProxy(t testing.TB, h *fakeHost, log *recorder) *proxy {
 	p := newProxy(proxyEnv{
 		node: "node-1", host: h, nodeIP: netip.MustParseAddr("192.0.2.1"), podCIDR: netip.MustParsePrefix("10.244.1.0/24"),
 		podCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.2.0/24")},

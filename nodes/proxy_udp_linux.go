@@ -19,23 +19,131 @@ import (
 // udpFlow is one UDP "connection" through the proxy, the userspace twin of
 // a conntrack entry: datagrams from one client address:port go to one
 // endpoint until the flow is idle for udpFlowIdle or its endpoint stops
-// serving.
+// serving. Everything a datagram needs is found once, when the flow
+// starts: the socket to the pod (up), and the control message that makes
+// replies leave from the address the client sent to (oob).
 type udpFlow struct {
 	f      *frontend
 	client netip.AddrPort
 	local  netip.Addr // where the client sent to; replies come from here
+	// oob is the IP_PKTINFO control message for replies from local on a
+	// wildcard frontend; nil when the socket's own address is right.
+	oob    []byte
 	svcKey string
 	ep     plane.Endpoint
 	up     net.Conn
 	last   atomic.Int64 // unix nanoseconds of the last datagram either way
 	in     atomic.Int64 // bytes client → pod until the flow is reported
+	dead   atomic.Bool  // closed: the next datagram needs a new flow
 	once   sync.Once
 }
 
 func (fl *udpFlow) touch() { fl.last.Store(time.Now().UnixNano()) }
 
 func (fl *udpFlow) close() {
-	fl.once.Do(func() { _ = fl.up.Close() })
+	fl.once.Do(func() {
+		fl.dead.Store(true)
+		_ = fl.up.Close()
+	})
+}
+
+// udpEvictSample is how many flows a full table compares to pick the one
+// to evict.
+const udpEvictSample = 8
+
+// udpFlowTable is a frontend's UDP flows by client address and port: the
+// conntrack table of one frontend. Its lock is held only for a map
+// operation; the forward loop finds a flow once per client datagram (and
+// skips even that while one client keeps sending, see udpLoop), and the
+// reply path never looks a flow up.
+type udpFlowTable struct {
+	mu     sync.Mutex
+	m      map[netip.AddrPort]*udpFlow
+	max    int
+	closed bool
+}
+
+func newUDPFlowTable(max int) *udpFlowTable {
+	return &udpFlowTable{m: map[netip.AddrPort]*udpFlow{}, max: max}
+}
+
+// get returns client's flow, or nil.
+func (t *udpFlowTable) get(client netip.AddrPort) *udpFlow {
+	t.mu.Lock()
+	fl := t.m[client]
+	t.mu.Unlock()
+	return fl
+}
+
+// add inserts fl. When the table is full it first removes the flow idle
+// longest among udpEvictSample picked at random (Go's map iteration
+// starts at a random place), as Redis approximates LRU: O(1) where a
+// scan of every flow cost a microsecond per thousand flows, for each new
+// flow of a flood. The evicted flow, if any, is the caller's to close.
+// ok is false when the table is closed (fl was not added).
+func (t *udpFlowTable) add(fl *udpFlow) (evicted *udpFlow, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, false
+	}
+	if len(t.m) >= t.max {
+		n := 0
+		for _, old := range t.m {
+			if evicted == nil || old.last.Load() < evicted.last.Load() {
+				evicted = old
+			}
+			if n++; n == udpEvictSample {
+				break
+			}
+		}
+		delete(t.m, evicted.client)
+	}
+	t.m[fl.client] = fl
+	return evicted, true
+}
+
+// remove deletes fl if it is still its client's flow.
+func (t *udpFlowTable) remove(fl *udpFlow) {
+	t.mu.Lock()
+	if t.m[fl.client] == fl {
+		delete(t.m, fl.client)
+	}
+	t.mu.Unlock()
+}
+
+// removeFunc deletes and returns the flows stale says are stale.
+func (t *udpFlowTable) removeFunc(stale func(*udpFlow) bool) []*udpFlow {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*udpFlow
+	for k, fl := range t.m {
+		if stale(fl) {
+			out = append(out, fl)
+			delete(t.m, k)
+		}
+	}
+	return out
+}
+
+// close empties the table for good and returns what it held.
+func (t *udpFlowTable) close() []*udpFlow {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	out := make([]*udpFlow, 0, len(t.m))
+	for _, fl := range t.m {
+		out = append(out, fl)
+	}
+	clear(t.m)
+	return out
+}
+
+// len is how many flows the table holds.
+func (t *udpFlowTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
 }
 
 // enablePktinfo turns on IP_PKTINFO so a wildcard socket learns which
@@ -54,23 +162,43 @@ func enablePktinfo(pc net.PacketConn) *net.UDPConn {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+		growRcvbuf(fd)
 	}); err != nil || serr != nil {
 		return nil
 	}
 	return uc
 }
 
-// pktinfoDst returns the header destination address from an IP_PKTINFO
-// control message (struct in_pktinfo: ifindex, spec_dst, addr).
-func pktinfoDst(oob []byte) netip.Addr {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return netip.Addr{}
+// udpRcvbuf is the receive buffer of the proxy's UDP sockets: a limit on
+// what may queue (memory is taken only by datagrams waiting), large
+// enough to ride out the milliseconds the proxy's goroutine waits for a
+// CPU the client and the pod share, where the default (212992 bytes,
+// some 300 small datagrams) overflows.
+const udpRcvbuf = 4 << 20
+
+// growRcvbuf raises a socket's receive buffer to udpRcvbuf: with
+// SO_RCVBUFFORCE as root (net.core.rmem_max does not cap it), else as far
+// as rmem_max allows.
+// Equivalent to: setsockopt(SO_RCVBUFFORCE, 4 MiB)
+func growRcvbuf(fd uintptr) {
+	if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRcvbuf) != nil {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpRcvbuf)
 	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= 12 {
-			return netip.AddrFrom4([4]byte(m.Data[8:12]))
+}
+
+// pktinfoDst returns the header destination address from an IP_PKTINFO
+// control message (struct in_pktinfo: ifindex, spec_dst, addr). It
+// parses in place: once per datagram, it must not allocate.
+func pktinfoDst(oob []byte) netip.Addr {
+	for len(oob) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			break
 		}
+		if h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= 12 {
+			return netip.AddrFrom4([4]byte(data[8:12]))
+		}
+		oob = rest
 	}
 	return netip.Addr{}
 }
@@ -84,20 +212,29 @@ func (f *frontend) read(buf, oob []byte) (int, netip.AddrPort, netip.Addr, error
 	return n, addrPortOf(from), netip.Addr{}, err
 }
 
-func (f *frontend) writeTo(b []byte, client netip.AddrPort, local netip.Addr) error {
-	if f.udp != nil && local.IsValid() && f.key.addr.Addr().IsUnspecified() {
-		oob := unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: local.As4()})
-		_, _, err := f.udp.WriteMsgUDPAddrPort(b, oob, client)
+// writeTo relays a reply of fl's pod to its client, from the address the
+// client sent to.
+func (f *frontend) writeTo(b []byte, fl *udpFlow) error {
+	if f.udp != nil {
+		var err error
+		if fl.oob != nil {
+			_, _, err = f.udp.WriteMsgUDPAddrPort(b, fl.oob, fl.client)
+		} else {
+			_, err = f.udp.WriteToUDPAddrPort(b, fl.client)
+		}
 		return err
 	}
-	_, err := f.pc.WriteTo(b, net.UDPAddrFromAddrPort(client))
+	_, err := f.pc.WriteTo(b, net.UDPAddrFromAddrPort(fl.client))
 	return err
 }
 
-// udpLoop serves one UDP frontend until its socket closes.
+// udpLoop serves one UDP frontend until its socket closes: per datagram
+// one read, a flow lookup (none while the same client keeps sending) and
+// one write to the flow's socket, without allocating.
 func (p *proxy) udpLoop(f *frontend) {
 	buf := make([]byte, 65535)
 	oob := make([]byte, 256)
+	var last *udpFlow // the flow of the previous datagram
 	for {
 		n, client, dst, err := f.read(buf, oob)
 		if err != nil {
@@ -106,14 +243,16 @@ func (p *proxy) udpLoop(f *frontend) {
 			}
 			continue
 		}
-		f.mu.Lock()
-		fl := f.flows[client]
-		f.mu.Unlock()
-		if fl == nil {
-			fl = p.newUDPFlow(f, client, dst)
+		fl := last
+		if fl == nil || fl.client != client || fl.dead.Load() {
+			fl = f.flows.get(client)
 			if fl == nil {
-				continue
+				fl = p.newUDPFlow(f, client, dst)
+				if fl == nil {
+					continue
+				}
 			}
+			last = fl
 		}
 		// Counted before it is sent: the reply may be read (and the
 		// flow reported) before Write returns.
@@ -156,26 +295,17 @@ func (p *proxy) newUDPFlow(f *frontend, client netip.AddrPort, dst netip.Addr) *
 		return nil
 	}
 	fl := &udpFlow{f: f, client: client, local: dst, svcKey: st.key, ep: r.ep, up: up}
+	if f.udp != nil && dst.IsValid() && f.key.addr.Addr().IsUnspecified() {
+		fl.oob = unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: dst.As4()})
+	}
 	fl.touch()
-	f.mu.Lock()
-	if f.flows == nil {
-		f.mu.Unlock()
+	// A full table evicts a flow, as conntrack's early drop does, so
+	// sockets stay bounded.
+	evicted, ok := f.flows.add(fl)
+	if !ok {
 		_ = up.Close()
 		return nil
 	}
-	var evicted *udpFlow
-	if len(f.flows) >= udpMaxFlows {
-		// The table is full: evict the least recently used flow, as
-		// conntrack's early drop does, so sockets stay bounded.
-		for _, old := range f.flows {
-			if evicted == nil || old.last.Load() < evicted.last.Load() {
-				evicted = old
-			}
-		}
-		delete(f.flows, evicted.client)
-	}
-	f.flows[client] = fl
-	f.mu.Unlock()
 	if evicted != nil {
 		evicted.close()
 	}
@@ -200,6 +330,11 @@ var udpBufs = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 // the client never has its answer before the flow is known), at a refusal
 // (ICMP port unreachable from the pod), or when no reply came within
 // udpReplyTimeout.
+//
+// Per reply it does one read and one write and no allocation: the read
+// deadline is not moved per datagram but only when it fires (the flow was
+// idle, or has been used since, and the deadline moves to udpFlowIdle
+// after its last datagram).
 func (p *proxy) udpReplies(fl *udpFlow, rec plane.Flow) {
 	reported := false
 	report := func(res plane.FlowResult, reason plane.FlowReason, detail string) {
@@ -219,28 +354,31 @@ func (p *proxy) udpReplies(fl *udpFlow, rec plane.Flow) {
 	}
 	defer func() {
 		fl.close()
-		fl.f.mu.Lock()
-		if fl.f.flows[fl.client] == fl {
-			delete(fl.f.flows, fl.client)
-		}
-		fl.f.mu.Unlock()
+		fl.f.flows.remove(fl)
 	}()
 	bp := udpBufs.Get().(*[]byte)
 	defer udpBufs.Put(bp)
 	buf := *bp
-	for {
+	// deadline is when the flow idles out, or, until the pod first
+	// replies, when it has not replied in time, if that is sooner.
+	deadline := func() time.Time {
 		dl := time.Unix(0, fl.last.Load()).Add(udpFlowIdle)
 		if rd := rec.Start.Add(udpReplyTimeout); !reported && rd.Before(dl) {
 			dl = rd
 		}
-		_ = fl.up.SetReadDeadline(dl)
+		return dl
+	}
+	_ = fl.up.SetReadDeadline(deadline())
+	for {
 		n, err := fl.up.Read(buf)
 		if err != nil {
 			switch res := classify(err); {
 			case res == plane.FlowTimedOut && !reported && time.Since(rec.Start) >= udpReplyTimeout:
 				report(plane.FlowTimedOut, plane.ReasonNoReply, fmt.Sprintf("no reply from %s within %v", rec.Backend, udpReplyTimeout))
+				_ = fl.up.SetReadDeadline(deadline())
 				continue // the pod may still answer later datagrams
 			case res == plane.FlowTimedOut && time.Since(time.Unix(0, fl.last.Load())) < udpFlowIdle:
+				_ = fl.up.SetReadDeadline(deadline())
 				continue // traffic since the deadline was set
 			case res == plane.FlowTimedOut:
 				return
@@ -265,7 +403,7 @@ func (p *proxy) udpReplies(fl *udpFlow, rec plane.Flow) {
 			rec.BytesOut = int64(n)
 			report(plane.FlowOK, plane.ReasonNone, "")
 		}
-		_ = fl.f.writeTo(buf[:n], fl.client, fl.local)
+		_ = fl.f.writeTo(buf[:n], fl)
 	}
 }
 
@@ -274,15 +412,9 @@ func (p *proxy) udpReplies(fl *udpFlow, rec plane.Flow) {
 func (f *frontend) flushStale() {
 	st := f.svc.Load()
 	sp := st.sp.Load()
-	f.mu.Lock()
-	var stale []*udpFlow
-	for k, fl := range f.flows {
-		if fl.svcKey != st.key || !servingEndpoint(sp.Endpoints, fl.ep.Addr) {
-			stale = append(stale, fl)
-			delete(f.flows, k)
-		}
-	}
-	f.mu.Unlock()
+	stale := f.flows.removeFunc(func(fl *udpFlow) bool {
+		return fl.svcKey != st.key || !servingEndpoint(sp.Endpoints, fl.ep.Addr)
+	})
 	for _, fl := range stale {
 		fl.close()
 	}

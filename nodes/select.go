@@ -36,6 +36,19 @@ func usableEndpoints(eps []plane.Endpoint, node string) []plane.Endpoint {
 	return out
 }
 
+// endpointSets are a service port's usable endpoints as one node's proxy
+// sees them, computed once per sync (newEndpointSets) so that a new
+// connection only picks: filtering and sorting the endpoints for each
+// connection cost allocations and a sort per connection.
+type endpointSets struct {
+	all   []plane.Endpoint // usableEndpoints(eps, "")
+	local []plane.Endpoint // usableEndpoints(eps, node): Local policy
+}
+
+func newEndpointSets(eps []plane.Endpoint, node string) endpointSets {
+	return endpointSets{all: usableEndpoints(eps, ""), local: usableEndpoints(eps, node)}
+}
+
 // servingEndpoint reports whether addr is still a serving endpoint of eps:
 // the test conntrack flushing uses for UDP (§5.9).
 func servingEndpoint(eps []plane.Endpoint, addr netip.AddrPort) bool {
