@@ -10,7 +10,11 @@ import (
 	"runtime"
 	"strconv"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,10 +25,33 @@ var netnsDir = "/run/netns"
 // namespacePath is the file that names namespace nsName: /run/netns/<nsName>.
 func namespacePath(nsName string) string { return filepath.Join(netnsDir, nsName) }
 
-// createNamespace makes a new network namespace and names it nsName
-// without switching the caller's thread: it is unshared on a throw-away
-// locked thread that is never unlocked (so the Go runtime discards it),
-// which opens it; the returned handle keeps it alive.
+// nsHandles are what a host holds on its namespace: the namespace itself
+// (its file descriptor keeps it alive), a netlink handle and a raw
+// netlink socket in it.
+type nsHandles struct {
+	ns  ns.NetNS
+	nl  netlinksafe.Handle
+	raw *nl.NetlinkSocket
+}
+
+func (hs nsHandles) close() {
+	if hs.raw != nil {
+		hs.raw.Close()
+	}
+	if hs.nl.Handle != nil {
+		hs.nl.Close()
+	}
+	if hs.ns != nil {
+		hs.ns.Close()
+	}
+}
+
+// createNamespace makes a new network namespace with lo up and names it
+// nsName, without switching the caller's thread: it is unshared on a
+// throw-away locked thread that is never unlocked (so the Go runtime
+// discards it), which opens the handles on it from the inside (netlink
+// sockets belong to the namespace they are made in: no setns needed).
+// The returned handles keep it alive.
 //
 // The name is a symbolic link, /run/netns/<nsName> → /proc/<pid>/fd/<fd>,
 // to the handle's file descriptor, not the bind mount `ip netns add` makes:
@@ -32,43 +59,63 @@ func namespacePath(nsName string) string { return filepath.Join(netnsDir, nsName
 // namespace all the same, but a symlink costs one file where a mount grows
 // the machine's mount table (every later mount and unmount, and every read
 // of /proc/*/mountinfo, got slower with each namespace of a lab). The
-// namespace lives exactly as long as the handle (and sockets made in it):
+// namespace lives exactly as long as the handles (and sockets made in it):
 // when the lab's process ends, however it ends, the kernel frees its
 // namespaces and their links, and only dangling names are left for Clean.
 //
-// Equivalent to: ip netns add <nsName> (without the bind mount)
-func createNamespace(nsName string) (ns.NetNS, error) {
+// Equivalent to: ip netns add <nsName>; ip -n <nsName> link set lo up (without the bind mount)
+func createNamespace(nsName string) (nsHandles, error) {
 	path := namespacePath(nsName)
 	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
-		return nil, err
+		return nsHandles{}, err
 	}
 	type result struct {
-		h   ns.NetNS
+		hs  nsHandles
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("unshare network namespace: %w", err)}
-			return
+		var hs nsHandles
+		err := func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("unshare network namespace: %w", err)
+			}
+			var err error
+			if hs.ns, err = ns.GetNS(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())); err != nil {
+				return err
+			}
+			if hs.nl, err = netlinksafe.NewHandle(unix.NETLINK_ROUTE); err != nil {
+				return fmt.Errorf("open netlink in namespace %q: %w", nsName, err)
+			}
+			if hs.raw, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE); err != nil {
+				return fmt.Errorf("open netlink in namespace %q: %w", nsName, err)
+			}
+			// A new namespace has lo, down, at index 1: no need to look it up.
+			lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}
+			if err := hs.nl.LinkSetUp(lo); err != nil {
+				return fmt.Errorf("set lo up: %w", err)
+			}
+			return nil
+		}()
+		if err != nil {
+			hs.close()
 		}
-		h, err := ns.GetNS(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
-		done <- result{h, err}
+		done <- result{hs, err}
 	}()
 	r := <-done
 	if r.err != nil {
-		return nil, r.err
+		return nsHandles{}, r.err
 	}
-	target := "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(r.h.Fd()))
+	target := "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(r.hs.ns.Fd()))
 	if err := os.Symlink(target, path); err != nil {
-		r.h.Close()
+		r.hs.close()
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("name the namespace: %s already exists", path)
+			return nsHandles{}, fmt.Errorf("name the namespace: %s already exists", path)
 		}
-		return nil, fmt.Errorf("name the namespace: %w", err)
+		return nsHandles{}, fmt.Errorf("name the namespace: %w", err)
 	}
-	return r.h, nil
+	return r.hs, nil
 }
 
 // removeNamespace removes the name of a namespace; a name that is already

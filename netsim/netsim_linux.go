@@ -5,7 +5,6 @@ package netsim
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"sort"
 	"sync"
@@ -14,7 +13,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -241,6 +240,10 @@ func (l *link) remove() error {
 		err = e.h.withNetlink(func(nlh netlinksafe.Handle) error {
 			return deleteLink(nlh, e.dev)
 		})
+		if err == nil {
+			l.a.h.forgetDev(l.a.dev)
+			l.b.h.forgetDev(l.b.dev)
+		}
 		if err == nil || !e.h.isClosed() {
 			if err != nil {
 				err = fmt.Errorf("remove link %q (%s in host %q): %w", l.name, e.dev, e.h.name, err)
@@ -431,47 +434,76 @@ type notMadeError struct{ err error }
 func (e notMadeError) Error() string   { return e.err.Error() }
 func (e notMadeError) Unwrap() []error { return []error{e.err, errNotMade} }
 
-// makeLink makes the veth pair a–b and configures both ends, in six
-// netlink requests or so: the pair is made from the end that joins a
-// bridge (enslaved and up from the start), or else from a.
-// Equivalent to: ip -n <m> link add <m.Dev> master <br> up type veth peer <p.Dev> netns <p>;
+// makeLink makes the veth pair a–b in one netlink request: one end up
+// and, in a bridge's host, already enslaved, each with the interface index
+// netsim picked (so nothing has to be looked up by name after); then it
+// gives each end its addresses, sets the other end up and waits until
+// both carry traffic. Five to seven requests in all. The pair is made from B's namespace (a pod's
+// node, a node's bridge), unless only A joins a bridge.
+// Equivalent to: ip -n <m> link add <m.Dev> index <i> master <br> up type veth peer <p.Dev> index <j> netns <p>;
 // ip -n <ns> addr add ... dev ...; ip -n <p> link set <p.Dev> up
 func makeLink(a *host, ae LinkEnd, b *host, be LinkEnd) error {
-	m, me, p, pe := a, ae, b, be
-	if ae.Bridge == "" && be.Bridge != "" {
-		m, me, p, pe = b, be, a, ae
+	m, me, p, pe := b, be, a, ae
+	if be.Bridge == "" && ae.Bridge != "" {
+		m, me, p, pe = a, ae, b, be
 	}
-	err := m.withNetlink(func(nlh netlinksafe.Handle) error {
-		veth := &netlink.Veth{
-			LinkAttrs:     netlink.NewLinkAttrs(),
-			PeerName:      pe.Dev,
-			PeerNamespace: netlink.NsFd(int(p.netns.Fd())),
+	var master int
+	if me.Bridge != "" {
+		err := m.withNetlink(func(nlh netlinksafe.Handle) error {
+			var err error
+			master, err = m.devIndexLocked(nlh, me.Bridge)
+			return err
+		})
+		if err != nil {
+			return notMadeError{fmt.Errorf("find bridge %q in host %q: %w", me.Bridge, m.name, err)}
 		}
-		veth.Name = me.Dev
-		veth.Flags = net.FlagUp
-		if me.Bridge != "" {
-			br, err := nlh.LinkByName(me.Bridge)
-			if err != nil {
-				return fmt.Errorf("find bridge %q in host %q: %w", me.Bridge, m.name, err)
-			}
-			veth.MasterIndex = br.Attrs().Index
-		}
-		err := nlh.LinkAdd(veth)
-		if errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("%w: %s already exists in host %q or %s in host %q", err, ae.Dev, a.name, be.Dev, b.name)
-		}
-		return err
-	})
+	}
+	mi, pi := m.takeIndex(), p.takeIndex()
+	err := newVeth(m, me.Dev, mi, master, p, pe.Dev, pi)
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+		// An index was taken (by an interface someone else made), or a
+		// name: let the kernel pick the indexes and try once more.
+		mi, pi = 0, 0
+		err = newVeth(m, me.Dev, 0, master, p, pe.Dev, 0)
+	}
+	if errors.Is(err, unix.EEXIST) {
+		err = fmt.Errorf("%w: %s already exists in host %q or %s in host %q", err, ae.Dev, a.name, be.Dev, b.name)
+	}
 	if err != nil {
 		return notMadeError{err}
 	}
-	if len(me.Addrs) > 0 {
-		if err := configureEnd(m, me, false); err != nil {
+	if mi, err = m.learnDev(me.Dev, mi); err != nil {
+		return err
+	}
+	if pi, err = p.learnDev(pe.Dev, pi); err != nil {
+		return err
+	}
+	if err := addAddrs(m, me, mi); err != nil {
+		return err
+	}
+	if err := addAddrs(p, pe, pi); err != nil {
+		return err
+	}
+	if pe.Bridge != "" {
+		err := p.withNetlink(func(nlh netlinksafe.Handle) error {
+			br, err := p.devIndexLocked(nlh, pe.Bridge)
+			if err != nil {
+				return fmt.Errorf("find bridge %q in host %q: %w", pe.Bridge, p.name, err)
+			}
+			if err := nlh.LinkSetMasterByIndex(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: pi}}, br); err != nil {
+				return fmt.Errorf("enslave %s to bridge %q in host %q: %w", pe.Dev, pe.Bridge, p.name, err)
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}
-	if err := configureEnd(p, pe, true); err != nil {
-		return err
+	err = p.withNetlink(func(nlh netlinksafe.Handle) error {
+		return nlh.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: pi, Name: pe.Dev}})
+	})
+	if err != nil {
+		return fmt.Errorf("set %s up in host %q: %w", pe.Dev, p.name, err)
 	}
 	if err := waitOperUp(p, pe.Dev); err != nil {
 		return err
@@ -479,33 +511,96 @@ func makeLink(a *host, ae LinkEnd, b *host, be LinkEnd) error {
 	return waitOperUp(m, me.Dev)
 }
 
-// configureEnd gives one veth end its addresses and bridge, and sets it
-// up if up.
-func configureEnd(h *host, e LinkEnd, up bool) error {
-	return h.withNetlink(func(nlh netlinksafe.Handle) error {
-		l, err := nlh.LinkByName(e.Dev)
-		if err != nil {
-			return fmt.Errorf("find %s in host %q: %w", e.Dev, h.name, err)
+// newVeth sends the one RTM_NEWLINK request that makes the pair, from m's
+// namespace (so that an index names an interface there), with the peer
+// placed in p's; index 0 lets the kernel pick. netlink's Veth cannot ask
+// for the peer's index and flags, so the request is built here.
+func newVeth(m *host, dev string, index, master int, p *host, peerDev string, peerIndex int) error {
+	return m.withNetlink(func(netlinksafe.Handle) error {
+		req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: m.raw}}
+		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+		msg.Index = int32(index)
+		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+		req.AddData(msg)
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(dev)))
+		if master != 0 {
+			req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
 		}
+		info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+		info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+		data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+		peer := data.AddRtAttr(nl.VETH_INFO_PEER, nil)
+		// The peer cannot be set up in the same request: the kernel
+		// opens it before its partner exists, and veth_open refuses
+		// (ENOTCONN). setUp does it next.
+		pmsg := nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+		pmsg.Index = int32(peerIndex)
+		peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(peerDev))
+		peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(p.netns.Fd())))
+		req.AddData(info)
+		_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+		return err
+	})
+}
+
+// takeIndex returns the next interface index to ask for in h.
+func (h *host) takeIndex() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i := h.nextIndex
+	h.nextIndex++
+	return i
+}
+
+// learnDev records that dev has index i in h; i == 0 (the kernel picked
+// it) looks it up.
+func (h *host) learnDev(dev string, i int) (int, error) {
+	err := h.withNetlink(func(nlh netlinksafe.Handle) error {
+		if i == 0 {
+			l, err := nlh.LinkByName(dev)
+			if err != nil {
+				return fmt.Errorf("find %s in host %q: %w", dev, h.name, err)
+			}
+			i = l.Attrs().Index
+		}
+		h.devIndex[dev] = i
+		return nil
+	})
+	return i, err
+}
+
+// devIndexLocked returns dev's index, from what netsim made or else by
+// asking the kernel; h.mu is held.
+func (h *host) devIndexLocked(nlh netlinksafe.Handle, dev string) (int, error) {
+	if i, ok := h.devIndex[dev]; ok {
+		return i, nil
+	}
+	l, err := nlh.LinkByName(dev)
+	if err != nil {
+		return 0, err
+	}
+	return l.Attrs().Index, nil
+}
+
+// forgetDev drops what h knows of dev (it was deleted).
+func (h *host) forgetDev(dev string) {
+	h.mu.Lock()
+	delete(h.devIndex, dev)
+	h.mu.Unlock()
+}
+
+// addAddrs gives the veth end e (index i in h) its addresses.
+func addAddrs(h *host, e LinkEnd, i int) error {
+	if len(e.Addrs) == 0 {
+		return nil
+	}
+	return h.withNetlink(func(nlh netlinksafe.Handle) error {
+		l := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: i, Name: e.Dev}}
 		for _, p := range e.Addrs {
 			if err := addAddr(nlh, l, p); err != nil {
 				return fmt.Errorf("add address %s to %s in host %q: %w", p, e.Dev, h.name, err)
 			}
-		}
-		if !up {
-			return nil
-		}
-		if e.Bridge != "" {
-			br, err := nlh.LinkByName(e.Bridge)
-			if err != nil {
-				return fmt.Errorf("find bridge %q in host %q: %w", e.Bridge, h.name, err)
-			}
-			if err := nlh.LinkSetMaster(l, br); err != nil {
-				return fmt.Errorf("enslave %s to bridge %q in host %q: %w", e.Dev, e.Bridge, h.name, err)
-			}
-		}
-		if err := nlh.LinkSetUp(l); err != nil {
-			return fmt.Errorf("set %s up in host %q: %w", e.Dev, h.name, err)
 		}
 		return nil
 	})
@@ -524,7 +619,13 @@ func waitOperUp(h *host, dev string) error {
 	for {
 		var state netlink.LinkOperState
 		err := h.withNetlink(func(nlh netlinksafe.Handle) error {
-			l, err := nlh.LinkByName(dev)
+			var l netlink.Link
+			var err error
+			if i, ok := h.devIndex[dev]; ok {
+				l, err = nlh.LinkByIndex(i)
+			} else {
+				l, err = nlh.LinkByName(dev)
+			}
 			if err == nil {
 				state = l.Attrs().OperState
 			}
@@ -539,7 +640,7 @@ func waitOperUp(h *host, dev string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s in host %q is still %s %v after it was set up", dev, h.name, state, operUpTimeout)
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -558,41 +659,31 @@ type host struct {
 	name, nsName string
 	netns        ns.NetNS // kept open: it keeps the namespace alive, and sockets are created on a thread switched into it
 
-	mu         sync.Mutex // guards nl, localMoved, routes
+	mu         sync.Mutex // guards everything below
 	nl         netlinksafe.Handle
+	raw        *nl.NetlinkSocket // for the requests netlink's API cannot make (makeLink)
 	closed     bool
 	localMoved bool
-	routes     []Route // added routes, replayed when a link comes back up
+	routes     []Route        // added routes, replayed when a link comes back up
+	devIndex   map[string]int // interfaces netsim made here: name → ifindex
+	nextIndex  int            // the ifindex makeLink asks for next
 }
 
 var _ Host = (*host)(nil)
 
-// newHost creates and names the namespace without switching the caller's
-// thread, opens a netlink handle in it, and sets lo up. On error it
-// leaves nothing behind.
+// firstIndex is the first interface index makeLink asks the kernel for in
+// a host (lo is 1; the kernel numbers interfaces others make from 2 up).
+const firstIndex = 10
+
+// newHost creates and names the namespace, with its handles and lo up,
+// without switching the caller's thread (see createNamespace).
 func newHost(n *network, name, nsName string) (*host, error) {
-	nsh, err := createNamespace(nsName)
+	hs, err := createNamespace(nsName)
 	if err != nil {
 		return nil, err
 	}
-	h := &host{net: n, name: name, nsName: nsName, netns: nsh}
-	err = func() error {
-		var err error
-		if h.nl, err = netlinksafe.NewHandleAt(netns.NsHandle(int(h.netns.Fd())), unix.NETLINK_ROUTE); err != nil {
-			return fmt.Errorf("open netlink in namespace %q: %w", nsName, err)
-		}
-		// A new namespace has lo, down, at index 1: no need to look it up.
-		lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}
-		if err := h.nl.LinkSetUp(lo); err != nil {
-			return fmt.Errorf("set lo up: %w", err)
-		}
-		return nil
-	}()
-	if err != nil {
-		h.destroy()
-		return nil, err
-	}
-	return h, nil
+	return &host{net: n, name: name, nsName: nsName, netns: hs.ns, nl: hs.nl, raw: hs.raw,
+		devIndex: map[string]int{}, nextIndex: firstIndex}, nil
 }
 
 // close releases the host's handles; the namespace's name stays.
@@ -603,12 +694,7 @@ func (h *host) close() {
 		return
 	}
 	h.closed = true
-	if h.nl.Handle != nil {
-		h.nl.Close()
-	}
-	if h.netns != nil {
-		h.netns.Close()
-	}
+	nsHandles{ns: h.netns, nl: h.nl, raw: h.raw}.close()
 }
 
 // destroy removes the namespace's name, then closes the host's handles

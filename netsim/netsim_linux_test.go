@@ -736,7 +736,7 @@ func TestCleanAllTouchesOnlyLabsWithStateFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { h.Close() })
+		t.Cleanup(func() { h.close() })
 	}
 	t.Cleanup(func() { removeNamespace(foreign) })
 
