@@ -40,14 +40,21 @@
 //
 // # Hosts
 //
-// A host's namespace is created the way `ip netns add` does it: /run/netns
-// is made a shared mount point, a new namespace is unshared on a throw-away
-// locked thread and bind-mounted at /run/netns/nplab-<lab>-<host>. The
+// A host's namespace is unshared on a throw-away locked thread, which
+// also opens its netlink sockets and sets lo up from the inside. The
 // thread is never unlocked, so the Go runtime discards it: no goroutine's
-// thread ever changes namespace behind its back. Removing a host deletes its
-// links, then unmounts and deletes the mount point; a socket still open in
-// the host keeps the (now nameless) namespace alive until it is closed,
-// so callers close their sockets first.
+// thread ever changes namespace behind its back. It is named with a
+// symlink, /run/netns/nplab-<lab>-<host> → /proc/<pid>/fd/<fd>, to the
+// file descriptor netsim keeps on it, not with the bind mount `ip netns
+// add` makes: `ip netns list`, `ip netns exec` and `ip -n` work the same,
+// the machine's mount table does not grow with the lab, and the namespace
+// lives exactly as long as the lab's process (and the sockets made in
+// it). Removing a host deletes its links, then its name and handles; a
+// socket still open in the host keeps the (now nameless) namespace alive
+// until it is closed, so callers close their sockets first. Hosts and
+// links may be added from several goroutines at once: they are built in
+// parallel. A veth pair is one netlink request (see AddLink), with
+// interface indexes netsim picks, so nothing is looked up by name after.
 //
 // # Routes, rules and link state
 //
@@ -165,12 +172,17 @@
 //
 // # Leftovers
 //
-// Every namespace and veth is recorded in /run/nplab/<lab>.json before it
-// is created. Network.Close removes everything and then the state file;
-// if something cannot be removed it says so, keeps the state file listing
+// Every namespace is recorded in /run/nplab/<lab>.json before it is
+// created: a snapshot, then one appended line per change, so recording
+// costs one write(2) at any lab size. Network.Close removes every name and
+// handle and then the state file; it deletes no veth one by one (each
+// costs the kernel an RCU grace period): the kernel frees the namespaces,
+// and their veths, in the background and in batches. If something cannot
+// be removed Close says so, keeps the state file listing
 // what is left, and a second Close retries it. Clean(lab) does the same
 // from the state file alone, for a lab whose process was killed (`nplab
-// clean --name <lab>`); CleanAll cleans every lab with a state file. Clean
+// clean --name <lab>`: its namespaces died with it, their names are
+// left); CleanAll cleans every lab with a state file. Clean
 // refuses a lab whose recorded process is still alive ("lab "x" is still
 // running (pid N): stop it with Ctrl-C, or kill it first", a *RunningError
 // wrapping ErrLabRunning) unless that process is the caller; CleanAll skips

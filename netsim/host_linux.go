@@ -95,7 +95,7 @@ func (h *host) DelAddr(dev string, p netip.Prefix) error {
 // is set up again with Link.SetUp(true).
 func (h *host) AddRoute(r Route) error {
 	err := h.withNetlink(func(nlh netlinksafe.Handle) error {
-		nr, err := netlinkRoute(nlh, r)
+		nr, err := h.netlinkRoute(nlh, r)
 		if err != nil {
 			return err
 		}
@@ -133,7 +133,8 @@ func describeRoute(r Route) string {
 	return b.String()
 }
 
-func netlinkRoute(nlh netlinksafe.Handle, r Route) (*netlink.Route, error) {
+// netlinkRoute converts r; h.mu is held.
+func (h *host) netlinkRoute(nlh netlinksafe.Handle, r Route) (*netlink.Route, error) {
 	if !r.Dst.IsValid() {
 		return nil, errors.New("a route needs a destination prefix")
 	}
@@ -146,11 +147,11 @@ func netlinkRoute(nlh netlinksafe.Handle, r Route) (*netlink.Route, error) {
 		return nil, errors.New("a route needs a gateway (Via) or an interface (Dev)")
 	}
 	if dev != "" {
-		l, err := nlh.LinkByName(dev)
+		i, err := h.devIndexLocked(nlh, dev)
 		if err != nil {
 			return nil, err
 		}
-		nr.LinkIndex = l.Attrs().Index
+		nr.LinkIndex = i
 	}
 	if r.Via.IsValid() {
 		nr.Gw = net.IP(r.Via.AsSlice())
@@ -176,7 +177,7 @@ func (h *host) replayRoutes() error {
 		var first error
 		kept := h.routes[:0]
 		for _, r := range h.routes {
-			nr, err := netlinkRoute(nlh, r)
+			nr, err := h.netlinkRoute(nlh, r)
 			var gone netlink.LinkNotFoundError
 			if errors.As(err, &gone) {
 				// Its device went with a removed host (a pod's veth):

@@ -1,6 +1,7 @@
 package netsim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,42 +15,65 @@ import (
 // temporary directory so that CleanAll only sees their own labs.
 var stateDir = "/run/nplab"
 
-// labState is what a lab's state file records: every namespace and veth the
-// lab created, updated as it goes, so Clean can remove exactly those.
+// labState is what a lab's state file records: the process that runs the
+// lab and every namespace it created, so Clean can remove exactly those.
+//
+// The file is a stream of JSON values: a snapshot (this struct), then one
+// change per line, appended as the lab goes ({"add":"<ns>"} before a
+// namespace is made, {"del":"<ns>"} once it is gone). Appending is one
+// write(2) whatever the lab's size, where rewriting the whole file for
+// every pod made a lab's start quadratic; a crash can only lose a change
+// that was never written, and a namespace is recorded before it exists.
+// The snapshot is rewritten (atomically) when the changes outgrow it.
 type labState struct {
-	Lab        string      `json:"lab"`
-	PID        int         `json:"pid"`
-	Namespaces []string    `json:"namespaces"`
-	Links      []stateLink `json:"links"`
+	Lab        string   `json:"lab"`
+	PID        int      `json:"pid"`
+	Namespaces []string `json:"namespaces"`
 }
 
-// stateLink is one veth pair, named by one of its ends.
-type stateLink struct {
-	Name      string `json:"name"`
-	Namespace string `json:"namespace"`
-	Dev       string `json:"dev"`
+// stateChange is one appended line of a state file.
+type stateChange struct {
+	Add string `json:"add,omitempty"`
+	Del string `json:"del,omitempty"`
 }
 
 func statePath(lab string) string { return filepath.Join(stateDir, lab+".json") }
 
+// readState reads the snapshot and replays the changes after it. A change
+// cut short (it cannot be, by a kill: a write to tmpfs is whole) ends the
+// replay.
 func readState(lab string) (*labState, error) {
 	b, err := os.ReadFile(statePath(lab))
 	if err != nil {
 		return nil, err
 	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	var st labState
-	if err := json.Unmarshal(b, &st); err != nil {
+	if err := dec.Decode(&st); err != nil {
 		return nil, fmt.Errorf("read state file %s: %w", statePath(lab), err)
+	}
+	for {
+		var c stateChange
+		if err := dec.Decode(&c); err != nil {
+			break // io.EOF, or a change cut short
+		}
+		if c.Add != "" {
+			st.addNamespace(c.Add)
+		}
+		if c.Del != "" {
+			st.removeNamespace(c.Del)
+		}
 	}
 	return &st, nil
 }
 
-// write replaces the state file atomically (write a temporary file, rename).
+// write replaces the state file with a snapshot, atomically (write a
+// temporary file, rename).
 func (st *labState) write() error {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fmt.Errorf("write state of lab %q: %w", st.Lab, err)
 	}
-	b, err := json.MarshalIndent(st, "", "  ")
+	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("write state of lab %q: %w", st.Lab, err)
 	}
@@ -82,12 +106,91 @@ func (st *labState) removeNamespace(ns string) {
 	st.Namespaces = slices.DeleteFunc(st.Namespaces, func(s string) bool { return s == ns })
 }
 
-func (st *labState) addLink(l stateLink) {
-	st.Links = append(st.Links, l)
+// stateFile is a running lab's state file: the state in memory, and the
+// file open for appending changes. The caller serializes its use.
+type stateFile struct {
+	st      labState
+	live    map[string]bool // st.Namespaces as a set
+	f       *os.File        // O_APPEND; nil until the first change after a snapshot
+	changes int             // lines appended since the snapshot
 }
 
-func (st *labState) removeLink(name string) {
-	st.Links = slices.DeleteFunc(st.Links, func(l stateLink) bool { return l.Name == name })
+func newStateFile(lab string) *stateFile {
+	return &stateFile{st: labState{Lab: lab, PID: os.Getpid(), Namespaces: []string{}}, live: map[string]bool{}}
+}
+
+// snapshot rewrites the file from memory; later changes append to it.
+func (s *stateFile) snapshot() error {
+	s.closeFile()
+	s.st.Namespaces = s.st.Namespaces[:0]
+	for ns := range s.live {
+		s.st.Namespaces = append(s.st.Namespaces, ns)
+	}
+	sort.Strings(s.st.Namespaces)
+	if err := s.st.write(); err != nil {
+		return err
+	}
+	s.changes = 0
+	return nil
+}
+
+// add records namespaces about to be created; del records namespaces
+// removed. Each is one append of one line per name.
+func (s *stateFile) add(names ...string) error { return s.change(true, names) }
+func (s *stateFile) del(names ...string) error { return s.change(false, names) }
+
+func (s *stateFile) change(add bool, names []string) error {
+	var b []byte
+	for _, ns := range names {
+		if s.live[ns] == add {
+			continue
+		}
+		c := stateChange{Del: ns}
+		if add {
+			c = stateChange{Add: ns}
+			s.live[ns] = true
+		} else {
+			delete(s.live, ns)
+		}
+		line, _ := json.Marshal(c)
+		b = append(append(b, line...), '\n')
+		s.changes++
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	// Compact when the changes outgrow the state: a long-lived lab whose
+	// pods come and go keeps a small file.
+	if s.changes > 256 && s.changes > 4*len(s.live) {
+		return s.snapshot()
+	}
+	if s.f == nil {
+		f, err := os.OpenFile(statePath(s.st.Lab), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("write state of lab %q: %w", s.st.Lab, err)
+		}
+		s.f = f
+	}
+	if _, err := s.f.Write(b); err != nil {
+		return fmt.Errorf("write state of lab %q: %w", s.st.Lab, err)
+	}
+	return nil
+}
+
+func (s *stateFile) closeFile() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
+// remove deletes the state file (the lab is gone).
+func (s *stateFile) remove() error {
+	s.closeFile()
+	if err := os.Remove(statePath(s.st.Lab)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
 }
 
 // Labs lists the labs that have a state file (running, or killed and not yet

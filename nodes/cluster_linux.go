@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nplab/nplab/lab/plane"
@@ -51,6 +52,9 @@ type Cluster struct {
 	stops      sync.WaitGroup // StopPod goroutines; Close waits for them
 	pods       map[string]*pod
 	stopping   map[string]*pod // pods StopPod is removing
+	buildSlots chan struct{}   // a token per pod being built (StartPod)
+	building   int             // pods being built
+	built      chan struct{}   // closed when building drops to 0; nil while it is 0
 	veths      map[string]bool
 	clusterIPs map[netip.Addr]bool
 }
@@ -99,6 +103,7 @@ func New(ctx context.Context, topo plane.Topology, opts plane.Options, ctl plane
 	c := &Cluster{
 		topo: topo, opts: opts, ctl: ctl, netw: netw, nodes: map[string]*node{}, seed: rand.Uint64(), flows: newFlowBook(),
 		pods: map[string]*pod{}, stopping: map[string]*pod{}, veths: map[string]bool{}, clusterIPs: map[netip.Addr]bool{},
+		buildSlots: make(chan struct{}, buildParallelism),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if err := c.build(ctx); err != nil {
@@ -140,6 +145,13 @@ func validateTopology(t plane.Topology) error {
 	return errors.Join(errs...)
 }
 
+// buildParallelism bounds the hosts built at once, when New builds the
+// nodes and when pods start. The kernel serializes most of the work (the
+// RTNL lock), but each host also waits: for its namespace's thread, for
+// a veth's carrier (linkwatch runs in a kernel worker), for its first
+// sockets. Building several at once overlaps those waits.
+const buildParallelism = 8
+
 func (c *Cluster) build(ctx context.Context) error {
 	t := c.topo
 	br, err := c.netw.AddHost(plane.BridgeHost)
@@ -149,58 +161,93 @@ func (c *Cluster) build(ctx context.Context) error {
 	if err := c.netw.AddBridge(br, BridgeDev); err != nil {
 		return err
 	}
-	bits := t.ClusterNet.Bits()
 	var podCIDRs []netip.Prefix
 	for _, ns := range t.Nodes {
 		podCIDRs = append(podCIDRs, ns.PodCIDR.Masked())
 	}
+	// The nodes and the client, in parallel.
+	nodes := make([]*node, len(t.Nodes))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(buildParallelism)
+	g.Go(func() error { return c.buildClient(br) })
 	for i, ns := range t.Nodes {
-		h, err := c.netw.AddHost(ns.Name)
-		if err != nil {
-			return err
-		}
-		l, err := c.netw.AddLink(netsim.LinkSpec{Name: ns.Name,
-			A: netsim.LinkEnd{Host: h, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(ns.IP, bits)}},
-			B: netsim.LinkEnd{Host: br, Dev: bridgePort(ns.Name, i), Bridge: BridgeDev},
-		})
-		if err != nil {
-			return err
-		}
-		if err := h.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
-			return fmt.Errorf("node %q: %w", ns.Name, err)
-		}
-		for _, other := range t.Nodes {
-			if other.Name == ns.Name {
-				continue
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
 			}
-			if err := h.AddRoute(netsim.Route{Dst: other.PodCIDR.Masked(), Via: other.IP}); err != nil {
-				return fmt.Errorf("node %q: route to %s's pods: %w", ns.Name, other.Name, err)
-			}
-		}
-		n := &node{spec: ns, host: h, link: l}
-		n.proxy = newProxy(proxyEnv{
-			watch: func(ws []netsim.Watch) { n.kernel.setWatch(ws) },
-			node:  ns.Name, host: h, nodeIP: ns.IP, podCIDR: ns.PodCIDR, podCIDRs: podCIDRs,
-			isPodIP: t.IsPodIP, isNodeIP: c.isNodeIP, serviceCIDR: t.ServiceCIDR,
-			mode: c.opts.ProxyMode, ctl: c.ctl, report: c.reportFlow, pods: c.podFacts,
-			explain: func(pod, podNode string) (plane.FlowReason, string) { return c.explain(ns.Name, pod, podNode) },
-			seed:    c.seed + uint64(i)*104729,
+			n, err := c.buildNode(br, i, ns, podCIDRs)
+			nodes[i] = n
+			return err
 		})
-		c.nodes[ns.Name] = n
-		c.order = append(c.order, n)
 	}
+	err = g.Wait()
+	for _, n := range nodes {
+		if n != nil { // on error too: New stops the agents of those built
+			c.nodes[n.spec.Name] = n
+			c.order = append(c.order, n)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// buildNode makes node i: host "node-N" with eth0 = node IP on the bridge,
+// ip_forward=1 and a route to every other node's pod range via that node,
+// and its agent's proxy (which listens on nothing yet).
+func (c *Cluster) buildNode(br netsim.Host, i int, ns plane.NodeSpec, podCIDRs []netip.Prefix) (*node, error) {
+	t := c.topo
+	h, err := c.netw.AddHost(ns.Name)
+	if err != nil {
+		return nil, err
+	}
+	l, err := c.netw.AddLink(netsim.LinkSpec{Name: ns.Name,
+		A: netsim.LinkEnd{Host: h, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(ns.IP, t.ClusterNet.Bits())}},
+		B: netsim.LinkEnd{Host: br, Dev: bridgePort(ns.Name, i), Bridge: BridgeDev},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
+		return nil, fmt.Errorf("node %q: %w", ns.Name, err)
+	}
+	for _, other := range t.Nodes {
+		if other.Name == ns.Name {
+			continue
+		}
+		if err := h.AddRoute(netsim.Route{Dst: other.PodCIDR.Masked(), Via: other.IP}); err != nil {
+			return nil, fmt.Errorf("node %q: route to %s's pods: %w", ns.Name, other.Name, err)
+		}
+	}
+	n := &node{spec: ns, host: h, link: l}
+	n.proxy = newProxy(proxyEnv{
+		watch: func(ws []netsim.Watch) { n.kernel.setWatch(ws) },
+		node:  ns.Name, host: h, nodeIP: ns.IP, podCIDR: ns.PodCIDR, podCIDRs: podCIDRs,
+		isPodIP: t.IsPodIP, isNodeIP: c.isNodeIP, serviceCIDR: t.ServiceCIDR,
+		mode: c.opts.ProxyMode, ctl: c.ctl, report: c.reportFlow, pods: c.podFacts,
+		explain: func(pod, podNode string) (plane.FlowReason, string) { return c.explain(ns.Name, pod, podNode) },
+		seed:    c.seed + uint64(i)*104729,
+	})
+	return n, nil
+}
+
+// buildClient makes host "client" with eth0 on the bridge and no route to
+// pod ranges.
+func (c *Cluster) buildClient(br netsim.Host) error {
+	t := c.topo
 	cl, err := c.netw.AddHost(plane.ClientHost)
 	if err != nil {
 		return err
 	}
 	if _, err := c.netw.AddLink(netsim.LinkSpec{Name: plane.ClientHost,
-		A: netsim.LinkEnd{Host: cl, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(t.Client, bits)}},
+		A: netsim.LinkEnd{Host: cl, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(t.Client, t.ClusterNet.Bits())}},
 		B: netsim.LinkEnd{Host: br, Dev: plane.ClientHost, Bridge: BridgeDev},
 	}); err != nil {
 		return err
 	}
 	c.client = cl
-	return ctx.Err()
+	return nil
 }
 
 func (c *Cluster) isNodeIP(a netip.Addr) bool {
@@ -360,6 +407,7 @@ func (c *Cluster) SetImpairment(name string, im plane.Impairment) error {
 // desired state) and every ClusterIP a local address of every node. It is
 // cheap to call often: unchanged listeners and flows are kept.
 func (c *Cluster) SyncServices(ports []plane.ServicePort) {
+	c.settle()
 	want := map[netip.Addr]bool{}
 	for _, sp := range ports {
 		if sp.ClusterIP.IsValid() {

@@ -78,6 +78,16 @@ func gracePeriod(obj *corev1.Pod) time.Duration {
 // probe. It reports PodNotice (per catalog remark), PodStarted, and
 // PodReady once ready. A pod of the same name or IP that StopPod is still
 // removing is waited for (until ctx ends), as the kubelet does.
+//
+// StartPod checks the pod and reserves its name, IP and veth, then builds
+// it in the background, up to buildParallelism pods at once (it waits for
+// a free slot), so that a Deployment's pods come up in parallel although
+// the control plane starts them one after another. What fails while
+// building is reported as a Warning about the pod, as a kubelet reports a
+// pod sandbox it could not create. Every other method that concerns pods
+// or traffic (Send, SyncServices, StopPod, Ready, SetPodUnready,
+// SetAppRunning) first waits for the builds in flight (settle), so to a
+// caller a started pod is there, as if StartPod had built it itself.
 func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod, ip netip.Addr) error {
 	if obj == nil {
 		return fmt.Errorf("start pod on node %q: nil pod", nodeName)
@@ -142,11 +152,17 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		probe: probe, specs: specs, scale: c.opts.ProbeScale, grace: gracePeriod(obj), done: make(chan struct{}), gone: make(chan struct{})}
 	c.pods[name] = p // reserve the name and IP while building
 	c.veths[veth] = true
-	c.starting.Add(1) // Close waits for this call
+	c.starting.Add(1) // Close waits for the build
+	c.buildStarted()
 	c.mu.Unlock()
-	defer c.starting.Done()
 
-	if err := c.buildPod(ctx, p, notices); err != nil {
+	done := func() {
+		c.mu.Lock()
+		c.buildDone()
+		c.mu.Unlock()
+		c.starting.Done()
+	}
+	fail := func() {
 		_ = c.netw.RemoveHost(p.hname)
 		c.mu.Lock()
 		if c.pods[name] == p {
@@ -154,9 +170,50 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		}
 		delete(c.veths, veth)
 		c.mu.Unlock()
-		return fmt.Errorf("start pod %q on node %q: %w", name, nodeName, planeErr(err))
 	}
+	select {
+	case c.buildSlots <- struct{}{}:
+	case <-ctx.Done():
+		err := fmt.Errorf("start pod %q on node %q: %w", name, nodeName, ctx.Err())
+		fail()
+		done()
+		return err
+	}
+	go func() {
+		defer done()
+		defer func() { <-c.buildSlots }()
+		if err := c.buildPod(ctx, p, notices); err != nil {
+			fail()
+			c.ctl.Warning(nodeName, name, fmt.Sprintf("start pod %s on %s: %v", name, nodeName, planeErr(err)))
+		}
+	}()
 	return nil
+}
+
+// buildStarted and buildDone count the pod builds in flight; c.mu is held.
+func (c *Cluster) buildStarted() {
+	if c.building == 0 {
+		c.built = make(chan struct{})
+	}
+	c.building++
+}
+
+func (c *Cluster) buildDone() {
+	c.building--
+	if c.building == 0 {
+		close(c.built)
+		c.built = nil
+	}
+}
+
+// settle waits until no pod is being built (see StartPod).
+func (c *Cluster) settle() {
+	c.mu.Lock()
+	ch := c.built
+	c.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error {
@@ -253,6 +310,7 @@ func (p *pod) isAppStopped() bool {
 
 // Ready reports whether pod name is ready now.
 func (c *Cluster) Ready(name string) (bool, error) {
+	c.settle()
 	p, err := c.pod(name)
 	if err != nil {
 		return false, err
@@ -276,6 +334,7 @@ func (c *Cluster) pod(name string) (*pod, error) {
 // SetPodUnready is a fault: the pod's readiness is forced false (true) or
 // left to its probe again (false).
 func (c *Cluster) SetPodUnready(name string, unready bool) error {
+	c.settle()
 	p, err := c.pod(name)
 	if err != nil {
 		return err
@@ -294,6 +353,7 @@ func (c *Cluster) SetPodUnready(name string, unready bool) error {
 // again, like the kubelet restarting the container: the servers listen
 // again, a probe passes again, and a pod without one is ready at once.
 func (c *Cluster) SetAppRunning(name string, running bool) error {
+	c.settle()
 	p, err := c.pod(name)
 	if err != nil {
 		return err
@@ -416,6 +476,7 @@ func (p *pod) watchExit(app *apps.App) {
 // hears PodStopped (after a Warning, if removing failed or the pod was
 // not running). Close waits for it, cutting the grace period short.
 func (c *Cluster) StopPod(name string) {
+	c.settle()
 	c.mu.Lock()
 	if c.closed {
 		// Close stops every pod.

@@ -89,6 +89,7 @@ func (c *Cluster) host(name string) netsim.Host {
 // is a local address of the node, which the kernel would otherwise pick),
 // as a real node's traffic to a Service leaves from the node's address.
 func (c *Cluster) Send(ctx context.Context, r plane.Request) (plane.Reply, error) {
+	c.settle() // pods StartPod is still building (see StartPod)
 	h := c.host(r.From)
 	if h == nil {
 		return plane.Reply{}, fmt.Errorf("send: %w", &plane.NotFoundError{Kind: "host", Name: r.From, Lab: c.topo.Lab})
