@@ -27,6 +27,8 @@ func (c control) PodReady(pod string, ready bool) { _ = c.l.setPodReady(pod, rea
 
 func (c control) PodStopped(pod string) { _ = c.l.podStopped(pod) }
 
+func (c control) PodStatus(pod string, st plane.PodStatus) { _ = c.l.podStatus(pod, st) }
+
 func (c control) PodNotice(pod, message string) {
 	c.l.record(Event{Type: EventNotice, Object: "pod/" + pod, Message: message})
 }

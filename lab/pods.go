@@ -180,19 +180,38 @@ func (l *Lab) bind(name string, node int) {
 		p.Status.PodIP = ip.String()
 		p.Status.PodIPs = []corev1.PodIP{{IP: ip.String()}}
 		p.Status.StartTime = &now
+		// With a kubelet, init containers run first: the pod is
+		// Pending, Init:0/N, until the data plane reports them done.
+		initializing := !ready && len(p.Spec.InitContainers) > 0
 		p.Status.Conditions = []corev1.PodCondition{
 			{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionTrue, LastTransitionTime: now},
-			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodInitialized, Status: condStatus(!initializing), LastTransitionTime: now},
 			{Type: corev1.PodReady, Status: condStatus(ready), LastTransitionTime: now},
 			{Type: corev1.ContainersReady, Status: condStatus(ready), LastTransitionTime: now},
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
 		}
+		p.Status.InitContainerStatuses = nil
+		for _, c := range p.Spec.InitContainers {
+			s := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Ready: !initializing, Started: ptr(false)}
+			if initializing {
+				s.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
+			} else {
+				s.State.Terminated = &corev1.ContainerStateTerminated{Reason: "Completed", StartedAt: now, FinishedAt: now}
+			}
+			p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, s)
+		}
 		p.Status.ContainerStatuses = nil
 		for _, c := range p.Spec.Containers {
-			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
-				Name: c.Name, Image: c.Image, Ready: ready, Started: ptr(true),
-				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
-			})
+			s := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Ready: ready, Started: ptr(!initializing)}
+			if initializing {
+				s.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
+			} else {
+				s.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
+			}
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, s)
+		}
+		if initializing {
+			p.Status.Phase = corev1.PodPending
 		}
 	})
 	if err != nil {
@@ -267,8 +286,14 @@ func (l *Lab) deletePod(name string) error {
 	now := metav1.NewTime(l.now())
 	if _, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
 		if p.DeletionTimestamp == nil {
+			// The API server's graceful deletion: the pod's own
+			// terminationGracePeriodSeconds (defaulted to 30).
+			grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+			if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
+				grace = *g
+			}
 			p.DeletionTimestamp = &now
-			p.DeletionGracePeriodSeconds = ptr(int64(30))
+			p.DeletionGracePeriodSeconds = &grace
 		}
 	}); err != nil {
 		return err
@@ -297,7 +322,8 @@ func (l *Lab) setPodReady(name string, ready bool) error {
 			}
 		}
 		for i := range p.Status.ContainerStatuses {
-			p.Status.ContainerStatuses[i].Ready = ready
+			c := &p.Status.ContainerStatuses[i]
+			c.Ready = ready && c.State.Running != nil
 		}
 	})
 	if err == nil && changed {

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nplab/nplab/lab/kubectl"
 	"github.com/nplab/nplab/lab/plane"
 )
 
@@ -86,6 +87,12 @@ type PodState struct {
 	Ready      bool
 	// Terminating: deleted, and waiting for its app to stop.
 	Terminating bool
+	// Status is `kubectl get pods`' STATUS: Running, Pending, Init:0/1,
+	// Init:Error, Error, CrashLoopBackOff, Completed, Terminating...
+	Status string
+	// Restarts is how often the kubelet restarted the pod's containers
+	// (init containers included), RESTARTS without the "(5s ago)".
+	Restarts int32
 	// Reason is why a pod is not running (the scheduler's message).
 	Reason string
 	// ForcedUnready and AppStopped are the faults a student injected.
@@ -312,6 +319,13 @@ func (l *Lab) podStateOf(p *corev1.Pod) PodState {
 	}
 	if ps.Phase == "" {
 		ps.Phase = corev1.PodPending
+	}
+	ps.Status = kubectl.PodStatusText(p)
+	for _, c := range p.Status.InitContainerStatuses {
+		ps.Restarts += c.RestartCount
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		ps.Restarts += c.RestartCount
 	}
 	ps.IP, _ = netip.ParseAddr(p.Status.PodIP)
 	for _, ref := range p.OwnerReferences {
