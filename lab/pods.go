@@ -121,10 +121,15 @@ func (l *Lab) releaseIP(pod string) {
 func (l *Lab) createPod(pod *corev1.Pod) error {
 	l.stamp(&pod.ObjectMeta)
 	pod.Status = corev1.PodStatus{}
+	var warn []string
+	if metav1.GetControllerOf(pod) == nil {
+		warn = newUnemulated(pod, nil) // a Deployment's template was checked
+	}
 	out, err := l.reg.CreatePod(pod)
 	if err != nil {
 		return err
 	}
+	l.warnUnemulated("pod/"+out.Name, warn)
 	node, err := l.schedule(out)
 	var unknown *UnknownNodeError
 	if errors.As(err, &unknown) {
@@ -258,10 +263,12 @@ func (l *Lab) updatePod(pod *corev1.Pod) (bool, error) {
 		pod.Spec.NodeName = old.Spec.NodeName
 	}
 	pod.Status = old.Status
+	warn := newUnemulated(pod, old)
 	out, err := l.reg.UpdatePod(pod)
 	if err != nil {
 		return false, err
 	}
+	l.warnUnemulated("pod/"+out.Name, warn)
 	return out.ResourceVersion != old.ResourceVersion, nil
 }
 
@@ -381,10 +388,12 @@ func (l *Lab) randSuffix(n int) string {
 
 func (l *Lab) createDeployment(d *appsv1.Deployment) error {
 	l.stamp(&d.ObjectMeta)
+	warn := newUnemulated(d, nil)
 	out, err := l.reg.CreateDeployment(d)
 	if err != nil {
 		return err
 	}
+	l.warnUnemulated("deployment.apps/"+out.Name, warn)
 	l.enqueueDeployment(out.Name)
 	return nil
 }
@@ -399,10 +408,12 @@ func (l *Lab) updateDeployment(d *appsv1.Deployment) (bool, error) {
 	d.ResourceVersion = old.ResourceVersion
 	d.CreationTimestamp = old.CreationTimestamp
 	d.Status = old.Status
+	warn := newUnemulated(d, old)
 	out, err := l.reg.UpdateDeployment(d)
 	if err != nil {
 		return false, err
 	}
+	l.warnUnemulated("deployment.apps/"+out.Name, warn)
 	l.enqueueDeployment(out.Name)
 	return out.ResourceVersion != old.ResourceVersion, nil
 }
