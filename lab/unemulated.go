@@ -60,9 +60,9 @@ var deploymentSpecFields = fields{
 }
 
 var serviceSpecFields = fields{
-	"type":     nil,
-	"selector": nil,
-	"ports":    {"name": nil, "protocol": nil, "appProtocol": nil, "port": nil, "targetPort": nil, "nodePort": nil},
+	"type":      nil,
+	"selector":  nil,
+	"ports":     {"name": nil, "protocol": nil, "appProtocol": nil, "port": nil, "targetPort": nil, "nodePort": nil},
 	"clusterIP": nil, "clusterIPs": nil, "ipFamilies": nil, "ipFamilyPolicy": nil,
 	"externalTrafficPolicy": nil, "sessionAffinity": nil, "sessionAffinityConfig": nil,
 	"publishNotReadyAddresses": nil,
