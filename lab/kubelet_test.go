@@ -361,3 +361,89 @@ spec:
 		t.Errorf("term-a went %v after its deletion; want its grace period, 100 s × 0.05 = 5 s (not --delay-shutdown's 10 s)", d)
 	}
 }
+
+// TestHostNetwork: a hostNetwork pod shares its node's network namespace:
+// its IP is the node's, its app listens on the node's address (the client,
+// which reaches node IPs only, gets it directly) and answers with the
+// node's hostname, and a Service's nodePort reaches it from every node.
+func TestHostNetwork(t *testing.T) {
+	r := kubeletLab(t, 0.05)
+	mustApply(t, r, `apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+  labels: {app: hostnet}
+spec:
+  hostNetwork: true
+  nodeName: node-2
+  containers:
+  - name: web
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: ["netexec", "--http-port=8080"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: podnet
+  labels: {app: podnet}
+spec:
+  nodeName: node-2
+  containers:
+  - name: web
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: ["netexec", "--http-port=8080"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: hostnet
+spec:
+  type: NodePort
+  selector: {app: hostnet}
+  ports:
+  - port: 8080
+`)
+	waitPods(t, r, 20*time.Second, "both pods 1/1 Running", func(rows map[string][]string) bool {
+		return rows["hostnet"][0] == "1/1" && rows["podnet"][0] == "1/1"
+	})
+	node2 := r.Nodes()[1].IP
+	for _, p := range r.Pods() {
+		row := kubectl.PodRow(p, time.Now())
+		if p.Name == "hostnet" && (row[5] != node2.String() || row[6] != "node-2") {
+			t.Errorf("get pods -o wide: hostnet IP %s NODE %s, want the node's IP %s", row[5], row[6], node2)
+		}
+		if p.Name == "podnet" && row[5] == node2.String() {
+			t.Errorf("podnet has the node's IP")
+		}
+	}
+	get := func(target netip.AddrPort) string {
+		rep, err := r.Send(context.Background(), plane.Request{From: plane.ClientHost, Protocol: "TCP", Target: target, Message: "/hostname", Timeout: 3 * time.Second})
+		if err != nil || rep.Result != plane.FlowOK {
+			return fmt.Sprintf("%s %v", rep.Result, err)
+		}
+		return rep.Body
+	}
+	// The client reaches the node's IP: the hostNetwork pod's app is there,
+	// in the node's namespace, beside podnet's on the same port in its own.
+	if got := get(netip.AddrPortFrom(node2, 8080)); got != "node-2" {
+		t.Errorf("curl %s:8080 from the client: %q, want the node's hostname node-2", node2, got)
+	}
+	var nodePort uint16
+	for _, s := range r.Services() {
+		if s.Name == "hostnet" {
+			nodePort = uint16(s.Spec.Ports[0].NodePort)
+		}
+	}
+	for _, n := range r.Nodes() {
+		if got := get(netip.AddrPortFrom(n.IP, nodePort)); got != "node-2" {
+			t.Errorf("curl %s:%d (nodePort): %q, want node-2", n.IP, nodePort, got)
+		}
+	}
+	for _, sl := range r.EndpointSlices("hostnet") {
+		for _, e := range sl.Endpoints {
+			if e.Addresses[0] != node2.String() {
+				t.Errorf("endpoint address %s, want the node's %s", e.Addresses[0], node2)
+			}
+		}
+	}
+}

@@ -109,7 +109,9 @@ func (l *Lab) releaseIP(pod string) {
 	delete(l.forcedUnready, pod)
 	delete(l.appStopped, pod)
 	if a, ok := l.podIPs[pod]; ok {
-		delete(l.ipOwner, a)
+		if l.ipOwner[a] == pod { // a hostNetwork pod owns no address
+			delete(l.ipOwner, a)
+		}
 		delete(l.podIPs, pod)
 	}
 }
@@ -161,7 +163,15 @@ func (l *Lab) createPod(pod *corev1.Pod) error {
 func (l *Lab) bind(name string, node int) {
 	nodeName := l.topo.Nodes[node].Name
 	ref := "pod/" + name
-	ip, err := l.allocateIP(node, name)
+	var ip netip.Addr
+	var err error
+	if pod, ok := l.reg.GetPod(Namespace, name); ok && pod.Spec.HostNetwork {
+		// hostNetwork: the pod's IP is its node's; IPAM gives it none.
+		ip = l.topo.Nodes[node].IP
+		l.podIPs[name] = ip
+	} else {
+		ip, err = l.allocateIP(node, name)
+	}
 	if err != nil {
 		// Bound, but without an address: the pod exists, Pending, as a
 		// real one would.

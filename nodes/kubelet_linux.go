@@ -5,12 +5,14 @@ package nodes
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/netsim"
 	"github.com/nplab/nplab/nodes/apps"
 )
 
@@ -299,8 +301,14 @@ func (p *pod) watchExit(c *ctr, app *apps.App) {
 }
 
 // appHostname is what the pod's apps answer as their hostname: the pod's
-// name (its own UTS namespace).
-func (p *pod) appHostname() string { return p.name }
+// name (its own UTS namespace), or for a hostNetwork pod its node's (the
+// kubelet shares the host's UTS namespace with it).
+func (p *pod) appHostname() string {
+	if p.hostNet {
+		return p.node.spec.Name
+	}
+	return p.name
+}
 
 func (p *pod) scaledDur(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * p.scale)
@@ -319,4 +327,41 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// podHost gives the pod its network: its own namespace linked to the node
+// (eth0 = its IP, a veth with the node side 10.244.N.1/32, a /32 route on
+// the node), or, for a hostNetwork pod, the node's own namespace, where
+// its apps listen on the node's addresses.
+func (c *Cluster) podHost(p *pod) (netsim.Host, error) {
+	n := p.node
+	if p.hostNet {
+		for i := range p.ctrs {
+			p.ctrs[i].spec.Addrs = []netip.Addr{n.spec.IP, netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+		}
+		for i := range p.specs {
+			p.specs[i].Addrs = []netip.Addr{n.spec.IP, netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+		}
+		c.ctl.PodNotice(p.name, fmt.Sprintf("pod %s uses the host's network: it shares %s's network namespace and IP %s, its apps listen on %s:<port> and answer with the node's hostname, %s",
+			p.name, n.spec.Name, n.spec.IP, n.spec.IP, n.spec.Name))
+		return n.host, nil
+	}
+	gw := n.spec.Gateway()
+	h, err := c.netw.AddHost(p.hname)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.netw.AddLink(netsim.LinkSpec{Name: "pod/" + p.name,
+		A: netsim.LinkEnd{Host: h, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(p.ip, n.spec.PodCIDR.Bits())}},
+		B: netsim.LinkEnd{Host: n.host, Dev: p.veth, Addrs: []netip.Prefix{netip.PrefixFrom(gw, 32)}},
+	}); err != nil {
+		return nil, err
+	}
+	if err := h.AddRoute(netsim.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: gw}); err != nil {
+		return nil, err
+	}
+	if err := n.host.AddRoute(netsim.Route{Dst: netip.PrefixFrom(p.ip, 32), Dev: p.veth}); err != nil {
+		return nil, err
+	}
+	return h, nil
 }

@@ -34,6 +34,9 @@ type pod struct {
 	specs []apps.Spec   // what the containers' apps listen on (the catalog)
 	scale float64
 	grace time.Duration // terminationGracePeriodSeconds, at least 2 s (unscaled)
+	// hostNet: spec.hostNetwork, the pod shares its node's namespace and
+	// IP (kubelet_linux.go).
+	hostNet bool
 
 	// Set under Cluster.mu when the pod runs (started); then fixed.
 	host    netsim.Host
@@ -90,7 +93,11 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		return fmt.Errorf("start pod %q: %w", name, err)
 	}
 	gw := n.spec.Gateway()
-	if !n.spec.PodCIDR.Contains(ip) || ip == gw || ip == n.spec.PodCIDR.Masked().Addr() {
+	hostNet := obj.Spec.HostNetwork
+	if hostNet && ip != n.spec.IP {
+		return fmt.Errorf("start pod %q on node %q: a hostNetwork pod's IP is its node's, %v, not %v", name, nodeName, n.spec.IP, ip)
+	}
+	if !hostNet && (!n.spec.PodCIDR.Contains(ip) || ip == gw || ip == n.spec.PodCIDR.Masked().Addr()) {
 		return fmt.Errorf("start pod %q on node %q: IP %v is not a pod address in %v", name, nodeName, ip, n.spec.PodCIDR)
 	}
 	obj = obj.DeepCopy()
@@ -110,7 +117,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		}
 		var wait chan struct{}
 		for _, old := range c.stopping {
-			if old.name == name || old.ip == ip {
+			if old.name == name || (old.ip == ip && !hostNet) {
 				wait = old.gone
 			}
 		}
@@ -130,7 +137,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		return fmt.Errorf("start pod %q: a pod of that name already runs", name)
 	}
 	for _, other := range c.pods {
-		if other.ip == ip {
+		if other.ip == ip && !hostNet {
 			c.mu.Unlock()
 			return fmt.Errorf("start pod %q: IP %v is already pod %q's", name, ip, other.name)
 		}
@@ -142,6 +149,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	// A pod that has not started is invisible to Ready, StopPod, Send...
 	p := &pod{name: name, node: n, ctl: c.ctl, obj: obj, ip: ip, hname: podHostName(name), veth: veth,
 		probe: probe, specs: specs, scale: c.opts.ProbeScale, grace: gracePeriod(obj), done: make(chan struct{}), gone: make(chan struct{})}
+	p.hostNet = hostNet
 	p.inits, p.ctrs = newContainers(obj, specs, c.opts.ProbeScale)
 	c.pods[name] = p // reserve the name and IP while building
 	c.veths[veth] = true
@@ -150,7 +158,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	defer c.starting.Done()
 
 	if err := c.buildPod(ctx, p, notices); err != nil {
-		_ = c.netw.RemoveHost(p.hname)
+		_ = c.netw.RemoveHost(p.hname) // none for a hostNetwork pod
 		c.mu.Lock()
 		if c.pods[name] == p {
 			delete(c.pods, name)
@@ -164,21 +172,8 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 
 func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error {
 	n := p.node
-	gw := n.spec.Gateway()
-	h, err := c.netw.AddHost(p.hname)
+	h, err := c.podHost(p)
 	if err != nil {
-		return err
-	}
-	if _, err := c.netw.AddLink(netsim.LinkSpec{Name: "pod/" + p.name,
-		A: netsim.LinkEnd{Host: h, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(p.ip, n.spec.PodCIDR.Bits())}},
-		B: netsim.LinkEnd{Host: n.host, Dev: p.veth, Addrs: []netip.Prefix{netip.PrefixFrom(gw, 32)}},
-	}); err != nil {
-		return err
-	}
-	if err := h.AddRoute(netsim.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: gw}); err != nil {
-		return err
-	}
-	if err := n.host.AddRoute(netsim.Route{Dst: netip.PrefixFrom(p.ip, 32), Dev: p.veth}); err != nil {
 		return err
 	}
 	for _, msg := range notices {

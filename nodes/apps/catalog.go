@@ -2,6 +2,7 @@ package apps
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,12 @@ type Spec struct {
 	// outside the catalog that declares no port): Warning events, where
 	// FromContainer's notices are Notices.
 	Warnings []string
+	// Addrs are the addresses the app listens on; empty means every
+	// address (0.0.0.0), as a program in its own pod does. A hostNetwork
+	// pod's app listens on its node's own addresses only, so it never
+	// collides with the lab's proxy sockets on a ClusterIP:port of the
+	// same node (kube-proxy's DNAT takes no socket).
+	Addrs []netip.Addr
 	// Exit is set when the real program refuses to start with these
 	// arguments (http-echo without -text, a flag value that does not
 	// parse): it exits at once, and the kubelet restarts it as
