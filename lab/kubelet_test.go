@@ -447,3 +447,62 @@ spec:
 		}
 	}
 }
+
+// TestHostPort: a container's hostPort is mapped on its node as the CNI
+// portmap plugin maps it: node IP:hostPort reaches pod IP:containerPort by
+// the node's kernel DNAT, the pod sees the client's own address, only that
+// node answers (unlike a NodePort), and the mapping goes with the pod.
+func TestHostPort(t *testing.T) {
+	r := kubeletLab(t, 0.05)
+	mustApply(t, r, `apiVersion: v1
+kind: Pod
+metadata:
+  name: hostport
+spec:
+  nodeName: node-1
+  containers:
+  - name: web
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: ["netexec", "--http-port=8080"]
+    ports:
+    - containerPort: 8080
+      hostPort: 9090
+`)
+	waitPods(t, r, 20*time.Second, "hostport 1/1 Running", func(rows map[string][]string) bool {
+		for _, e := range r.Events() {
+			if e.Type == lab.EventFailed && strings.Contains(e.Message, "hostPort mappings on") {
+				// A kernel without nf_tables (the VM test's loads no
+				// netfilter modules) cannot DNAT.
+				t.Skipf("this kernel cannot map a hostPort: %s", e.Message)
+			}
+		}
+		return rows["hostport"][0] == "1/1"
+	})
+	node1, node2 := r.Nodes()[0].IP, r.Nodes()[1].IP
+	get := func(from string, target netip.AddrPort, path string) (plane.FlowResult, string) {
+		rep, err := r.Send(context.Background(), plane.Request{From: from, Protocol: "TCP", Target: target, Message: path, Timeout: 2 * time.Second})
+		if err != nil {
+			return plane.FlowError, err.Error()
+		}
+		return rep.Result, rep.Body
+	}
+	if res, body := get(plane.ClientHost, netip.AddrPortFrom(node1, 9090), "/hostname"); res != plane.FlowOK || body != "hostport" {
+		t.Errorf("curl %s:9090 from the client: %s %q, want hostport", node1, res, body)
+	}
+	if res, body := get(plane.ClientHost, netip.AddrPortFrom(node1, 9090), "/clientip"); res != plane.FlowOK || !strings.HasPrefix(body, "172.18.0.100:") {
+		t.Errorf("the pod saw %s %q; portmap keeps the client's address, 172.18.0.100", res, body)
+	}
+	if res, body := get("node-1", netip.AddrPortFrom(node1, 9090), "/hostname"); res != plane.FlowOK || body != "hostport" {
+		t.Errorf("curl %s:9090 from node-1 itself: %s %q", node1, res, body)
+	}
+	if res, _ := get(plane.ClientHost, netip.AddrPortFrom(node2, 9090), "/hostname"); res == plane.FlowOK {
+		t.Errorf("node-2:9090 answered; a hostPort is only on the pod's node")
+	}
+	if err := r.Delete("pod", lab.Namespace, "hostport"); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, r, 10*time.Second, "hostport gone", func(rows map[string][]string) bool { return len(rows) == 0 })
+	if res, body := get(plane.ClientHost, netip.AddrPortFrom(node1, 9090), "/hostname"); res == plane.FlowOK {
+		t.Errorf("after the pod went, node-1:9090 still answers %q", body)
+	}
+}

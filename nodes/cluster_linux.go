@@ -53,6 +53,8 @@ type Cluster struct {
 	stopping   map[string]*pod // pods StopPod is removing
 	veths      map[string]bool
 	clusterIPs map[netip.Addr]bool
+
+	hp hostPorts // the nodes' hostPort mappings (hostport_linux.go)
 }
 
 // node is one node agent.

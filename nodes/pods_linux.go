@@ -158,6 +158,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	defer c.starting.Done()
 
 	if err := c.buildPod(ctx, p, notices); err != nil {
+		_ = c.unmapHostPorts(p)
 		_ = c.netw.RemoveHost(p.hname) // none for a hostNetwork pod
 		c.mu.Lock()
 		if c.pods[name] == p {
@@ -174,6 +175,9 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error 
 	n := p.node
 	h, err := c.podHost(p)
 	if err != nil {
+		return err
+	}
+	if err := c.mapHostPorts(p); err != nil {
 		return err
 	}
 	for _, msg := range notices {
@@ -407,6 +411,9 @@ func (c *Cluster) stopPod(p *pod) error {
 		}
 	}
 	p.stopRunning()
+	if err := c.unmapHostPorts(p); err != nil {
+		return fmt.Errorf("remove its hostPorts: %w", err)
+	}
 	if err := c.netw.RemoveHost(p.hname); err != nil {
 		return fmt.Errorf("remove its namespace %s: %w", p.host.Namespace(), err)
 	}
