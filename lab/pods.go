@@ -61,13 +61,100 @@ const MaxPods = 110
 // this message.
 type UnschedulableError struct {
 	Nodes int
+	// PortsTaken of the nodes had a hostPort the pod asks for in use (the
+	// NodePorts filter); the others were full (Too many pods). Zero: all
+	// were full.
+	PortsTaken int
 }
 
 func (e *UnschedulableError) Error() string {
 	// framework.FitError plus the DefaultPreemption plugin's diagnosis, as
-	// a real scheduler's FailedScheduling event reads.
-	return fmt.Sprintf("0/%d nodes are available: %d Too many pods. preemption: 0/%d nodes are available: %d No preemption victims found for incoming pod.",
-		e.Nodes, e.Nodes, e.Nodes, e.Nodes)
+	// a real scheduler's FailedScheduling event reads: the reasons counted
+	// and sorted as strings.
+	var reasons []string
+	if full := e.Nodes - e.PortsTaken; full > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d Too many pods", full))
+	}
+	if e.PortsTaken > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d node(s) didn't have free ports for the requested pod ports", e.PortsTaken))
+	}
+	sort.Strings(reasons)
+	return fmt.Sprintf("0/%d nodes are available: %s. preemption: 0/%d nodes are available: %d No preemption victims found for incoming pod.",
+		e.Nodes, strings.Join(reasons, ", "), e.Nodes, e.Nodes)
+}
+
+// hostPortKey is one host port a pod asks for (the NodePorts filter's
+// HostPortInfo entry); hostIP "" is 0.0.0.0.
+type hostPortKey struct {
+	protocol corev1.Protocol
+	hostIP   string
+	port     int32
+}
+
+// hostPortsOf lists the host ports a pod's containers ask for: their
+// hostPorts (a hostNetwork pod's containerPorts, defaulted into hostPort).
+func hostPortsOf(p *corev1.Pod) []hostPortKey {
+	var out []hostPortKey
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.HostPort <= 0 {
+				continue
+			}
+			ip := cp.HostIP
+			if ip == "0.0.0.0" {
+				ip = ""
+			}
+			proto := cp.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			out = append(out, hostPortKey{proto, ip, cp.HostPort})
+		}
+	}
+	return out
+}
+
+// portsConflict is HostPortInfo.CheckConflict: the same protocol and
+// port, on the same hostIP or either one 0.0.0.0.
+func portsConflict(a, b hostPortKey) bool {
+	return a.protocol == b.protocol && a.port == b.port && (a.hostIP == b.hostIP || a.hostIP == "" || b.hostIP == "")
+}
+
+// pickNodeForPorts is pickNode with the NodePorts filter: nodes where a
+// bound pod (terminating ones included) holds one of want are out. It
+// costs O(pods), only for pods that ask for host ports.
+func (l *Lab) pickNodeForPorts(want []hostPortKey) (int, error) {
+	taken := make([]bool, len(l.topo.Nodes))
+	for _, p := range l.reg.ListPods() {
+		i, ok := l.ctrl.podNode[p.Name]
+		if !ok || taken[i] {
+			continue
+		}
+		for _, have := range hostPortsOf(p) {
+			for _, w := range want {
+				if portsConflict(have, w) {
+					taken[i] = true
+				}
+			}
+		}
+	}
+	best, nTaken := -1, 0
+	for i, n := range l.ctrl.nodePods {
+		if taken[i] {
+			nTaken++
+			continue
+		}
+		if n >= MaxPods {
+			continue
+		}
+		if best < 0 || n < l.ctrl.nodePods[best] {
+			best = i
+		}
+	}
+	if best < 0 {
+		return -1, &UnschedulableError{Nodes: len(l.topo.Nodes), PortsTaken: nTaken}
+	}
+	return best, nil
 }
 
 // schedule picks a node: spec.nodeName if set, else, among the nodes with
@@ -83,6 +170,9 @@ func (l *Lab) schedule(pod *corev1.Pod) (int, error) {
 			return -1, &UnknownNodeError{Pod: pod.Name, Node: pod.Spec.NodeName, Nodes: l.nodeNames()}
 		}
 		return i, nil
+	}
+	if want := hostPortsOf(pod); len(want) > 0 {
+		return l.pickNodeForPorts(want)
 	}
 	return l.pickNode()
 }
