@@ -43,6 +43,9 @@ func (c control) Warning(node, pod, message string) {
 
 func (c control) Flow(f plane.Flow) {
 	obj := "node/" + f.EntryNode
+	if f.HostPort {
+		obj = "pod/" + f.Pod
+	}
 	if f.Service != "" {
 		_, name, _ := strings.Cut(f.Service, "/")
 		obj = "service/" + name

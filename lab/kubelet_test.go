@@ -498,6 +498,17 @@ spec:
 	if res, _ := get(plane.ClientHost, netip.AddrPortFrom(node2, 9090), "/hostname"); res == plane.FlowOK {
 		t.Errorf("node-2:9090 answered; a hostPort is only on the pod's node")
 	}
+	// The client's attempts are flows that say hostPort, on the pod.
+	waitFor(t, 5*time.Second, "a hostPort flow event", func() bool {
+		for _, e := range r.Events() {
+			if e.Type == lab.EventFlow && e.Flow.HostPort && e.Object == "pod/hostport" && e.Flow.Result == plane.FlowOK &&
+				strings.Contains(e.Message, "→ node-1 "+node1.String()+":9090 (hostPort) → pod hostport (node-1) ") &&
+				strings.HasSuffix(e.Message, "DNAT by node-1's kernel (CNI portmap), pod saw 172.18.0.100") {
+				return true
+			}
+		}
+		return false
+	})
 	if err := r.Delete("pod", lab.Namespace, "hostport"); err != nil {
 		t.Fatal(err)
 	}

@@ -365,6 +365,18 @@ func (l *Lab) serviceStateOf(svc *corev1.Service) ServiceState {
 // "TCP 172.18.0.100:41234 → node-1 172.18.0.2:30080 → pod web-x (node-2) 10.244.2.2:8080: ok, 120 B in, 310 B out, 2ms, pod saw 172.18.0.2".
 func FlowString(f *plane.Flow) string {
 	s := fmt.Sprintf("%s %s → %s %s", f.Protocol, f.Client, f.EntryNode, f.Frontend)
+	if f.HostPort {
+		// "TCP 172.18.0.100:41234 → node-1 172.18.0.2:9090 (hostPort) → pod web (node-1) 10.244.1.2:8080: ok, DNAT by node-1's kernel (CNI portmap), pod saw 172.18.0.100"
+		s += fmt.Sprintf(" (hostPort) → pod %s (%s) %s: %s", f.Pod, f.PodNode, f.Backend, f.Result)
+		if f.Result != plane.FlowOK && f.Detail != "" {
+			s += " (" + f.Detail + ")"
+		}
+		s += fmt.Sprintf(", DNAT by %s's kernel (CNI portmap)", f.EntryNode)
+		if f.Result == plane.FlowOK {
+			s += ", pod saw " + f.SourceSeen.String()
+		}
+		return s
+	}
 	if f.Pod != "" {
 		s += fmt.Sprintf(" → pod %s (%s) %s", f.Pod, f.PodNode, f.Backend)
 	}

@@ -261,6 +261,9 @@ func (c *Cluster) kernelFlow(nodeName, proto string, client, frontend netip.Addr
 	if n == nil {
 		return false
 	}
+	if c.hostPortFlow(n, proto, client, frontend, start) {
+		return true
+	}
 	v, ok := n.proxy.verdict(proto, frontend, client.Addr(), start)
 	if !ok {
 		return false

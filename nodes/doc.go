@@ -117,8 +117,11 @@
 // chains for every local address, or the hostIP; masquerade for a pod
 // that reaches itself). The pod sees the client's address; only its node
 // answers. A hostPort that another pod of the node holds is not mapped,
-// with a Warning. Those connections never reach a proxy socket, so they
-// make no flows; and localhost (127.0.0.1:hostPort) is not mapped.
+// with a Warning. No proxy socket sees those connections: the node's
+// observer watches its hostPorts too, and each attempt is a flow with
+// plane.Flow.HostPort and Kernel set, ok when the pod's app listens on the
+// port (refused otherwise), without byte counts. localhost
+// (127.0.0.1:hostPort) is not mapped.
 //
 // SetAppRunning(pod, false) stops the pod's servers (flows to it then say
 // plane.ReasonAppStopped) and true starts them again, like a restarted

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 )
 
@@ -86,6 +88,7 @@ func (c *Cluster) mapHostPorts(p *pod) error {
 		c.ctl.PodNotice(p.name, fmt.Sprintf("pod %s: hostPort %s:%d/%s → %s, as the CNI portmap plugin maps it: DNAT by %s's kernel (ip netns exec %s nft list table ip %s); only %s answers on it, unlike a NodePort",
 			p.name, host, k.port, k.proto, targets[i].addr, node, p.node.host.Namespace(), netsim.PortMapTable, node))
 	}
+	c.watchHostPorts(p.node)
 	return netsim.SetPortMaps(p.node.host, portMapsOf(m))
 }
 
@@ -105,6 +108,7 @@ func (c *Cluster) unmapHostPorts(p *pod) error {
 	if !changed {
 		return nil
 	}
+	c.watchHostPorts(p.node)
 	return netsim.SetPortMaps(p.node.host, portMapsOf(m))
 }
 
@@ -120,4 +124,63 @@ func portMapsOf(m map[hostPortKey]hostPortTarget) []netsim.PortMap {
 		return strings.Compare(a.Protocol, b.Protocol)
 	})
 	return out
+}
+
+// watchHostPorts makes node's observer watch its hostPorts (TCP SYNs, SCTP
+// INITs, UDP datagrams to them), so that each attempt is a flow. c.hp.mu
+// is held.
+func (c *Cluster) watchHostPorts(n *node) {
+	var ws []netsim.Watch
+	for k := range c.hp.byNode[n.spec.Name] {
+		a := netip.IPv4Unspecified()
+		if k.hostIP.IsValid() {
+			a = k.hostIP
+		}
+		ws = append(ws, netsim.Watch{Protocol: k.proto, Dst: netip.AddrPortFrom(a, k.port)})
+	}
+	slices.SortFunc(ws, func(a, b netsim.Watch) int {
+		if c := strings.Compare(a.Protocol, b.Protocol); c != 0 {
+			return c
+		}
+		return a.Dst.Compare(b.Dst)
+	})
+	n.kernel.setHostPortWatch(ws)
+}
+
+// hostPortFlow reports an attempt the node's observer saw on one of its
+// hostPorts as a flow (plane.Flow.HostPort): the node's kernel DNATed it
+// to the pod. It reports whether frontend was a hostPort of the node.
+func (c *Cluster) hostPortFlow(n *node, proto string, client, frontend netip.AddrPort, start time.Time) bool {
+	c.hp.mu.Lock()
+	var t hostPortTarget
+	found := false
+	for k, v := range c.hp.byNode[n.spec.Name] {
+		if k.proto == proto && k.port == frontend.Port() && (!k.hostIP.IsValid() || k.hostIP == frontend.Addr()) {
+			t, found = v, true
+			break
+		}
+	}
+	c.hp.mu.Unlock()
+	if !found {
+		return false
+	}
+	f := plane.Flow{Protocol: proto, Client: client, EntryNode: n.spec.Name, Frontend: frontend,
+		Pod: t.pod, PodNode: n.spec.Name, Backend: t.addr, SourceSeen: client.Addr(),
+		Result: plane.FlowOK, Kernel: true, HostPort: true, Start: start}
+	c.mu.Lock()
+	p := c.pods[t.pod]
+	c.mu.Unlock()
+	listens := false
+	if p != nil && !p.isAppStopped() {
+		for _, s := range p.specs {
+			listens = listens || s.Listens(proto, t.addr.Port())
+		}
+	}
+	if !listens {
+		f.Result, f.Reason = plane.FlowRefused, plane.ReasonPodRefused
+		f.Detail = fmt.Sprintf("no app of pod %s listens on %s %d", t.pod, proto, t.addr.Port())
+	}
+	f.Duration = time.Since(start)
+	c.reportFlow(f)
+	return true
 }
