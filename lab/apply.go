@@ -327,11 +327,13 @@ func (l *Lab) stamp(m *metav1.ObjectMeta) {
 // createService creates svc and reports what was allocated; l.mu is held.
 func (l *Lab) createService(svc *corev1.Service) error {
 	l.stamp(&svc.ObjectMeta)
+	warn := newUnemulated(svc, nil)
 	out, err := l.reg.CreateService(svc)
 	if err != nil {
 		return err
 	}
 	ref := "service/" + out.Name
+	l.warnUnemulated(ref, warn)
 	if ip := out.Spec.ClusterIP; ip != "" && ip != corev1.ClusterIPNone {
 		l.alloc(ref, "ClusterIP", ip, "", false)
 	}
@@ -385,10 +387,12 @@ func (l *Lab) updateService(svc *corev1.Service) (bool, error) {
 	svc.UID = old.UID
 	svc.ResourceVersion = old.ResourceVersion
 	svc.CreationTimestamp = old.CreationTimestamp
+	warn := newUnemulated(svc, old)
 	out, err := l.reg.UpdateService(svc)
 	if err != nil {
 		return false, err
 	}
+	l.warnUnemulated("service/"+out.Name, warn)
 	l.reportServiceChange(old, out)
 	return out.ResourceVersion != old.ResourceVersion, nil
 }

@@ -27,6 +27,8 @@ func (c control) PodReady(pod string, ready bool) { _ = c.l.setPodReady(pod, rea
 
 func (c control) PodStopped(pod string) { _ = c.l.podStopped(pod) }
 
+func (c control) PodStatus(pod string, st plane.PodStatus) { _ = c.l.podStatus(pod, st) }
+
 func (c control) PodNotice(pod, message string) {
 	c.l.record(Event{Type: EventNotice, Object: "pod/" + pod, Message: message})
 }
@@ -41,6 +43,9 @@ func (c control) Warning(node, pod, message string) {
 
 func (c control) Flow(f plane.Flow) {
 	obj := "node/" + f.EntryNode
+	if f.HostPort {
+		obj = "pod/" + f.Pod
+	}
 	if f.Service != "" {
 		_, name, _ := strings.Cut(f.Service, "/")
 		obj = "service/" + name

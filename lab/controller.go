@@ -431,7 +431,13 @@ func (l *Lab) schedulePending() {
 			c.pending = c.pending[1:]
 			continue
 		}
-		node, err := l.pickNode()
+		node := -1
+		var err error
+		if p, ok := l.reg.GetPod(Namespace, e.name); ok {
+			node, err = l.schedule(p)
+		} else {
+			node, err = l.pickNode()
+		}
 		if err != nil {
 			return
 		}

@@ -153,7 +153,30 @@
 // namespaces and a proxy on every node); lab itself never imports it, and
 // links no netlink. With a data plane, a pod is Running but not Ready until
 // its readiness probe passes; deleting a pod sets its deletionTimestamp
-// (terminating, still serving) and the pod goes when its app has stopped.
+// and deletionGracePeriodSeconds (its terminationGracePeriodSeconds):
+// `kubectl get pods` says Terminating, its endpoint is serving and
+// terminating, and the pod goes when the data plane reports its app
+// stopped (it exited, or the grace period ended).
+//
+// The kubelet's status (kubelet.go): the data plane reports every init
+// container's and container's state (plane.Control.PodStatus) and the lab
+// stores them and derives what the kubelet would: the phase (its getPhase:
+// a failed init container fails a restartPolicy: Never pod; a crashing
+// container under Always keeps it Running), the Initialized condition, and
+// each container's Ready. `kubectl get pods` (package lab/kubectl, the
+// server's printPod) then shows Init:0/2, Init:Error, Init:CrashLoopBackOff,
+// Error, CrashLoopBackOff, Completed and RESTARTS "3 (5s ago)"; a
+// container that exits is an event, a back-off the kubelet's Warning
+// "Back-off restarting failed container X in pod Y". [PodState] carries
+// the STATUS text and the restart count. A hostNetwork pod's IP is its
+// node's (the pod network's IPAM gives it none).
+//
+// Fields nplab does not emulate (unemulated.go): creating a Pod,
+// Deployment or Service that sets one, or an update that first sets one,
+// is accepted as the API server accepts it, and one Warning event names
+// every such field (spec.containers[0].livenessProbe,
+// spec.internalTrafficPolicy, ...). The tables of emulated fields there
+// are the deliberate list.
 //
 // The data plane reports through a [plane.Control] handle that only it
 // receives. What the lab asks of it waits in one queue bounded by the

@@ -61,13 +61,100 @@ const MaxPods = 110
 // this message.
 type UnschedulableError struct {
 	Nodes int
+	// PortsTaken of the nodes had a hostPort the pod asks for in use (the
+	// NodePorts filter); the others were full (Too many pods). Zero: all
+	// were full.
+	PortsTaken int
 }
 
 func (e *UnschedulableError) Error() string {
 	// framework.FitError plus the DefaultPreemption plugin's diagnosis, as
-	// a real scheduler's FailedScheduling event reads.
-	return fmt.Sprintf("0/%d nodes are available: %d Too many pods. preemption: 0/%d nodes are available: %d No preemption victims found for incoming pod.",
-		e.Nodes, e.Nodes, e.Nodes, e.Nodes)
+	// a real scheduler's FailedScheduling event reads: the reasons counted
+	// and sorted as strings.
+	var reasons []string
+	if full := e.Nodes - e.PortsTaken; full > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d Too many pods", full))
+	}
+	if e.PortsTaken > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d node(s) didn't have free ports for the requested pod ports", e.PortsTaken))
+	}
+	sort.Strings(reasons)
+	return fmt.Sprintf("0/%d nodes are available: %s. preemption: 0/%d nodes are available: %d No preemption victims found for incoming pod.",
+		e.Nodes, strings.Join(reasons, ", "), e.Nodes, e.Nodes)
+}
+
+// hostPortKey is one host port a pod asks for (the NodePorts filter's
+// HostPortInfo entry); hostIP "" is 0.0.0.0.
+type hostPortKey struct {
+	protocol corev1.Protocol
+	hostIP   string
+	port     int32
+}
+
+// hostPortsOf lists the host ports a pod's containers ask for: their
+// hostPorts (a hostNetwork pod's containerPorts, defaulted into hostPort).
+func hostPortsOf(p *corev1.Pod) []hostPortKey {
+	var out []hostPortKey
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.HostPort <= 0 {
+				continue
+			}
+			ip := cp.HostIP
+			if ip == "0.0.0.0" {
+				ip = ""
+			}
+			proto := cp.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			out = append(out, hostPortKey{proto, ip, cp.HostPort})
+		}
+	}
+	return out
+}
+
+// portsConflict is HostPortInfo.CheckConflict: the same protocol and
+// port, on the same hostIP or either one 0.0.0.0.
+func portsConflict(a, b hostPortKey) bool {
+	return a.protocol == b.protocol && a.port == b.port && (a.hostIP == b.hostIP || a.hostIP == "" || b.hostIP == "")
+}
+
+// pickNodeForPorts is pickNode with the NodePorts filter: nodes where a
+// bound pod (terminating ones included) holds one of want are out. It
+// costs O(pods), only for pods that ask for host ports.
+func (l *Lab) pickNodeForPorts(want []hostPortKey) (int, error) {
+	taken := make([]bool, len(l.topo.Nodes))
+	for _, p := range l.reg.ListPods() {
+		i, ok := l.ctrl.podNode[p.Name]
+		if !ok || taken[i] {
+			continue
+		}
+		for _, have := range hostPortsOf(p) {
+			for _, w := range want {
+				if portsConflict(have, w) {
+					taken[i] = true
+				}
+			}
+		}
+	}
+	best, nTaken := -1, 0
+	for i, n := range l.ctrl.nodePods {
+		if taken[i] {
+			nTaken++
+			continue
+		}
+		if n >= MaxPods {
+			continue
+		}
+		if best < 0 || n < l.ctrl.nodePods[best] {
+			best = i
+		}
+	}
+	if best < 0 {
+		return -1, &UnschedulableError{Nodes: len(l.topo.Nodes), PortsTaken: nTaken}
+	}
+	return best, nil
 }
 
 // schedule picks a node: spec.nodeName if set, else, among the nodes with
@@ -83,6 +170,9 @@ func (l *Lab) schedule(pod *corev1.Pod) (int, error) {
 			return -1, &UnknownNodeError{Pod: pod.Name, Node: pod.Spec.NodeName, Nodes: l.nodeNames()}
 		}
 		return i, nil
+	}
+	if want := hostPortsOf(pod); len(want) > 0 {
+		return l.pickNodeForPorts(want)
 	}
 	return l.pickNode()
 }
@@ -109,7 +199,9 @@ func (l *Lab) releaseIP(pod string) {
 	delete(l.forcedUnready, pod)
 	delete(l.appStopped, pod)
 	if a, ok := l.podIPs[pod]; ok {
-		delete(l.ipOwner, a)
+		if l.ipOwner[a] == pod { // a hostNetwork pod owns no address
+			delete(l.ipOwner, a)
+		}
 		delete(l.podIPs, pod)
 	}
 }
@@ -121,10 +213,15 @@ func (l *Lab) releaseIP(pod string) {
 func (l *Lab) createPod(pod *corev1.Pod) error {
 	l.stamp(&pod.ObjectMeta)
 	pod.Status = corev1.PodStatus{}
+	var warn []string
+	if metav1.GetControllerOf(pod) == nil {
+		warn = newUnemulated(pod, nil) // a Deployment's template was checked
+	}
 	out, err := l.reg.CreatePod(pod)
 	if err != nil {
 		return err
 	}
+	l.warnUnemulated("pod/"+out.Name, warn)
 	node, err := l.schedule(out)
 	var unknown *UnknownNodeError
 	if errors.As(err, &unknown) {
@@ -156,7 +253,15 @@ func (l *Lab) createPod(pod *corev1.Pod) error {
 func (l *Lab) bind(name string, node int) {
 	nodeName := l.topo.Nodes[node].Name
 	ref := "pod/" + name
-	ip, err := l.allocateIP(node, name)
+	var ip netip.Addr
+	var err error
+	if pod, ok := l.reg.GetPod(Namespace, name); ok && pod.Spec.HostNetwork {
+		// hostNetwork: the pod's IP is its node's; IPAM gives it none.
+		ip = l.topo.Nodes[node].IP
+		l.podIPs[name] = ip
+	} else {
+		ip, err = l.allocateIP(node, name)
+	}
 	if err != nil {
 		// Bound, but without an address: the pod exists, Pending, as a
 		// real one would.
@@ -180,19 +285,38 @@ func (l *Lab) bind(name string, node int) {
 		p.Status.PodIP = ip.String()
 		p.Status.PodIPs = []corev1.PodIP{{IP: ip.String()}}
 		p.Status.StartTime = &now
+		// With a kubelet, init containers run first: the pod is
+		// Pending, Init:0/N, until the data plane reports them done.
+		initializing := !ready && len(p.Spec.InitContainers) > 0
 		p.Status.Conditions = []corev1.PodCondition{
 			{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionTrue, LastTransitionTime: now},
-			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodInitialized, Status: condStatus(!initializing), LastTransitionTime: now},
 			{Type: corev1.PodReady, Status: condStatus(ready), LastTransitionTime: now},
 			{Type: corev1.ContainersReady, Status: condStatus(ready), LastTransitionTime: now},
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
 		}
+		p.Status.InitContainerStatuses = nil
+		for _, c := range p.Spec.InitContainers {
+			s := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Ready: !initializing, Started: ptr(false)}
+			if initializing {
+				s.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
+			} else {
+				s.State.Terminated = &corev1.ContainerStateTerminated{Reason: "Completed", StartedAt: now, FinishedAt: now}
+			}
+			p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, s)
+		}
 		p.Status.ContainerStatuses = nil
 		for _, c := range p.Spec.Containers {
-			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
-				Name: c.Name, Image: c.Image, Ready: ready, Started: ptr(true),
-				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
-			})
+			s := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Ready: ready, Started: ptr(!initializing)}
+			if initializing {
+				s.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
+			} else {
+				s.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
+			}
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, s)
+		}
+		if initializing {
+			p.Status.Phase = corev1.PodPending
 		}
 	})
 	if err != nil {
@@ -239,10 +363,12 @@ func (l *Lab) updatePod(pod *corev1.Pod) (bool, error) {
 		pod.Spec.NodeName = old.Spec.NodeName
 	}
 	pod.Status = old.Status
+	warn := newUnemulated(pod, old)
 	out, err := l.reg.UpdatePod(pod)
 	if err != nil {
 		return false, err
 	}
+	l.warnUnemulated("pod/"+out.Name, warn)
 	return out.ResourceVersion != old.ResourceVersion, nil
 }
 
@@ -267,8 +393,14 @@ func (l *Lab) deletePod(name string) error {
 	now := metav1.NewTime(l.now())
 	if _, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
 		if p.DeletionTimestamp == nil {
+			// The API server's graceful deletion: the pod's own
+			// terminationGracePeriodSeconds (defaulted to 30).
+			grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+			if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
+				grace = *g
+			}
 			p.DeletionTimestamp = &now
-			p.DeletionGracePeriodSeconds = ptr(int64(30))
+			p.DeletionGracePeriodSeconds = &grace
 		}
 	}); err != nil {
 		return err
@@ -297,7 +429,8 @@ func (l *Lab) setPodReady(name string, ready bool) error {
 			}
 		}
 		for i := range p.Status.ContainerStatuses {
-			p.Status.ContainerStatuses[i].Ready = ready
+			c := &p.Status.ContainerStatuses[i]
+			c.Ready = ready && c.State.Running != nil
 		}
 	})
 	if err == nil && changed {
@@ -355,10 +488,12 @@ func (l *Lab) randSuffix(n int) string {
 
 func (l *Lab) createDeployment(d *appsv1.Deployment) error {
 	l.stamp(&d.ObjectMeta)
+	warn := newUnemulated(d, nil)
 	out, err := l.reg.CreateDeployment(d)
 	if err != nil {
 		return err
 	}
+	l.warnUnemulated("deployment.apps/"+out.Name, warn)
 	l.enqueueDeployment(out.Name)
 	return nil
 }
@@ -373,10 +508,12 @@ func (l *Lab) updateDeployment(d *appsv1.Deployment) (bool, error) {
 	d.ResourceVersion = old.ResourceVersion
 	d.CreationTimestamp = old.CreationTimestamp
 	d.Status = old.Status
+	warn := newUnemulated(d, old)
 	out, err := l.reg.UpdateDeployment(d)
 	if err != nil {
 		return false, err
 	}
+	l.warnUnemulated("deployment.apps/"+out.Name, warn)
 	l.enqueueDeployment(out.Name)
 	return out.ResourceVersion != old.ResourceVersion, nil
 }

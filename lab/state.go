@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nplab/nplab/lab/kubectl"
 	"github.com/nplab/nplab/lab/plane"
 )
 
@@ -86,6 +87,12 @@ type PodState struct {
 	Ready      bool
 	// Terminating: deleted, and waiting for its app to stop.
 	Terminating bool
+	// Status is `kubectl get pods`' STATUS: Running, Pending, Init:0/1,
+	// Init:Error, Error, CrashLoopBackOff, Completed, Terminating...
+	Status string
+	// Restarts is how often the kubelet restarted the pod's containers
+	// (init containers included), RESTARTS without the "(5s ago)".
+	Restarts int32
 	// Reason is why a pod is not running (the scheduler's message).
 	Reason string
 	// ForcedUnready and AppStopped are the faults a student injected.
@@ -322,6 +329,13 @@ func (l *Lab) podStateOf(p *corev1.Pod) PodState {
 	if ps.Phase == "" {
 		ps.Phase = corev1.PodPending
 	}
+	ps.Status = kubectl.PodStatusText(p)
+	for _, c := range p.Status.InitContainerStatuses {
+		ps.Restarts += c.RestartCount
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		ps.Restarts += c.RestartCount
+	}
 	ps.IP, _ = netip.ParseAddr(p.Status.PodIP)
 	for _, ref := range p.OwnerReferences {
 		if ref.Kind == "ReplicaSet" {
@@ -360,6 +374,18 @@ func (l *Lab) serviceStateOf(svc *corev1.Service) ServiceState {
 // "TCP 172.18.0.100:41234 → node-1 172.18.0.2:30080 → pod web-x (node-2) 10.244.2.2:8080: ok, 120 B in, 310 B out, 2ms, pod saw 172.18.0.2".
 func FlowString(f *plane.Flow) string {
 	s := fmt.Sprintf("%s %s → %s %s", f.Protocol, f.Client, f.EntryNode, f.Frontend)
+	if f.HostPort {
+		// "TCP 172.18.0.100:41234 → node-1 172.18.0.2:9090 (hostPort) → pod web (node-1) 10.244.1.2:8080: ok, DNAT by node-1's kernel (CNI portmap), pod saw 172.18.0.100"
+		s += fmt.Sprintf(" (hostPort) → pod %s (%s) %s: %s", f.Pod, f.PodNode, f.Backend, f.Result)
+		if f.Result != plane.FlowOK && f.Detail != "" {
+			s += " (" + f.Detail + ")"
+		}
+		s += fmt.Sprintf(", DNAT by %s's kernel (CNI portmap)", f.EntryNode)
+		if f.Result == plane.FlowOK {
+			s += ", pod saw " + f.SourceSeen.String()
+		}
+		return s
+	}
 	if f.Pod != "" {
 		s += fmt.Sprintf(" → pod %s (%s) %s", f.Pod, f.PodNode, f.Backend)
 	}

@@ -57,6 +57,8 @@ type Cluster struct {
 	built      chan struct{}   // closed when building drops to 0; nil while it is 0
 	veths      map[string]bool
 	clusterIPs map[netip.Addr]bool
+
+	hp hostPorts // the nodes' hostPort mappings (hostport_linux.go)
 }
 
 // node is one node agent.
@@ -305,6 +307,9 @@ func (c *Cluster) kernelFlow(nodeName, proto string, client, frontend netip.Addr
 	n := c.nodes[nodeName]
 	if n == nil {
 		return false
+	}
+	if c.hostPortFlow(n, proto, client, frontend, start) {
+		return true
 	}
 	v, ok := n.proxy.verdict(proto, frontend, client.Addr(), start)
 	if !ok {

@@ -18,6 +18,7 @@ const (
 	recWarning    = "Warning"
 	recFlow       = "Flow"
 	recListening  = "Listening"
+	recPodStatus  = "PodStatus"
 )
 
 // record is one call to a recorder.
@@ -30,6 +31,7 @@ type record struct {
 	Ready     bool
 	Flow      plane.Flow
 	Listeners []plane.Listener
+	Status    plane.PodStatus
 }
 
 // recorder is a plane.Control for tests: it records every call, safe for
@@ -66,6 +68,10 @@ func (r *recorder) Flow(f plane.Flow) {
 }
 func (r *recorder) Listening(node string, ls []plane.Listener) {
 	r.add(record{Kind: recListening, Node: node, Listeners: slices.Clone(ls)})
+}
+
+func (r *recorder) PodStatus(pod string, st plane.PodStatus) {
+	r.add(record{Kind: recPodStatus, Pod: pod, Status: st})
 }
 
 func (r *recorder) all() []record {

@@ -66,3 +66,4 @@ func (nopControl) PodNotice(pod, message string)              {}
 func (nopControl) Warning(node, pod, message string)          {}
 func (nopControl) Flow(f plane.Flow)                          {}
 func (nopControl) Listening(node string, ls []plane.Listener) {}
+func (nopControl) PodStatus(pod string, st plane.PodStatus)   {}

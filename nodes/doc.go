@@ -78,11 +78,51 @@
 // floors it; a PodNotice says when the kill cut the delay short), then
 // stop, the pod's namespace is removed and PodStopped is reported (after
 // a Warning, if that failed). A new pod of the same name or IP waits for
-// it, as the kubelet does. An app that exits by itself (netexec's /exit,
-// /shutdown) makes the pod unready and is started again as restartPolicy
-// says (Always by default; OnFailure after a non-zero code; Never not),
-// the first time at once, then after the kubelet's back-off of 10 s
-// doubling to 5 minutes, scaled by ProbeScale.
+// it, as the kubelet does.
+//
+// Containers (kubelet_linux.go). Each container runs its own app and has
+// the state the kubelet reports (plane.Control.PodStatus, after every
+// change, in order): Waiting (ContainerCreating, PodInitializing,
+// CrashLoopBackOff with the kubelet's "back-off 10s restarting failed
+// container=... pod=..." message), Running, or Terminated with its exit
+// code and reason (Completed, Error), plus the last termination and the
+// restart count. An app that exits by itself (netexec's /exit,
+// /shutdown) or cannot start — the catalog's apps.Spec.Exit, a program
+// that refuses its arguments (http-echo without -text: 127), or a socket
+// it cannot open (1) — terminates; the pod turns unready and the container
+// is started again as restartPolicy says (Always by default; OnFailure
+// after a non-zero code; Never not), the first time at once, then after
+// the kubelet's back-off of 10 s doubling to 5 minutes, reset after 10
+// minutes running (backoff.go; scaled by ProbeScale, the messages say the
+// kubelet's times). The kubelet does not restart a container of a pod it
+// is stopping.
+//
+// Init containers run first, one after another, in the kubelet's
+// goroutine, so StartPod returns while they run (the containers' states
+// say PodInitializing). nplab runs no images: an init container is an
+// emulated run read from its command (apps.InitFromContainer: "sleep N"
+// lasts N seconds, "exit N" and "false" fail, anything else lasts 2 s and
+// succeeds), with a notice saying so. A failed one is retried with the
+// back-off, or, under restartPolicy Never, ends the pod's start.
+//
+// hostNetwork: the pod gets no namespace of its own; its IP is its node's
+// and its apps listen on the node's addresses (its IP and 127.0.0.1, not
+// 0.0.0.0, so they never take the proxy's ClusterIP:port sockets on that
+// node), answering with the node's name as their hostname, as a pod
+// sharing the host's UTS namespace does.
+//
+// hostPort (hostport_linux.go): a container port with a hostPort is mapped
+// on the pod's node as the CNI portmap plugin maps it, by kernel DNAT
+// (netsim.SetPortMaps: table ip nplab-hostport, prerouting and output
+// chains for every local address, or the hostIP; masquerade for a pod
+// that reaches itself). The pod sees the client's address; only its node
+// answers. A hostPort that another pod of the node holds is not mapped,
+// with a Warning. No proxy socket sees those connections: the node's
+// observer watches its hostPorts too, and each attempt is a flow with
+// plane.Flow.HostPort and Kernel set, ok when the pod's app listens on the
+// port (refused otherwise), without byte counts. localhost
+// (127.0.0.1:hostPort) is not mapped.
+//
 // SetAppRunning(pod, false) stops the pod's servers (flows to it then say
 // plane.ReasonAppStopped) and true starts them again, like a restarted
 // container: its probe passes again. SetPodUnready forces readiness false.

@@ -28,6 +28,21 @@ type kernelWatch struct {
 	closed  bool
 	watch   []netsim.Watch // the set in place
 	lastErr string         // the SetWatch error last reported ("" after a success)
+	// proxyWs are the proxy's watches (setWatch), hostWs the node's
+	// hostPorts (setHostPortWatch); the observer watches both.
+	proxyWs, hostWs []netsim.Watch
+}
+
+// setHostPortWatch makes the observer watch the node's hostPorts too, so
+// each attempt on one is a flow (hostport_linux.go). Nil-safe.
+func (k *kernelWatch) setHostPortWatch(ws []netsim.Watch) {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.hostWs = slices.Clone(ws)
+	k.applyLocked()
 }
 
 // setWatch makes the observer watch exactly ws. An error is reported as
@@ -40,6 +55,14 @@ func (k *kernelWatch) setWatch(ws []netsim.Watch) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.proxyWs = slices.Clone(ws)
+	k.applyLocked()
+}
+
+// applyLocked sets the observer's watch to the proxy's and the hostPorts'
+// watches. k.mu is held.
+func (k *kernelWatch) applyLocked() {
+	ws := append(slices.Clone(k.proxyWs), k.hostWs...)
 	if k.closed || (k.watch != nil && slices.Equal(ws, k.watch)) {
 		return // a sync that changed nothing for the kernel
 	}

@@ -34,6 +34,9 @@ type pod struct {
 	specs []apps.Spec   // what the containers' apps listen on (the catalog)
 	scale float64
 	grace time.Duration // terminationGracePeriodSeconds, at least 2 s (unscaled)
+	// hostNet: spec.hostNetwork, the pod shares its node's namespace and
+	// IP (kubelet_linux.go).
+	hostNet bool
 
 	// Set under Cluster.mu when the pod runs (started); then fixed.
 	host    netsim.Host
@@ -46,14 +49,16 @@ type pod struct {
 	// appMu serializes stopping and starting the apps.
 	appMu sync.Mutex
 
+	// inits and ctrs are the pod's init containers and containers, as
+	// the kubelet runs them (kubelet_linux.go).
+	inits, ctrs []*ctr
+
 	mu            sync.Mutex
-	app           *apps.App
 	published     bool // last readiness reported to the control plane
 	probeOK       bool // the prober's verdict (no probe: the app listens)
 	forcedUnready bool
-	appStopped    bool
+	appStopped    bool // SetAppRunning(false): a fault stopped the apps
 	stopped       bool // stopRunning ran: the app never starts again
-	restarts      int  // how often the kubelet restarted an app that exited
 	terminating   bool // StopPod has sent SIGTERM: an exit is not restarted
 }
 
@@ -98,7 +103,11 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		return fmt.Errorf("start pod %q: %w", name, err)
 	}
 	gw := n.spec.Gateway()
-	if !n.spec.PodCIDR.Contains(ip) || ip == gw || ip == n.spec.PodCIDR.Masked().Addr() {
+	hostNet := obj.Spec.HostNetwork
+	if hostNet && ip != n.spec.IP {
+		return fmt.Errorf("start pod %q on node %q: a hostNetwork pod's IP is its node's, %v, not %v", name, nodeName, n.spec.IP, ip)
+	}
+	if !hostNet && (!n.spec.PodCIDR.Contains(ip) || ip == gw || ip == n.spec.PodCIDR.Masked().Addr()) {
 		return fmt.Errorf("start pod %q on node %q: IP %v is not a pod address in %v", name, nodeName, ip, n.spec.PodCIDR)
 	}
 	obj = obj.DeepCopy()
@@ -118,7 +127,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		}
 		var wait chan struct{}
 		for _, old := range c.stopping {
-			if old.name == name || old.ip == ip {
+			if old.name == name || (old.ip == ip && !hostNet) {
 				wait = old.gone
 			}
 		}
@@ -138,7 +147,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		return fmt.Errorf("start pod %q: a pod of that name already runs", name)
 	}
 	for _, other := range c.pods {
-		if other.ip == ip {
+		if other.ip == ip && !hostNet {
 			c.mu.Unlock()
 			return fmt.Errorf("start pod %q: IP %v is already pod %q's", name, ip, other.name)
 		}
@@ -150,6 +159,8 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	// A pod that has not started is invisible to Ready, StopPod, Send...
 	p := &pod{name: name, node: n, ctl: c.ctl, obj: obj, ip: ip, hname: podHostName(name), veth: veth,
 		probe: probe, specs: specs, scale: c.opts.ProbeScale, grace: gracePeriod(obj), done: make(chan struct{}), gone: make(chan struct{})}
+	p.hostNet = hostNet
+	p.inits, p.ctrs = newContainers(obj, specs, c.opts.ProbeScale)
 	c.pods[name] = p // reserve the name and IP while building
 	c.veths[veth] = true
 	c.starting.Add(1) // Close waits for the build
@@ -163,7 +174,8 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		c.starting.Done()
 	}
 	fail := func() {
-		_ = c.netw.RemoveHost(p.hname)
+		_ = c.unmapHostPorts(p)
+		_ = c.netw.RemoveHost(p.hname) // none for a hostNetwork pod
 		c.mu.Lock()
 		if c.pods[name] == p {
 			delete(c.pods, name)
@@ -218,21 +230,11 @@ func (c *Cluster) settle() {
 
 func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error {
 	n := p.node
-	gw := n.spec.Gateway()
-	h, err := c.netw.AddHost(p.hname)
+	h, err := c.podHost(p)
 	if err != nil {
 		return err
 	}
-	if _, err := c.netw.AddLink(netsim.LinkSpec{Name: "pod/" + p.name,
-		A: netsim.LinkEnd{Host: h, Dev: "eth0", Addrs: []netip.Prefix{netip.PrefixFrom(p.ip, n.spec.PodCIDR.Bits())}},
-		B: netsim.LinkEnd{Host: n.host, Dev: p.veth, Addrs: []netip.Prefix{netip.PrefixFrom(gw, 32)}},
-	}); err != nil {
-		return err
-	}
-	if err := h.AddRoute(netsim.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: gw}); err != nil {
-		return err
-	}
-	if err := n.host.AddRoute(netsim.Route{Dst: netip.PrefixFrom(p.ip, 32), Dev: p.veth}); err != nil {
+	if err := c.mapHostPorts(p); err != nil {
 		return err
 	}
 	for _, msg := range notices {
@@ -243,48 +245,37 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error 
 			c.ctl.Warning(n.spec.Name, p.name, msg)
 		}
 	}
-	app, err := apps.Start(ctx, h, p.name, p.specs)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.app = app
-	if p.probe == nil {
-		// No readiness probe: ready as soon as the app listens, which
-		// apps.Start has just made true.
-		p.probeOK = true
-	}
-	p.mu.Unlock()
 	pctx, cancel := context.WithCancel(context.Background())
 	c.mu.Lock()
 	if c.closed || c.pods[p.name] != p {
 		// Closed while building: Close has already taken the pod list
-		// or is waiting for this call. Tear down what runs; the caller
-		// removes the host.
+		// or is waiting for this call. The caller removes the host.
 		c.mu.Unlock()
 		cancel()
-		app.Stop()
 		return fmt.Errorf("lab %q was closed while the pod started", c.topo.Lab)
 	}
 	p.host, p.started, p.runCtx, p.cancel = h, true, pctx, cancel
 	c.mu.Unlock()
+	// The kubelet: init containers first (in the background, they take
+	// their time), else the containers' apps at once, so a pod without
+	// init containers listens when StartPod returns.
+	started := len(p.inits) == 0
+	if started {
+		p.startContainers(pctx)
+	} else {
+		p.report()
+		for _, ic := range p.inits {
+			c.ctl.PodNotice(p.name, ic.run.Note)
+		}
+	}
 	var descs []string
 	for _, s := range p.specs {
 		descs = append(descs, s.Describe())
 	}
 	c.ctl.PodStarted(p.name, n.spec.Name, fmt.Sprintf("pod %s started on %s at %s (%v)", p.name, n.spec.Name, p.ip, descs))
-	go p.watchExit(app)
 	// A StopPod from here on cancels pctx and waits for p.done, which
-	// the prober closes at once when pctx is already cancelled.
-	if p.probe == nil {
-		p.update()
-		close(p.done)
-		return nil
-	}
-	go func() {
-		defer close(p.done)
-		p.runProbe(pctx)
-	}()
+	// the kubelet goroutine closes when it returns.
+	go p.kubelet(pctx, started)
 	return nil
 }
 
@@ -294,7 +285,7 @@ func (c *Cluster) buildPod(ctx context.Context, p *pod, notices []string) error 
 func (p *pod) update() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ready := p.probeOK && !p.forcedUnready && !(p.appStopped && p.probe == nil)
+	ready := p.probeOK && !p.forcedUnready && !(p.appStopped && p.probe == nil) && p.allRunningLocked()
 	if ready == p.published {
 		return
 	}
@@ -302,10 +293,12 @@ func (p *pod) update() {
 	p.ctl.PodReady(p.name, ready)
 }
 
+// isAppStopped: a fault stopped the pod's apps, or one of its containers
+// does not run (it exited, waits in back-off, or init containers run).
 func (p *pod) isAppStopped() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.appStopped
+	return p.appStopped || !p.allRunningLocked()
 }
 
 // Ready reports whether pod name is ready now.
@@ -361,7 +354,7 @@ func (c *Cluster) SetAppRunning(name string, running bool) error {
 	p.appMu.Lock()
 	defer p.appMu.Unlock()
 	p.mu.Lock()
-	gone, stopped, app := p.stopped, p.appStopped, p.app
+	gone, stopped := p.stopped, p.appStopped
 	p.mu.Unlock()
 	if gone {
 		return &plane.NotFoundError{Kind: "pod", Name: name, Lab: c.topo.Lab}
@@ -370,10 +363,18 @@ func (c *Cluster) SetAppRunning(name string, running bool) error {
 		if stopped {
 			return nil
 		}
-		app.Stop()
 		p.mu.Lock()
 		p.appStopped = true
+		var running []*apps.App
+		for _, ct := range p.ctrs {
+			if ct.app != nil {
+				running = append(running, ct.app)
+			}
+		}
 		p.mu.Unlock()
+		for _, app := range running {
+			app.Stop()
+		}
 		p.update()
 		c.ctl.PodNotice(name, fmt.Sprintf("the app of pod %s stopped", name))
 		return nil
@@ -381,93 +382,20 @@ func (c *Cluster) SetAppRunning(name string, running bool) error {
 	if !stopped {
 		return nil
 	}
-	app, err = apps.Start(context.Background(), p.host, p.name, p.specs)
-	if err != nil {
-		return fmt.Errorf("start the app of pod %q again: %w", name, planeErr(err))
-	}
+	// Start every container's app again, on fresh sockets. One that
+	// cannot start terminates and backs off as a crash does.
 	p.mu.Lock()
-	p.app, p.appStopped = app, false
+	p.appStopped = false
+	for _, ct := range p.ctrs {
+		ct.app = nil
+	}
 	p.mu.Unlock()
+	for _, ct := range p.ctrs {
+		p.startLocked(p.runCtx, ct)
+	}
 	p.update()
 	c.ctl.PodNotice(name, fmt.Sprintf("the app of pod %s runs again", name))
-	go p.watchExit(app)
 	return nil
-}
-
-// Restart back-off, as the kubelet's: the first restart at once, then
-// 10 s, doubling up to 5 minutes (scaled by ProbeScale).
-const (
-	restartBackOff    = 10 * time.Second
-	restartBackOffMax = 300 * time.Second
-)
-
-// watchExit waits for app to exit by itself (netexec's /exit, /shutdown)
-// and does what the kubelet does with an exited container: the pod turns
-// unready, and the app is started again after the back-off, as
-// restartPolicy says (Always, the default; OnFailure only after a
-// non-zero code; Never not at all). It returns when the pod stops.
-func (p *pod) watchExit(app *apps.App) {
-	select {
-	case <-app.Exited():
-	case <-p.runCtx.Done():
-		return
-	}
-	code := app.ExitCode()
-	p.appMu.Lock()
-	p.mu.Lock()
-	if p.stopped || p.app != app || p.appStopped {
-		p.mu.Unlock()
-		p.appMu.Unlock()
-		return
-	}
-	p.appStopped = true
-	n, terminating := p.restarts, p.terminating
-	p.mu.Unlock()
-	p.appMu.Unlock()
-	p.update()
-	if terminating {
-		// The kubelet does not restart the containers of a pod it is
-		// stopping; StopPod sees the exit and goes on.
-		return
-	}
-	policy := p.obj.Spec.RestartPolicy
-	restart := policy == "" || policy == corev1.RestartPolicyAlways || (policy == corev1.RestartPolicyOnFailure && code != 0)
-	if !restart {
-		p.ctl.PodNotice(p.name, fmt.Sprintf("the app of pod %s exited with code %d; restartPolicy %s does not restart it", p.name, code, policy))
-		return
-	}
-	var wait time.Duration
-	if n > 0 {
-		wait = restartBackOff << min(n-1, 5)
-		wait = min(wait, restartBackOffMax)
-	}
-	p.ctl.PodNotice(p.name, fmt.Sprintf("the app of pod %s exited with code %d; the kubelet restarts it in %v (restart %d)", p.name, code, wait, n+1))
-	t := time.NewTimer(time.Duration(float64(wait) * p.scale))
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-p.runCtx.Done():
-		return
-	}
-	p.appMu.Lock()
-	defer p.appMu.Unlock()
-	p.mu.Lock()
-	if p.stopped || p.terminating || p.app != app || !p.appStopped {
-		p.mu.Unlock()
-		return
-	}
-	p.mu.Unlock()
-	next, err := apps.Start(p.runCtx, p.host, p.name, p.specs)
-	if err != nil {
-		p.ctl.Warning(p.node.spec.Name, p.name, fmt.Sprintf("restart the app of pod %s: %v", p.name, planeErr(err)))
-		return
-	}
-	p.mu.Lock()
-	p.app, p.appStopped = next, false
-	p.restarts++
-	p.mu.Unlock()
-	p.update()
-	go p.watchExit(next)
 }
 
 // StopPod is the kubelet's SIGTERM, in the background: the apps' /readyz
@@ -512,12 +440,24 @@ func (c *Cluster) StopPod(name string) {
 
 func (c *Cluster) stopPod(p *pod) error {
 	p.mu.Lock()
-	app := p.app
 	p.terminating = true
+	var running []*apps.App
+	for _, ct := range p.ctrs {
+		if ct.app != nil {
+			running = append(running, ct.app)
+		}
+	}
 	p.mu.Unlock()
-	// SIGTERM; the app runs on for its --delay-shutdown, and the kubelet
-	// kills it (SIGKILL) when the grace period ends first.
-	if d := app.Terminate(); d > 0 {
+	// SIGTERM to every container; they run on for their --delay-shutdown,
+	// and the kubelet kills them (SIGKILL) when the grace period ends
+	// first.
+	var d time.Duration
+	for _, app := range running {
+		d = max(d, app.Terminate())
+	}
+	if d > 0 {
+		ctx, cancel := context.WithCancel(c.ctx)
+		defer cancel() // ends allExited's goroutine
 		killed := d > p.grace
 		t := time.NewTimer(time.Duration(float64(min(d, p.grace)) * p.scale))
 		select {
@@ -525,20 +465,40 @@ func (c *Cluster) stopPod(p *pod) error {
 			if killed {
 				c.ctl.PodNotice(p.name, fmt.Sprintf("pod %s: its grace period (%v) ended before its app's --delay-shutdown (%v); the kubelet killed it", p.name, p.grace, d))
 			}
-		case <-app.Exited():
+		case <-allExited(running, ctx):
 			t.Stop()
 		case <-c.ctx.Done():
 			t.Stop()
 		}
 	}
 	p.stopRunning()
+	if err := c.unmapHostPorts(p); err != nil {
+		return fmt.Errorf("remove its hostPorts: %w", err)
+	}
 	if err := c.netw.RemoveHost(p.hname); err != nil {
 		return fmt.Errorf("remove its namespace %s: %w", p.host.Namespace(), err)
 	}
 	return nil
 }
 
-// stopRunning stops the prober and the apps for good.
+// allExited is closed when every app has exited by itself (or ctx ends).
+func allExited(as []*apps.App, ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		for _, a := range as {
+			select {
+			case <-a.Exited():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// stopRunning stops the kubelet's goroutine (init containers, prober) and
+// the apps for good.
 func (p *pod) stopRunning() {
 	if p.cancel != nil {
 		p.cancel()
@@ -548,9 +508,14 @@ func (p *pod) stopRunning() {
 	defer p.appMu.Unlock()
 	p.mu.Lock()
 	p.stopped = true
-	app := p.app
+	var running []*apps.App
+	for _, ct := range p.ctrs {
+		if ct.app != nil {
+			running = append(running, ct.app)
+		}
+	}
 	p.mu.Unlock()
-	if app != nil {
+	for _, app := range running {
 		app.Stop()
 	}
 }

@@ -72,6 +72,14 @@ func (m Model) explainLines(e lab.Event, w int) []string {
 	}
 
 	// 1. The frontend rule.
+	if f.HostPort {
+		hop(f.EntryNode, fmt.Sprintf("nat PREROUTING → CNI-HOSTPORT-DNAT: dport %d/%s to a local address of %s matches pod %s's hostPort (the CNI portmap plugin's chain; no Service, no kube-proxy)", f.Frontend.Port(), proto, f.EntryNode, shortPod(s, f.Pod)))
+		hop("DNAT", fmt.Sprintf("→ %s; no masquerade, so the pod sees the client's own address %s; only %s answers on this port", f.Backend, f.SourceSeen, f.EntryNode))
+		hop("result", string(f.Result))
+		out = append(out, "")
+		out = append(out, wrapHang("", "nplab: this is kernel DNAT in "+f.EntryNode+"'s namespace, as on a cluster (`nft list table ip nplab-hostport` there); the bytes are not counted.", w)...)
+		return out
+	}
 	switch {
 	case f.Service == "":
 		hop(f.EntryNode, fmt.Sprintf("nat PREROUTING → KUBE-SERVICES: no rule matches %s/%s; the kernel finds no socket and refuses (TCP RST / ICMP port unreachable)", f.Frontend, proto))

@@ -221,6 +221,12 @@ func (m Model) podMark(p lab.PodState) (string, string) {
 		return m.th.bad.Render("✗"), "Failed"
 	case p.Terminating:
 		return m.th.dim.Render("◌"), "Terminating"
+	case p.Status == "CrashLoopBackOff" || p.Status == "Error" || strings.HasPrefix(p.Status, "Init:Error") ||
+		strings.HasPrefix(p.Status, "Init:CrashLoop") || strings.HasPrefix(p.Status, "ExitCode:"):
+		// What kubectl get pods says of a container the kubelet restarts.
+		return m.th.bad.Render("✗"), p.Status
+	case strings.HasPrefix(p.Status, "Init:") || p.Status == "Completed":
+		return m.th.warn.Render("…"), p.Status
 	case p.Node == "" || p.Phase == corev1.PodPending:
 		return m.th.warn.Render("…"), "Pending"
 	case p.Ready:

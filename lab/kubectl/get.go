@@ -148,49 +148,10 @@ func podTable(pods []*corev1.Pod, now time.Time, wide bool) table {
 	return t
 }
 
-// podRow is the printers' printPod, for pods without init containers.
+// podRow is the printers' printPod (pkg/printers/internalversion), for
+// regular (not sidecar) init containers.
 func podRow(pod *corev1.Pod, now time.Time, wide bool) []string {
-	restarts := 0
-	ready := 0
-	var lastRestart time.Time
-	reason := string(pod.Status.Phase)
-	if pod.Status.Reason != "" {
-		reason = pod.Status.Reason
-	}
-	hasRunning := false
-	for i := len(pod.Status.ContainerStatuses) - 1; i >= 0; i-- {
-		c := pod.Status.ContainerStatuses[i]
-		restarts += int(c.RestartCount)
-		if t := c.LastTerminationState.Terminated; t != nil && t.FinishedAt.After(lastRestart) {
-			lastRestart = t.FinishedAt.Time
-		}
-		switch {
-		case c.State.Waiting != nil && c.State.Waiting.Reason != "":
-			reason = c.State.Waiting.Reason
-		case c.State.Terminated != nil && c.State.Terminated.Reason != "":
-			reason = c.State.Terminated.Reason
-		case c.State.Terminated != nil:
-			if c.State.Terminated.Signal != 0 {
-				reason = fmt.Sprintf("Signal:%d", c.State.Terminated.Signal)
-			} else {
-				reason = fmt.Sprintf("ExitCode:%d", c.State.Terminated.ExitCode)
-			}
-		case c.Ready && c.State.Running != nil:
-			hasRunning = true
-			ready++
-		}
-	}
-	if reason == "Completed" && hasRunning {
-		reason = "NotReady"
-		for _, c := range pod.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				reason = "Running"
-			}
-		}
-	}
-	if pod.DeletionTimestamp != nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
-		reason = "Terminating"
-	}
+	reason, ready, restarts, lastRestart := podStatus(pod)
 	restartStr := strconv.Itoa(restarts)
 	if restarts != 0 && !lastRestart.IsZero() {
 		restartStr = fmt.Sprintf("%d (%s ago)", restarts, duration.HumanDuration(now.Sub(lastRestart)))
@@ -227,6 +188,99 @@ func podRow(pod *corev1.Pod, now time.Time, wide bool) []string {
 		gates = fmt.Sprintf("%d/%d", trueConds, len(pod.Spec.ReadinessGates))
 	}
 	return append(row, ip, node, nominated, gates)
+}
+
+// PodStatusText is the STATUS column of `kubectl get pods` for pod:
+// Running, Pending, Init:0/1, Init:CrashLoopBackOff, Error,
+// CrashLoopBackOff, Completed, Terminating...
+func PodStatusText(pod *corev1.Pod) string {
+	reason, _, _, _ := podStatus(pod)
+	return reason
+}
+
+// podStatus is printPod's reading of a pod's status: the STATUS text, the
+// ready containers, the restarts and the last restart.
+func podStatus(pod *corev1.Pod) (reason string, ready, restarts int, lastRestart time.Time) {
+	reason = string(pod.Status.Phase)
+	if pod.Status.Reason != "" {
+		reason = pod.Status.Reason
+	}
+	initializing := false
+	for i, c := range pod.Status.InitContainerStatuses {
+		restarts += int(c.RestartCount)
+		if t := c.LastTerminationState.Terminated; t != nil && t.FinishedAt.After(lastRestart) {
+			lastRestart = t.FinishedAt.Time
+		}
+		switch {
+		case c.State.Terminated != nil && c.State.Terminated.ExitCode == 0:
+			continue
+		case c.State.Terminated != nil:
+			// initialization failed
+			switch {
+			case c.State.Terminated.Reason != "":
+				reason = "Init:" + c.State.Terminated.Reason
+			case c.State.Terminated.Signal != 0:
+				reason = fmt.Sprintf("Init:Signal:%d", c.State.Terminated.Signal)
+			default:
+				reason = fmt.Sprintf("Init:ExitCode:%d", c.State.Terminated.ExitCode)
+			}
+			initializing = true
+		case c.State.Waiting != nil && c.State.Waiting.Reason != "" && c.State.Waiting.Reason != "PodInitializing":
+			reason = "Init:" + c.State.Waiting.Reason
+			initializing = true
+		default:
+			reason = fmt.Sprintf("Init:%d/%d", i, len(pod.Spec.InitContainers))
+			initializing = true
+		}
+		break
+	}
+	if !initializing || podInitialized(pod) {
+		restarts = 0
+		hasRunning := false
+		for i := len(pod.Status.ContainerStatuses) - 1; i >= 0; i-- {
+			c := pod.Status.ContainerStatuses[i]
+			restarts += int(c.RestartCount)
+			if t := c.LastTerminationState.Terminated; t != nil && t.FinishedAt.After(lastRestart) {
+				lastRestart = t.FinishedAt.Time
+			}
+			switch {
+			case c.State.Waiting != nil && c.State.Waiting.Reason != "":
+				reason = c.State.Waiting.Reason
+			case c.State.Terminated != nil && c.State.Terminated.Reason != "":
+				reason = c.State.Terminated.Reason
+			case c.State.Terminated != nil:
+				if c.State.Terminated.Signal != 0 {
+					reason = fmt.Sprintf("Signal:%d", c.State.Terminated.Signal)
+				} else {
+					reason = fmt.Sprintf("ExitCode:%d", c.State.Terminated.ExitCode)
+				}
+			case c.Ready && c.State.Running != nil:
+				hasRunning = true
+				ready++
+			}
+		}
+		if reason == "Completed" && hasRunning {
+			reason = "NotReady"
+			for _, c := range pod.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					reason = "Running"
+				}
+			}
+		}
+	}
+	if pod.DeletionTimestamp != nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+		reason = "Terminating"
+	}
+	return reason, ready, restarts, lastRestart
+}
+
+func podInitialized(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodInitialized {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // GetEndpoints prints `kubectl get endpoints`:

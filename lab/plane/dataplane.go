@@ -66,6 +66,23 @@ type Control interface {
 	// Listening: the sockets node's proxy listens on changed; ls is the
 	// complete new set.
 	Listening(node string, ls []Listener)
+	// PodStatus: the kubelet's view of a pod's containers changed (an
+	// init container ran or failed, a container started, exited, or
+	// waits in CrashLoopBackOff). st is complete: every init container
+	// and container of the pod, in spec order. The control plane derives
+	// the pod's phase and conditions from it, as the kubelet's status
+	// manager does.
+	PodStatus(pod string, st PodStatus)
+}
+
+// PodStatus is what the kubelet reports of a pod's containers: their
+// states (Waiting with a reason such as PodInitializing or
+// CrashLoopBackOff, Running, Terminated with a reason and exit code), the
+// last termination and the restart counts, as in the Pod's status.
+// Ready is not the data plane's to say here: PodReady is.
+type PodStatus struct {
+	InitContainers []corev1.ContainerStatus
+	Containers     []corev1.ContainerStatus
 }
 
 // Options configure a data plane.

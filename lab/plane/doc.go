@@ -11,7 +11,11 @@
 //   - what kube-proxy is told: [ServicePort] with its [Endpoint]s, and the
 //     [ProxyMode];
 //   - what kube-proxy reports: a [Flow] for every attempt, with its
-//     [FlowResult] and the [FlowReason] it ended that way;
+//     [FlowResult] and the [FlowReason] it ended that way (and, for an
+//     attempt on a pod's hostPort, Flow.HostPort: the node's kernel DNATed
+//     it as the CNI portmap plugin does);
+//   - what the kubelet reports of a pod's containers: [PodStatus], their
+//     states, last terminations and restart counts;
 //   - traffic a student sends: [Request] and [Reply];
 //   - faults: [Impairment] of a node's link;
 //   - the two interfaces: [DataPlane], what the control plane drives, and

@@ -169,6 +169,12 @@ type Flow struct {
 	// attempt and no proxy socket was involved: no listener, a Local
 	// policy drop. The client saw exactly what kube-proxy's rules give.
 	Kernel bool
+	// HostPort is set for an attempt on a pod's hostPort (Kernel too): the
+	// node's kernel DNATed it to Pod's Backend, as the CNI portmap plugin
+	// does; no Service and no proxy took part. Result is what the pod's
+	// app would do with it (ok when it listens on the port, else refused);
+	// the bytes are not counted.
+	HostPort bool
 
 	BytesIn  int64 // client → pod
 	BytesOut int64 // pod → client

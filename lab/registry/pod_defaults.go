@@ -16,6 +16,19 @@ func SetPodDefaults(pod *corev1.Pod) {
 		pod.Spec.EnableServiceLinks = &t
 	}
 	SetPodSpecDefaults(&pod.Spec)
+	// A hostNetwork pod's ports are ports of the node: hostPort defaults to
+	// containerPort (defaultHostNetworkPorts; for Pods, not templates).
+	if pod.Spec.HostNetwork {
+		for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+			for i := range cs {
+				for j := range cs[i].Ports {
+					if cs[i].Ports[j].HostPort == 0 {
+						cs[i].Ports[j].HostPort = cs[i].Ports[j].ContainerPort
+					}
+				}
+			}
+		}
+	}
 }
 
 // SetPodSpecDefaults applies the v1 PodSpec defaults: restartPolicy Always,

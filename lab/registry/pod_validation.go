@@ -26,7 +26,27 @@ const podUpdateForbidden = "pod updates may not change fields other than `spec.c
 // a DNS-1123 subdomain), then the spec.
 func (r *Registry) validatePod(pod *corev1.Pod) field.ErrorList {
 	allErrs := apivalidation.ValidateObjectMeta(&pod.ObjectMeta, true, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
-	return append(allErrs, r.validatePodSpec(&pod.Spec, field.NewPath("spec"))...)
+	allErrs = append(allErrs, r.validatePodSpec(&pod.Spec, field.NewPath("spec"))...)
+	return append(allErrs, validateHostNetwork(&pod.Spec, field.NewPath("spec"))...)
+}
+
+// validateHostNetwork is the API server's check of a hostNetwork pod (not
+// a template): each port's hostPort, defaulted to its containerPort, must
+// be its containerPort.
+func validateHostNetwork(spec *corev1.PodSpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if !spec.HostNetwork {
+		return nil
+	}
+	for i, c := range spec.Containers {
+		for j, p := range c.Ports {
+			if p.HostPort != p.ContainerPort {
+				allErrs = append(allErrs, field.Invalid(fldPath.Child("containers").Index(i).Child("ports").Index(j).Child("containerPort"),
+					p.ContainerPort, "must match `hostPort` when `hostNetwork` is true"))
+			}
+		}
+	}
+	return allErrs
 }
 
 // validatePodSpec is ValidatePodSpec's commonly hit checks, in its order.

@@ -73,39 +73,54 @@ func Start(ctx context.Context, host Host, hostname string, specs []Spec) (*App,
 		ready: make([]atomic.Bool, len(specs)), exited: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	for i, s := range specs {
-		for _, p := range s.HTTP {
-			l, err := host.Listen(ctx, "tcp4", ":"+strconv.Itoa(int(p)))
-			if err != nil {
-				a.Stop()
-				return nil, fmt.Errorf("container %q (%s): listen on TCP port %d: %w", s.Container, s.Kind, p, err)
+		hosts := []string{""}
+		if len(s.Addrs) > 0 {
+			hosts = hosts[:0]
+			for _, a := range s.Addrs {
+				hosts = append(hosts, a.String())
 			}
+		}
+		for _, p := range s.HTTP {
 			srv := &http.Server{Handler: a.handler(i, s), ReadHeaderTimeout: 10 * time.Second,
 				BaseContext: func(net.Listener) context.Context { return a.ctx }}
 			a.mu.Lock() // a request (netexec's /exit) may read servers already
 			a.servers = append(a.servers, srv)
-			a.addrs = append(a.addrs, Listening{"TCP", p, l.Addr()})
 			a.mu.Unlock()
-			a.wg.Go(func() { _ = srv.Serve(l) })
+			for _, hst := range hosts {
+				l, err := host.Listen(ctx, "tcp4", net.JoinHostPort(hst, strconv.Itoa(int(p))))
+				if err != nil {
+					a.Stop()
+					return nil, fmt.Errorf("container %q (%s): listen on TCP port %d: %w", s.Container, s.Kind, p, err)
+				}
+				a.mu.Lock()
+				a.addrs = append(a.addrs, Listening{"TCP", p, l.Addr()})
+				a.mu.Unlock()
+				a.wg.Go(func() { _ = srv.Serve(l) })
+			}
 		}
 		for _, p := range s.UDP {
-			pc, err := host.ListenPacket(ctx, "udp4", ":"+strconv.Itoa(int(p)))
-			if err != nil {
-				a.Stop()
-				return nil, fmt.Errorf("container %q (%s): listen on UDP port %d: %w", s.Container, s.Kind, p, err)
+			for _, hst := range hosts {
+				pc, err := host.ListenPacket(ctx, "udp4", net.JoinHostPort(hst, strconv.Itoa(int(p))))
+				if err != nil {
+					a.Stop()
+					return nil, fmt.Errorf("container %q (%s): listen on UDP port %d: %w", s.Container, s.Kind, p, err)
+				}
+				a.closers = append(a.closers, pc)
+				a.addrs = append(a.addrs, Listening{"UDP", p, pc.LocalAddr()})
+				a.wg.Go(func() { a.serveUDP(pc) })
 			}
-			a.closers = append(a.closers, pc)
-			a.addrs = append(a.addrs, Listening{"UDP", p, pc.LocalAddr()})
-			a.wg.Go(func() { a.serveUDP(pc) })
 		}
 		for _, p := range s.SCTP {
-			l, err := host.Listen(ctx, "sctp", ":"+strconv.Itoa(int(p)))
-			if err != nil {
-				a.Stop()
-				return nil, fmt.Errorf("container %q (%s): listen on SCTP port %d: %w", s.Container, s.Kind, p, err)
+			for _, hst := range hosts {
+				l, err := host.Listen(ctx, "sctp", net.JoinHostPort(hst, strconv.Itoa(int(p))))
+				if err != nil {
+					a.Stop()
+					return nil, fmt.Errorf("container %q (%s): listen on SCTP port %d: %w", s.Container, s.Kind, p, err)
+				}
+				a.closers = append(a.closers, l)
+				a.addrs = append(a.addrs, Listening{"SCTP", p, l.Addr()})
+				a.wg.Go(func() { a.serveSCTP(l) })
 			}
-			a.closers = append(a.closers, l)
-			a.addrs = append(a.addrs, Listening{"SCTP", p, l.Addr()})
-			a.wg.Go(func() { a.serveSCTP(l) })
 		}
 		// netexec's UDP and SCTP servers set serverReady once they listen.
 		if len(s.UDP) > 0 || len(s.SCTP) > 0 {

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,24 @@ type Spec struct {
 	// outside the catalog that declares no port): Warning events, where
 	// FromContainer's notices are Notices.
 	Warnings []string
+	// Addrs are the addresses the app listens on; empty means every
+	// address (0.0.0.0), as a program in its own pod does. A hostNetwork
+	// pod's app listens on its node's own addresses only, so it never
+	// collides with the lab's proxy sockets on a ClusterIP:port of the
+	// same node (kube-proxy's DNAT takes no socket).
+	Addrs []netip.Addr
+	// Exit is set when the real program refuses to start with these
+	// arguments (http-echo without -text, a flag value that does not
+	// parse): it exits at once, and the kubelet restarts it as
+	// restartPolicy says, into CrashLoopBackOff.
+	Exit *Exit
+}
+
+// Exit is how a program that refuses to start ends: its exit code and the
+// line it prints (the container's termination message).
+type Exit struct {
+	Code    int32
+	Message string
 }
 
 // Listens reports whether the app serves protocol ("TCP", "UDP", "SCTP") on port.
@@ -203,7 +222,12 @@ func FromContainer(c corev1.Container) (Spec, []string) {
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			notices = append(notices, fmt.Sprintf("container %q: invalid value %q for --%s; using %d", c.Name, v, names[0], def))
+			// agnhost is a cobra program: a flag value that does
+			// not parse ends it with exit code 1 before it serves.
+			if s.Exit == nil {
+				s.Exit = &Exit{Code: 1, Message: fmt.Sprintf("Error: invalid argument %q for \"--%s\" flag: strconv.ParseInt: parsing %q: invalid syntax", v, names[0], v)}
+			}
+			notices = append(notices, fmt.Sprintf("container %q: invalid value %q for --%s: the program exits with code 1 and the kubelet restarts it (CrashLoopBackOff)", c.Name, v, names[0]))
 			return def
 		}
 		return n
@@ -252,7 +276,8 @@ func FromContainer(c corev1.Container) (Spec, []string) {
 		s.HTTP = appendPort(nil, int32(port))
 		s.Text, _ = flag("text")
 		if s.Text == "" {
-			notices = append(notices, fmt.Sprintf("container %q: http-echo needs -text; the real image exits with \"Missing -text option!\", nplab answers with an empty line", c.Name))
+			s.Exit = &Exit{Code: 127, Message: "Missing -text option!"}
+			notices = append(notices, fmt.Sprintf("container %q: http-echo needs -text; without it the program prints \"Missing -text option!\" and exits with code 127, and the kubelet restarts it (CrashLoopBackOff)", c.Name))
 		}
 	}
 	for _, p := range c.Ports {
