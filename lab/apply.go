@@ -243,6 +243,7 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 			return "", "creating", err
 		}
 		l.lastApplied[key] = applied
+		l.persistApplied(key)
 		return Created, "", nil
 	}
 	// kubectl apply: the three-way merge of the last applied manifest,
@@ -253,6 +254,7 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 		return "", "patching", err
 	}
 	l.lastApplied[key] = applied
+	l.persistApplied(key)
 	if !changed {
 		return Unchanged, "", nil
 	}
@@ -522,6 +524,7 @@ func (l *Lab) deleteObject(kind, namespace, name string) error {
 		}
 	}
 	delete(l.lastApplied, ref)
+	l.persistApplied(ref)
 	return nil
 }
 

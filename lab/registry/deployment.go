@@ -55,6 +55,7 @@ func (r *Registry) createDeployment(in *appsv1.Deployment, dryRun bool) (*appsv1
 	}
 	r.finishCreateMeta(&d.ObjectMeta)
 	r.deployments[k] = d
+	r.persist(deploymentKey(k), d)
 	return d.DeepCopy(), nil
 }
 
@@ -109,6 +110,7 @@ func (r *Registry) updateDeployment(in *appsv1.Deployment, dryRun bool) (*appsv1
 	}
 	d.ResourceVersion = r.nextRV()
 	r.deployments[k] = d
+	r.persist(deploymentKey(k), d)
 	return d.DeepCopy(), nil
 }
 
@@ -134,6 +136,7 @@ func (r *Registry) UpdateDeploymentStatus(namespace, name string, mutate func(*a
 	}
 	d.ResourceVersion = r.nextRV()
 	r.deployments[k] = d
+	r.persist(deploymentKey(k), d)
 	return d.DeepCopy(), nil
 }
 
@@ -147,6 +150,7 @@ func (r *Registry) DeleteDeployment(namespace, name string) error {
 		return apierrors.NewNotFound(deploymentsResource, name)
 	}
 	delete(r.deployments, k)
+	r.unpersist(deploymentKey(k))
 	return nil
 }
 

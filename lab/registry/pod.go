@@ -42,6 +42,7 @@ func (r *Registry) createPod(in *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
 	}
 	r.finishCreateMeta(&pod.ObjectMeta)
 	r.pods[k] = pod
+	r.persist(podKey(k), pod)
 	return pod.DeepCopy(), nil
 }
 
@@ -96,6 +97,7 @@ func (r *Registry) updatePod(in *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
 	}
 	pod.ResourceVersion = r.nextRV()
 	r.pods[k] = pod
+	r.persist(podKey(k), pod)
 	return pod.DeepCopy(), nil
 }
 
@@ -126,6 +128,7 @@ func (r *Registry) UpdatePodStatus(namespace, name string, mutate func(*corev1.P
 	}
 	pod.ResourceVersion = r.nextRV()
 	r.pods[k] = pod
+	r.persist(podKey(k), pod)
 	return pod.DeepCopy(), nil
 }
 
@@ -139,6 +142,7 @@ func (r *Registry) DeletePod(namespace, name string) error {
 		return apierrors.NewNotFound(podsResource, name)
 	}
 	delete(r.pods, k)
+	r.unpersist(podKey(k))
 	return nil
 }
 

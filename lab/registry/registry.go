@@ -55,6 +55,8 @@ type Registry struct {
 	services    map[string]*corev1.Service
 	pods        map[string]*corev1.Pod
 	deployments map[string]*appsv1.Deployment
+
+	storage Storage // nil: in memory only (storage.go)
 }
 
 // Group resources and kinds as kube-apiserver names them in errors.

@@ -61,6 +61,7 @@ func (r *Registry) createService(in *corev1.Service, dryRun bool) (*corev1.Servi
 	t.commit()
 	r.finishCreateMeta(&svc.ObjectMeta)
 	r.services[k] = svc
+	r.persist(serviceKey(k), svc)
 	return svc.DeepCopy(), nil
 }
 
@@ -122,6 +123,7 @@ func (r *Registry) updateService(in *corev1.Service, dryRun bool) (*corev1.Servi
 	}
 	svc.ResourceVersion = r.nextRV()
 	r.services[k] = svc
+	r.persist(serviceKey(k), svc)
 	return svc.DeepCopy(), nil
 }
 
@@ -136,6 +138,7 @@ func (r *Registry) DeleteService(namespace, name string) error {
 		return apierrors.NewNotFound(servicesResource, name)
 	}
 	delete(r.services, k)
+	r.unpersist(serviceKey(k))
 	r.releaseAll(svc)
 	return nil
 }
@@ -182,5 +185,6 @@ func (r *Registry) EnsureKubernetesService() error {
 	SetServiceDefaults(svc)
 	r.finishCreateMeta(&svc.ObjectMeta)
 	r.services[k] = svc
+	r.persist(serviceKey(k), svc)
 	return nil
 }

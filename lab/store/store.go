@@ -430,7 +430,9 @@ func (s *Store) compact() error {
 		}
 	}
 	// The revision survives even when its last write was a delete.
-	w = append(w, encode(opRevision, s.rev, "", nil)...)
+	if s.rev > 0 {
+		w = append(w, encode(opRevision, s.rev, "", nil)...)
+	}
 	if err := flush(); err != nil {
 		return fail(err)
 	}

@@ -125,6 +125,26 @@ func TestTornTail(t *testing.T) {
 	}
 }
 
+// TestResetEmpty: a new store reset before its first write (a fresh lab)
+// keeps what it is given next.
+func TestResetEmpty(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	if err := s.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"/a", "/b"} {
+		if _, err := s.Put(k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s2 := open(t, dir, Options{})
+	if s2.Len() != 2 || s2.Revision() != 2 || s2.Torn() != 0 {
+		t.Errorf("after Reset and 2 puts: %d keys, revision %d, torn %d", s2.Len(), s2.Revision(), s2.Torn())
+	}
+}
+
 func TestCompactionKeepsKeysAndRevision(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, Options{CompactBytes: 1024})
