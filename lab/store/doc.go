@@ -33,7 +33,8 @@
 //
 // Where: [Dir] is /var/lib/nplab/<lab> for root, and
 // $XDG_STATE_HOME/nplab/<lab> (~/.local/state/nplab/<lab>) otherwise —
-// never /run, which a reboot empties.
+// never /run, which a reboot empties; $NPLAB_STATE_DIR/<lab> when that is
+// set.
 //
 // A Store is safe for concurrent use by one process. Two processes must
 // not open the same directory at once (nplab up refuses to start a lab

@@ -208,12 +208,20 @@ func checkKey(key string) error {
 	return nil
 }
 
-// Dir is where a lab's store lives: /var/lib/nplab/<lab> for root, else
+// StateDirEnv, when set to an absolute path, is where every lab's store
+// lives instead (<it>/<lab>): tests and course machines use it.
+const StateDirEnv = "NPLAB_STATE_DIR"
+
+// Dir is where a lab's store lives: $NPLAB_STATE_DIR/<lab> when that is
+// set, else /var/lib/nplab/<lab> for root, else
 // $XDG_STATE_HOME/nplab/<lab>, or ~/.local/state/nplab/<lab> when
 // XDG_STATE_HOME is unset. Never under /run: a reboot empties it.
 func Dir(lab string) (string, error) {
 	if lab == "" || strings.ContainsAny(lab, `/\`) || lab == "." || lab == ".." {
 		return "", fmt.Errorf("store: invalid lab name %q", lab)
+	}
+	if x := os.Getenv(StateDirEnv); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, lab), nil
 	}
 	if os.Geteuid() == 0 {
 		return filepath.Join("/var/lib/nplab", lab), nil

@@ -189,6 +189,7 @@ func TestDir(t *testing.T) {
 	if _, err := Dir("../x"); err == nil {
 		t.Error("Dir(../x) accepted")
 	}
+	t.Setenv(StateDirEnv, "")
 	d, err := Dir("mylab")
 	if err != nil {
 		t.Fatal(err)
@@ -198,6 +199,10 @@ func TestDir(t *testing.T) {
 	}
 	if strings.HasPrefix(d, "/run") {
 		t.Errorf("Dir = %s: /run does not survive a reboot", d)
+	}
+	t.Setenv(StateDirEnv, "/srv/labs")
+	if d, _ := Dir("mylab"); d != "/srv/labs/mylab" {
+		t.Errorf("with %s=/srv/labs, Dir = %s", StateDirEnv, d)
 	}
 }
 

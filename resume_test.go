@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nplab/nplab/internal/testenv"
+)
+
+// TestResumeFlagErrors: --resume with --fresh is a flag error, before
+// anything is built.
+func TestResumeFlagErrors(t *testing.T) {
+	stdout, stderr, code := runBinary(t, "", "up", "--resume", "--fresh", "--name", "persistx")
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "--resume and --fresh cannot be used together") {
+		t.Errorf("nplab up --resume --fresh: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+const resumeManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: agnhost
+        image: registry.k8s.io/e2e-test-images/agnhost:2.53
+        args: ["netexec"]
+        ports:
+        - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+`
+
+var podIPRe = regexp.MustCompile(`^10\.244\.\d+\.\d+$`)
+
+// podsWithIPs reads `kubectl get pods -o wide`: "pod/name IP" per pod.
+func podsWithIPs(out string) []string {
+	var pods []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "pod/") {
+			continue
+		}
+		for _, x := range f[1:] {
+			if podIPRe.MatchString(x) {
+				pods = append(pods, f[0]+" "+x)
+			}
+		}
+	}
+	slices.Sort(pods)
+	return pods
+}
+
+func stopUp(t *testing.T, cmd *exec.Cmd, log *lockedLog) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd, 30*time.Second); err != nil {
+		t.Fatalf("nplab up after Ctrl-C: %v\n%s", err, log.String())
+	}
+}
+
+// TestUpResume: a lab stopped with Ctrl-C is offered for resuming; on a
+// pipe, nplab up says how (--resume or --fresh) and exits at once instead
+// of waiting for an answer; --resume brings back the same Service
+// (clusterIP, nodePort) and pods (names, IPs), and curl through a node's
+// NodePort is answered by one of those pods; --fresh starts clean;
+// --resume of a lab with nothing stored is an error.
+func TestUpResume(t *testing.T) {
+	testenv.RequireRoot(t)
+	name := "persist" + randName(4)
+	manifest := filepath.Join(t.TempDir(), "web.yaml")
+	if err := os.WriteFile(manifest, []byte(resumeManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, log := startUp(t, name, "-f", manifest)
+	svcs1, _ := svcAndPods(log.String())
+	pods1 := podsWithIPs(log.String())
+	if len(svcs1) != 2 || len(pods1) != 2 {
+		t.Fatalf("first run: services %q, pods %q:\n%s", svcs1, pods1, log.String())
+	}
+	stopUp(t, cmd, log)
+
+	// On a pipe that never ends: no prompt to hang on.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	again := nplabCmd("up", "--name", name)
+	again.Env = append(again.Env, "NPLAB_TEST_MAIN=1")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	again.Stdin = pr
+	done := make(chan struct{})
+	var out []byte
+	go func() { out, _ = again.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		again.Process.Kill()
+		t.Fatal("nplab up of a stopped lab on a pipe waited for input")
+	}
+	pr.Close()
+	for _, want := range []string{"was stopped, and its objects are kept in", "nplab up --name " + name + " --resume", "nplab up --name " + name + " --fresh"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("nplab up of a stopped lab on a pipe: output lacks %q:\n%s", want, out)
+		}
+	}
+	if again.ProcessState.ExitCode() != 1 {
+		t.Errorf("nplab up of a stopped lab on a pipe: exit %d, want 1", again.ProcessState.ExitCode())
+	}
+
+	cmd, log = startUp(t, name, "--resume")
+	svcs2, _ := svcAndPods(log.String())
+	pods2 := podsWithIPs(log.String())
+	if !slices.Equal(svcs1, svcs2) || !slices.Equal(pods1, pods2) {
+		t.Errorf("after --resume:\n%q %q\nbefore:\n%q %q", svcs2, pods2, svcs1, pods1)
+	}
+	if !strings.Contains(log.String(), "Resumed lab \""+name+"\": 2 Services, 1 Deployments and 2 pods restored") {
+		t.Errorf("nplab up --resume does not say what it restored:\n%s", log.String())
+	}
+	// curl through node-2's NodePort, as the printed command does.
+	m := regexp.MustCompile(`ip netns exec (nplab-\S+-client) curl .*?(172\.18\.0\.3:\d+)/hostname`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no curl command for node-2 in:\n%s", log.String())
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Log("curl is not installed: the request through the NodePort is left out")
+	} else {
+		body, err := exec.Command("ip", "netns", "exec", m[1], "curl", "-sS", "--max-time", "5", "http://"+m[2]+"/hostname").CombinedOutput()
+		if err != nil || !slices.ContainsFunc(pods2, func(p string) bool { return strings.HasPrefix(p, "pod/"+string(body)+" ") }) {
+			t.Errorf("curl %s/hostname after the resume: %q %v; want a pod of %q", m[2], body, err, pods2)
+		}
+	}
+	stopUp(t, cmd, log)
+
+	cmd, log = startUp(t, name, "--fresh", "-f", manifest)
+	if strings.Contains(log.String(), "restored") || !strings.Contains(log.String(), "service/web created") {
+		t.Errorf("nplab up --fresh did not start clean:\n%s", log.String())
+	}
+	stopUp(t, cmd, log)
+
+	stdout, stderr, code := runBinary(t, "", "up", "--name", "nothing"+randName(4), "--resume")
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "has nothing to resume: no stored lab in") {
+		t.Errorf("nplab up --resume of a lab never stored: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if t.Failed() {
+		fmt.Println(log.String())
+	}
+}
