@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -174,4 +175,86 @@ func TestUpResume(t *testing.T) {
 	if t.Failed() {
 		fmt.Println(log.String())
 	}
+}
+
+// TestUpResumePromptOnTerminal: on a terminal (a pty, from script(1)),
+// `nplab up -d` of a stopped lab asks "Resume it ...? [y/N]"; "y" resumes,
+// and the background process, which has no terminal, is told the answer.
+func TestUpResumePromptOnTerminal(t *testing.T) {
+	testenv.RequireRoot(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("needs script(1) (util-linux) for a pseudo-terminal")
+	}
+	name := "persist" + randName(4)
+	cmd, log := startUp(t, name)
+	svcs1, pods1 := svcAndPods(log.String())
+	stopUp(t, cmd, log)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	up := exec.CommandContext(ctx, "script", "-qec", os.Args[0]+" up -d --name "+name+" --ready-timeout 20s", "/dev/null")
+	up.Env = append(os.Environ(), "NPLAB_TEST_MAIN=1")
+	stdin, err := up.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf rawLog
+	up.Stdout = &buf
+	up.Stderr = up.Stdout
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = nplabCmd("down", "--name", name).Run()
+		_ = nplabCmd("clean", "--name", name).Run()
+	})
+	// Answer once asked, as a student would.
+	for !strings.Contains(buf.String(), "[y/N]") {
+		if ctx.Err() != nil {
+			t.Fatalf("no prompt on the terminal:\n%s", buf.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := stdin.Write([]byte("y\r")); err != nil {
+		t.Fatal(err)
+	}
+	err = up.Wait()
+	out := buf.String()
+	if err != nil {
+		t.Fatalf("nplab up -d on a terminal: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Resume it (the same Services, nodePorts, ClusterIPs and pods)? [y/N]", "is ready"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("nplab up -d on a terminal: output lacks %q:\n%s", want, out)
+		}
+	}
+	bg, err := os.ReadFile(filepath.Join("/run/nplab", name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs2, pods2 := svcAndPods(string(bg))
+	if !strings.Contains(string(bg), "Resumed lab") || !slices.Equal(svcs1, svcs2) || !slices.Equal(pods1, pods2) {
+		t.Errorf("the background lab did not resume: %q %q, before %q %q\n%s", svcs2, pods2, svcs1, pods1, bg)
+	}
+	if out, err := nplabCmd("down", "--name", name).CombinedOutput(); err != nil {
+		t.Errorf("nplab down: %v\n%s", err, out)
+	}
+}
+
+// rawLog is a command's output as it comes, safe to read while written.
+type rawLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *rawLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *rawLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
