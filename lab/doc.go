@@ -152,7 +152,10 @@
 //
 // With Config.StateDir a lab is persistent (store.go): the registry hands
 // every committed write to a store on disk (package lab/store) under
-// etcd's keys, before the call that made it returns, and the lab's shape
+// etcd's keys; one fsync, outside the lab's lock, commits all the writes
+// made since the last (group commit), and a public call returns once its
+// writes are on disk (the controllers' and the data plane's are one fsync
+// later). The lab's shape
 // (nodes, ranges) and kubectl's last-applied manifests are kept beside
 // them. A lab built with Config.Resume gets them back: the objects as they
 // were stored (UIDs, resourceVersions, clusterIPs, nodePorts), the

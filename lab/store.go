@@ -49,14 +49,93 @@ type storedConfig struct {
 	ProxyMode     plane.ProxyMode `json:"proxyMode,omitempty"`
 }
 
-// persister is the registry's Storage for a persistent lab: each write
-// goes to the store before the API call returns.
+// persister is the registry's Storage for a persistent lab. A write is
+// appended to the store's log at once, under the lab's lock (a write to
+// the page cache: it survives the process being killed); a flusher
+// goroutine fsyncs, outside every lock, for all the writes made since its
+// last fsync (etcd's group commit); and a public call (Apply, Delete,
+// Scale, ...) returns only once the writes it made are on disk (wait, from
+// drain). The controllers' and the data plane's writes are on disk one
+// fsync later.
 type persister struct {
 	l  *Lab
 	st *store.Store
 
-	mu     sync.Mutex
-	failed bool // a write failed; warned once until one succeeds
+	mu      sync.Mutex
+	cond    *sync.Cond
+	failed  bool   // a write failed; warned once until one succeeds
+	written uint64 // writes made
+	synced  uint64 // writes the flusher has fsynced (or tried to)
+	stopped bool
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func newPersister(l *Lab, st *store.Store) *persister {
+	p := &persister{l: l, st: st, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	p.cond = sync.NewCond(&p.mu)
+	go p.flush()
+	return p
+}
+
+// wrote counts a write and wakes the flusher.
+func (p *persister) wrote() {
+	p.mu.Lock()
+	p.written++
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flush is the flusher goroutine: one fsync for every write made before
+// it started.
+func (p *persister) flush() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.kick:
+		case <-p.stop:
+			return
+		}
+		p.mu.Lock()
+		target := p.written
+		p.mu.Unlock()
+		err := p.st.Sync()
+		p.mu.Lock()
+		if target > p.synced {
+			p.synced = target
+		}
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		if err != nil {
+			p.result("sync", err)
+		}
+	}
+}
+
+// wait returns once every write made before it is on disk (or the fsync
+// failed, which is warned about).
+func (p *persister) wait() {
+	p.mu.Lock()
+	target := p.written
+	for p.synced < target && !p.stopped {
+		p.cond.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// close stops the flusher; the store's Close fsyncs what is left.
+func (p *persister) close() error {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	p.stopped = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	return p.st.Close()
 }
 
 // saved is what a store held when the lab was built.
@@ -81,7 +160,7 @@ func openState(cfg *Config) (*store.Store, *saved, error) {
 	if cfg.Resume && !store.Exists(cfg.StateDir) {
 		return nil, nil, fmt.Errorf("lab %q: %w in %s", cfg.Name, ErrNothingToResume, cfg.StateDir)
 	}
-	st, err := store.Open(cfg.StateDir, store.Options{})
+	st, err := store.Open(cfg.StateDir, store.Options{Deferred: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("lab %q: %w", cfg.Name, err)
 	}
@@ -179,13 +258,18 @@ func nsOr(ns string) string {
 // its first objects (default/kubernetes); from then on every write of the
 // API server goes to the store.
 func (l *Lab) persistTo(st *store.Store, sv *saved, cfg Config) error {
-	p := &persister{l: l, st: st}
+	p := newPersister(l, st)
 	sc := storedConfig{Name: cfg.Name, Nodes: len(l.topo.Nodes), NodePortRange: l.reg.NodePortRange().String(), ProxyMode: cfg.ProxyMode}
 	if cfg.ServiceCIDR != "" {
 		sc.ServiceCIDR = l.topo.ServiceCIDR.String()
 	}
 	b, _ := json.Marshal(sc)
-	if _, err := st.Put(configKey, b); err != nil {
+	_, err := st.Put(configKey, b)
+	if err == nil {
+		err = st.Sync()
+	}
+	if err != nil {
+		p.close()
 		return fmt.Errorf("lab %q: %w", l.name, err)
 	}
 	l.mu.Lock()
@@ -197,6 +281,9 @@ func (l *Lab) persistTo(st *store.Store, sv *saved, cfg Config) error {
 		}
 		l.mu.Unlock()
 		return nil
+	}
+	if n := st.Torn(); n > 0 {
+		l.emit(EventWarning, "lab/"+l.name, "the stored lab's last write was cut short (a crash during a write): its %d bytes were dropped, every write before it is restored", n)
 	}
 	l.restore(sv, p)
 	l.mu.Unlock()
@@ -336,15 +423,19 @@ func (p *persister) Put(key string, obj runtime.Object) {
 	if err == nil {
 		_, err = p.st.Put(key, b)
 	}
-	p.done(key, err)
+	p.result(key, err)
 }
 
 // Delete removes one object's key.
-func (p *persister) Delete(key string) { p.done(key, p.st.Delete(key)) }
+func (p *persister) Delete(key string) { p.result(key, p.st.Delete(key)) }
 
-// done reports the first failure of a run of failed writes as a Warning
-// event (the lab goes on in memory: a full disk must not stop a class).
-func (p *persister) done(key string, err error) {
+// result counts a write, or reports the first failure of a run of failed
+// writes as a Warning event (the lab goes on in memory: a full disk must
+// not stop a class).
+func (p *persister) result(key string, err error) {
+	if err == nil {
+		p.wrote()
+	}
 	p.mu.Lock()
 	warn := err != nil && !p.failed
 	p.failed = err != nil
@@ -365,7 +456,7 @@ func (l *Lab) persistApplied(ref string) {
 	key := lastAppliedKey + ref
 	if v, ok := l.lastApplied[ref]; ok {
 		_, err := l.persist.st.Put(key, []byte(v))
-		l.persist.done(key, err)
+		l.persist.result(key, err)
 		return
 	}
 	l.persist.Delete(key)
@@ -383,7 +474,18 @@ func (l *Lab) closeState() error {
 		return nil
 	}
 	l.reg.SetStorage(nil)
-	return p.st.Close()
+	return p.close()
+}
+
+// flushStore waits until the writes made so far are on disk; drain calls
+// it, so a public call returns with its objects stored.
+func (l *Lab) flushStore() {
+	l.mu.Lock()
+	p := l.persist
+	l.mu.Unlock()
+	if p != nil {
+		p.wait()
+	}
 }
 
 // StateDir is the directory the lab keeps its objects in ("" when it is

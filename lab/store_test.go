@@ -476,3 +476,36 @@ func keys(m map[string]bool) []string {
 	}
 	return out
 }
+
+// BenchmarkApplyPersistent compares, in one run, applying a Service and a
+// Pod to a lab in memory and to a persistent one (every committed write
+// fsynced to its store before Apply returns).
+func BenchmarkApplyPersistent(b *testing.B) {
+	for _, persistent := range []bool{false, true} {
+		name := "memory"
+		if persistent {
+			name = "persistent"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := lab.Config{Name: "bench"}
+			if persistent {
+				cfg.StateDir = b.TempDir()
+			}
+			l, err := lab.New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			for i := 0; b.Loop(); i++ {
+				m := fmt.Sprintf(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"s%d"},"spec":{"selector":{"app":"b%d"},"ports":[{"port":80}]}}`, i, i)
+				p := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p%d","labels":{"app":"b%d"}},"spec":{"containers":[{"name":"c","image":"nginx"}]}}`, i, i)
+				if r := l.Apply("b.json", []byte(m)); r[0].Err != nil {
+					b.Fatal(r[0].Err)
+				}
+				if r := l.Apply("b.json", []byte(p)); r[0].Err != nil {
+					b.Fatal(r[0].Err)
+				}
+			}
+		})
+	}
+}

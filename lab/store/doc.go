@@ -15,7 +15,12 @@
 //	payload = op (1: put, 2: delete, 3: revision) | revision (8) | key length (4) | key | value
 //
 // A write appends one record and fsyncs the file before it returns: one
-// write and one fsync per object, the cost etcd pays per request. Open
+// write and one fsync per object, the cost etcd pays per request. With
+// [Options.Deferred] it returns once the record is written (the page
+// cache survives the process being killed) and [Store.Sync] fsyncs every
+// write before it, outside the store's lock: a caller commits many writes
+// with one fsync, as etcd batches its WAL (package lab does, and waits for
+// that fsync before an API call returns). Open
 // reads the records in order and stops at the first that is short or
 // fails its checksum — the record a crash tore — and cuts the file there,
 // so a crash in the middle of a write loses that write and nothing else.

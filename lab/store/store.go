@@ -44,6 +44,11 @@ type Options struct {
 	// CompactBytes is how much dead log a store tolerates before it
 	// compacts, on top of twice its live size; 0 means 4 MiB.
 	CompactBytes int64
+	// Deferred makes Put and Delete return once their record is written
+	// (in the page cache: it survives the process being killed), without
+	// waiting for the disk; Sync makes every write before it durable. A
+	// caller that fsyncs once for many writes (group commit) sets it.
+	Deferred bool
 }
 
 // Store is an etcd-like key-value store in a directory: see the package
@@ -60,6 +65,11 @@ type Store struct {
 	size, live int64
 	// torn is how many bytes Open cut off the log's end.
 	torn int64
+	// dirty: written since the last fsync (Deferred).
+	dirty bool
+	// fmu is held (read) by a Sync's fsync outside mu, and (write) to
+	// swap or close f; taken after mu.
+	fmu sync.RWMutex
 	// err, once set, refuses every later write: the log could not be
 	// brought back to a whole record.
 	err    error
@@ -366,7 +376,7 @@ func (s *Store) append(op byte, key string, value []byte) error {
 	}
 	rec := encode(op, s.rev+1, key, value)
 	_, err := s.f.Write(rec)
-	if err == nil {
+	if err == nil && !s.opts.Deferred {
 		err = s.f.Sync()
 	}
 	if err != nil {
@@ -381,6 +391,33 @@ func (s *Store) append(op byte, key string, value []byte) error {
 	}
 	s.rev++
 	s.size += int64(len(rec))
+	s.dirty = s.opts.Deferred
+	return nil
+}
+
+// Sync makes every write made so far durable (fsync). Without
+// Options.Deferred there is nothing to do. Writes go on while it waits for
+// the disk.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	if !s.dirty || s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	f := s.f
+	s.dirty = false
+	// fmu keeps f open (compaction and Close swap or close it) while the
+	// fsync runs outside s.mu.
+	s.fmu.RLock()
+	s.mu.Unlock()
+	err := f.Sync()
+	s.fmu.RUnlock()
+	if err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return fmt.Errorf("store %s: %w", s.dir, err)
+	}
 	return nil
 }
 
@@ -467,9 +504,12 @@ func (s *Store) compact() error {
 		s.err = fmt.Errorf("store %s: reopening the compacted log: %w", s.dir, err)
 		return s.err
 	}
+	s.fmu.Lock()
 	s.f.Close()
 	s.f = nf
+	s.fmu.Unlock()
 	s.size = size
+	s.dirty = false
 	return nil
 }
 
@@ -514,5 +554,14 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.f.Close()
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	var err error
+	if s.dirty {
+		err = s.f.Sync()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

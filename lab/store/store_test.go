@@ -335,3 +335,48 @@ func TestCrashDuringWrites(t *testing.T) {
 	}
 	t.Logf("5 kills, acked writes up to /w/%d all present; %d kills tore a record", acked, tornSeen)
 }
+
+// TestDeferredSync: with Options.Deferred, writes go on while Sync waits
+// for the disk, compactions included, and everything written is there
+// after Close and Open.
+func TestDeferredSync(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Deferred: true, CompactBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	synced := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				synced <- n
+				return
+			default:
+			}
+			if err := s.Sync(); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		if _, err := s.Put(fmt.Sprintf("/k/%d", i%50), []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	t.Logf("%d Syncs ran during 2000 writes", <-synced)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := open(t, dir, Options{})
+	if s2.Len() != 50 || s2.Revision() != 2000 {
+		t.Errorf("after deferred writes: %d keys, revision %d", s2.Len(), s2.Revision())
+	}
+	if v, _ := s2.Get("/k/49"); string(v) != "1999" {
+		t.Errorf("/k/49 = %q", v)
+	}
+}
