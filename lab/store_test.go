@@ -159,8 +159,8 @@ func applyOK(t *testing.T, l *lab.Lab, manifest string) []lab.Result {
 // nodePorts, clusterIPs, UIDs, pod names, nodes and IPs; a Service created
 // afterwards never gets a restored nodePort (in a range small enough that
 // a fresh allocator would collide), a pod afterwards never a restored IP;
-// the same manifest applied again is "unchanged" (the last-applied
-// manifests came back too).
+// the same manifest applied again is merged with the restored last-applied
+// manifests, as kubectl apply does.
 func TestResumeControlPlane(t *testing.T) {
 	dir := t.TempDir()
 	name := persistName()
@@ -206,29 +206,6 @@ func TestResumeControlPlane(t *testing.T) {
 			t.Errorf("endpoints of web after the resume: %+v", ep.Subsets)
 		}
 	}
-	for _, r := range l2.Apply("persist.yaml", []byte(persistManifest)) {
-		if r.Err != nil || (r.Action != lab.Unchanged && r.Kind != "Deployment") {
-			t.Errorf("re-applying after the resume: %v (%s), want unchanged", r, r.Action)
-		}
-	}
-
-	// Fill the rest of the 40-port range: every new nodePort is free,
-	// none is a restored one, and the range ends where it should.
-	used := len(before.ports)
-	for i := 0; i < 40-used; i++ {
-		svc := &corev1.Service{}
-		svc.Name = fmt.Sprintf("new-%d", i)
-		svc.Spec.Type = corev1.ServiceTypeNodePort
-		svc.Spec.Ports = []corev1.ServicePort{{Port: 80}}
-		out, err := l2.Create(svc, lab.WriteOptions{})
-		if err != nil {
-			t.Fatalf("new Service %d of %d after the resume: %v", i+1, 40-used, err)
-		}
-		np := out.(*corev1.Service).Spec.Ports[0].NodePort
-		if before.ports[np] {
-			t.Fatalf("new Service %s got nodePort %d, which a restored Service holds", svc.Name, np)
-		}
-	}
 	// A new pod on node-2 gets an IP no restored pod has.
 	applyOK(t, l2, `
 apiVersion: v1
@@ -244,6 +221,36 @@ spec:
 	for _, p := range l2.Pods() {
 		if p.Name == "solo2" && before.podIPs[p.Status.PodIP] {
 			t.Errorf("new pod solo2 got IP %s, which a restored pod holds", p.Status.PodIP)
+		}
+	}
+	// The same manifest again: kubectl apply's three-way merge with the
+	// restored last-applied manifests. The Deployment goes back to the
+	// manifest's 3 replicas (as after `kubectl scale`), the rest is
+	// unchanged.
+	for _, r := range l2.Apply("persist.yaml", []byte(persistManifest)) {
+		want := lab.Unchanged
+		if r.Kind == "Deployment" {
+			want = lab.Configured
+		}
+		if r.Err != nil || r.Action != want {
+			t.Errorf("re-applying after the resume: %v (%s), want %s", r, r.Action, want)
+		}
+	}
+	// Fill the rest of the 40-port range: every new nodePort is free,
+	// none is a restored one, and the range ends where it should.
+	used := len(before.ports)
+	for i := 0; i < 40-used; i++ {
+		svc := &corev1.Service{}
+		svc.Name = fmt.Sprintf("new-%d", i)
+		svc.Spec.Type = corev1.ServiceTypeNodePort
+		svc.Spec.Ports = []corev1.ServicePort{{Port: 80}}
+		out, err := l2.Create(svc, lab.WriteOptions{})
+		if err != nil {
+			t.Fatalf("new Service %d of %d after the resume: %v", i+1, 40-used, err)
+		}
+		np := out.(*corev1.Service).Spec.Ports[0].NodePort
+		if before.ports[np] {
+			t.Fatalf("new Service %s got nodePort %d, which a restored Service holds", svc.Name, np)
 		}
 	}
 }
