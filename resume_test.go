@@ -155,7 +155,7 @@ func TestUpResume(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Log("curl is not installed: the request through the NodePort is left out")
 	} else {
-		body, err := exec.Command("ip", "netns", "exec", m[1], "curl", "-sS", "--max-time", "5", "http://"+m[2]+"/hostname").CombinedOutput()
+		body, err := exec.Command("ip", "netns", "exec", m[1], "curl", "-sS", "--max-time", "5", "--retry", "5", "--retry-connrefused", "--retry-delay", "1", "http://"+m[2]+"/hostname").Output()
 		if err != nil || !slices.ContainsFunc(pods2, func(p string) bool { return strings.HasPrefix(p, "pod/"+string(body)+" ") }) {
 			t.Errorf("curl %s/hostname after the resume: %q %v; want a pod of %q", m[2], body, err, pods2)
 		}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -421,6 +422,20 @@ func TestResumeWithTraffic(t *testing.T) {
 				}
 			}
 			return len(l.Pods()) == 4
+		})
+		// And every node's proxy listens on web's nodePort (it does once
+		// the Service has ready endpoints).
+		svc, _ := l.Get("service", "web")
+		np := uint16(svc.(*corev1.Service).Spec.Ports[0].NodePort)
+		waitFor(t, 10*time.Second, "every node listening on web's nodePort", func() bool {
+			for _, n := range l.State().Nodes {
+				if !slices.ContainsFunc(n.Listeners, func(x plane.Listener) bool {
+					return x.NodePort && x.Protocol == "TCP" && x.Addr.Port() == np
+				}) {
+					return false
+				}
+			}
+			return true
 		})
 	}
 	hostnames := func(l *lab.Lab) map[string]bool {
