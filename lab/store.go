@@ -253,7 +253,7 @@ func nsOr(ns string) string {
 	return ns
 }
 
-// attachState makes the lab persistent once it is built: a resumed lab
+// persistTo makes the lab persistent once it is built: a resumed lab
 // gets its objects back (see restore), a fresh one stores its shape and
 // its first objects (default/kubernetes); from then on every write of the
 // API server goes to the store.
