@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -95,4 +97,26 @@ func (o *upOptions) changedShape(cmd *cobra.Command, mode plane.ProxyMode) (int,
 		mode = ""
 	}
 	return nodes, portRange, mode, phrase
+}
+
+// cleanKilled removes what a killed lab of that name left behind (its
+// namespaces, as `nplab clean --name` does), so it can be resumed after a
+// crash; a lab with nothing left is not an error.
+func cleanKilled(out io.Writer, name string) error {
+	labs, err := lab.Labs()
+	if err != nil {
+		return nil
+	}
+	for _, l := range labs {
+		if l.Name != name || l.Running {
+			continue
+		}
+		fmt.Fprintf(out, "Removing what the killed lab %q left behind (as nplab clean --name %s)...\n", name, name)
+		var nf *plane.NotFoundError
+		if err := lab.Clean(name); err != nil && !errors.As(err, &nf) {
+			return fmt.Errorf("lab %q: removing what the killed lab left: %w", name, err)
+		}
+		removeLabFiles(name)
+	}
+	return nil
 }

@@ -91,7 +91,8 @@ func stopUp(t *testing.T, cmd *exec.Cmd, log *lockedLog) {
 // pipe, nplab up says how (--resume or --fresh) and exits at once instead
 // of waiting for an answer; --resume brings back the same Service
 // (clusterIP, nodePort) and pods (names, IPs), and curl through a node's
-// NodePort is answered by one of those pods; --fresh starts clean;
+// NodePort is answered by one of those pods; after a kill -9, --resume
+// removes the leftovers and resumes again; --fresh starts clean;
 // --resume of a lab with nothing stored is an error.
 func TestUpResume(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -159,6 +160,22 @@ func TestUpResume(t *testing.T) {
 		if err != nil || !slices.ContainsFunc(pods2, func(p string) bool { return strings.HasPrefix(p, "pod/"+string(body)+" ") }) {
 			t.Errorf("curl %s/hostname after the resume: %q %v; want a pod of %q", m[2], body, err, pods2)
 		}
+	}
+
+	// A crash: kill -9 leaves the namespaces behind; --resume removes
+	// them and brings the same objects back once more.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = waitExit(t, cmd, 10*time.Second)
+	cmd, log = startUp(t, name, "--resume")
+	svcs3, _ := svcAndPods(log.String())
+	pods3 := podsWithIPs(log.String())
+	if !slices.Equal(svcs1, svcs3) || !slices.Equal(pods1, pods3) {
+		t.Errorf("--resume after kill -9:\n%q %q\nbefore:\n%q %q", svcs3, pods3, svcs1, pods1)
+	}
+	if !strings.Contains(log.String(), "Removing what the killed lab") {
+		t.Errorf("--resume after kill -9 does not say it removed the killed lab's leftovers:\n%s", log.String())
 	}
 	stopUp(t, cmd, log)
 

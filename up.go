@@ -162,6 +162,11 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	}
 	nodes := nodesPhrase(o.nodes)
 	if resume {
+		// After a crash (kill -9) the killed lab's namespaces are still
+		// there: remove them first, as nplab clean would.
+		if err := cleanKilled(out, o.name); err != nil {
+			return err
+		}
 		// The stored lab's shape, unless a flag says otherwise (and then
 		// it must match).
 		cfg.Nodes, cfg.NodePortRange, cfg.ProxyMode, nodes = o.changedShape(cmd, mode)
