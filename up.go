@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,8 @@ type upOptions struct {
 	seed        uint64
 	readyWithin time.Duration
 	detach      bool // --detach: see runDetached (labs.go)
+	resume      bool // --resume: bring back the stored lab (resume.go)
+	fresh       bool // --fresh: delete the stored lab and start clean
 }
 
 func (o *upOptions) addFlags(cmd *cobra.Command) {
@@ -43,6 +46,8 @@ func (o *upOptions) addFlags(cmd *cobra.Command) {
 	f.Uint64Var(&o.seed, "seed", 0, "seed the random allocations (clusterIPs, nodePorts, pod names), as validate's --seed; 0 means random")
 	f.DurationVar(&o.readyWithin, "ready-timeout", 30*time.Second, "how long to wait for pods to become ready before printing the tables")
 	f.BoolVarP(&o.detach, "detach", "d", false, "run the lab in the background: return once it is ready (nplab ls, nplab down)")
+	f.BoolVar(&o.resume, "resume", false, "resume the lab stopped (or killed, or lost to a reboot) under this --name: the same objects, nodePorts, ClusterIPs and pod IPs")
+	f.BoolVar(&o.fresh, "fresh", false, "start clean, deleting the objects a stopped lab of this --name kept")
 }
 
 // upExamples is the Example of up (and of plain nplab).
@@ -50,6 +55,7 @@ const upExamples = `  sudo nplab up                                  # the defau
   sudo nplab up -f my-lab.yaml --name mine       # your manifests instead, in a lab that can run beside "demo"
   cat my-lab.yaml | sudo nplab up -f -           # manifests from stdin
   sudo nplab up -f manifests/ --nodes 5          # every .yaml, .yml and .json file of a directory
+  sudo nplab up --name mine --resume             # lab "mine" again after a stop, a crash or a reboot: same nodePorts, ClusterIPs, pods
   nplab validate -f my-lab.yaml --seed 7 && sudo nplab up -f my-lab.yaml --seed 7   # the same nodePorts, ClusterIPs and pod names
   sudo go run . up                               # from a clone, without installing nplab`
 
@@ -64,7 +70,13 @@ NodePort proxy on every node. It prints how to reach the services, logs every
 event, and removes everything it created on Ctrl-C or SIGTERM.
 
 It needs root (run it with sudo): it creates network namespaces and veth
-pairs. It never touches the machine's own network namespace.`,
+pairs. It never touches the machine's own network namespace.
+
+A lab keeps its objects on disk, as a cluster keeps them in etcd
+(/var/lib/nplab/<name>). Started again under the same --name after a stop,
+a crash or a reboot, it offers to resume: the same Services, nodePorts,
+ClusterIPs, pods and pod IPs. --resume resumes without asking, --fresh
+starts clean; without a terminal to ask on, one of them is needed.`,
 		Example: upExamples,
 		Args:    noFileArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runUp(cmd, o) },
@@ -80,6 +92,9 @@ func (o *upOptions) check() (plane.ProxyMode, error) {
 	}
 	if err := checkLabName(o.name); err != nil {
 		return "", err
+	}
+	if o.resume && o.fresh {
+		return "", errors.New("--resume and --fresh cannot be used together: --resume brings the stored lab back, --fresh deletes it")
 	}
 	mode, err := plane.ParseProxyMode(o.proxyMode)
 	if err != nil {
@@ -110,10 +125,17 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if os.Geteuid() != 0 {
 		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
 	}
+	// Resume or not: asked here, before the lab goes to the background.
+	resume, stateDir, err := o.chooseResume(cmd)
+	if err != nil {
+		return err
+	}
 	if o.detach && os.Getenv(detachedEnv) == "" {
+		// The background process cannot ask: it is told.
+		os.Setenv(resumeEnv, strconv.FormatBool(resume))
 		return runDetached(cmd, o) // labs.go
 	}
-	if len(files) == 0 {
+	if len(files) == 0 && !resume {
 		files = []lab.File{{Name: "default.yaml", Data: lab.DefaultManifest}}
 	}
 	// A lab of that name that still runs is not left over.
@@ -134,17 +156,37 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	// before it removed the lab.
 	signal.Ignore(syscall.SIGPIPE)
 
-	cfg := lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode}
+	cfg := lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode, StateDir: stateDir, Resume: resume}
 	if o.seed != 0 {
 		cfg.Rand = seededRand(o.seed)
 	}
-	fmt.Fprintf(out, "Starting lab %q: %s, an outside client, the cluster bridge...\n", o.name, nodesPhrase(o.nodes))
+	nodes := nodesPhrase(o.nodes)
+	if resume {
+		// After a crash (kill -9) the killed lab's namespaces are still
+		// there: remove them first, as nplab clean would.
+		if err := cleanKilled(out, o.name); err != nil {
+			return err
+		}
+		// The stored lab's shape, unless a flag says otherwise (and then
+		// it must match).
+		cfg.Nodes, cfg.NodePortRange, cfg.ProxyMode, nodes = o.changedShape(cmd, mode)
+		fmt.Fprintf(out, "Resuming lab %q from %s: its nodes, an outside client, the cluster bridge...\n", o.name, stateDir)
+	} else {
+		fmt.Fprintf(out, "Starting lab %q: %s, an outside client, the cluster bridge...\n", o.name, nodes)
+	}
 	prog := newProgress(out)
-	built := prog.phase(fmt.Sprintf("Building namespaces: %s, the client and the bridge", nodesPhrase(o.nodes)))
+	built := prog.phase(fmt.Sprintf("Building namespaces: %s, the client and the bridge", nodes))
 	r, err := lab.Start(ctx, cfg)
-	built(err == nil, fmt.Sprintf("Namespaces ready: %s, the client and the bridge", nodesPhrase(o.nodes)))
+	if err == nil {
+		nodes = nodesPhrase(len(r.Nodes()))
+	}
+	built(err == nil, fmt.Sprintf("Namespaces ready: %s, the client and the bridge", nodes))
 	if err != nil {
 		return err
+	}
+	if resume {
+		fmt.Fprintf(out, "Resumed lab %q: %d Services, %d Deployments and %d pods restored from %s\n",
+			o.name, len(r.Services()), len(r.Deployments()), len(r.Pods()), stateDir)
 	}
 	defer func() {
 		fmt.Fprintf(out, "\nRemoving lab %q...\n", o.name)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -22,6 +23,19 @@ func TestMain(m *testing.M) {
 	if os.Getenv("NPLAB_TEST_MAIN") == "1" {
 		main()
 		os.Exit(0)
+	}
+	// The labs the tests start keep their objects in a directory of
+	// their own, not in the machine's /var/lib/nplab.
+	if os.Getenv("NPLAB_STATE_DIR") == "" {
+		dir, err := os.MkdirTemp("", "nplab-state-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Setenv("NPLAB_STATE_DIR", dir)
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

@@ -246,6 +246,7 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 			return "", "creating", err
 		}
 		l.lastApplied[key] = applied
+		l.persistApplied(key)
 		return Created, "", nil
 	}
 	// kubectl apply: the three-way merge of the last applied manifest,
@@ -256,6 +257,7 @@ func (l *Lab) applyObject(o *manifest.Object, again bool) (Action, string, error
 		return "", "patching", err
 	}
 	l.lastApplied[key] = applied
+	l.persistApplied(key)
 	if !changed {
 		return Unchanged, "", nil
 	}
@@ -529,6 +531,7 @@ func (l *Lab) deleteObject(kind, namespace, name string) error {
 		}
 	}
 	delete(l.lastApplied, ref)
+	l.persistApplied(ref)
 	return nil
 }
 

@@ -132,6 +132,7 @@ func (l *Lab) drain() {
 	if l.dpq != nil {
 		l.dpq.wait()
 	}
+	l.flushStore() // store.go: the call's writes are on disk
 }
 
 func secondsDuration(s int32) time.Duration { return time.Duration(s) * time.Second }

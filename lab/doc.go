@@ -185,6 +185,26 @@
 // the lab owns runs it outside the lab's lock; a public method returns once
 // what it queued has run, so an Apply returns with its listeners in place.
 //
+// # Persistence
+//
+// With Config.StateDir a lab is persistent (store.go): the registry hands
+// every committed write to a store on disk (package lab/store) under
+// etcd's keys; one fsync, outside the lab's lock, commits all the writes
+// made since the last (group commit), and a public call returns once its
+// writes are on disk (the controllers' and the data plane's are one fsync
+// later). The lab's shape
+// (nodes, ranges) and kubectl's last-applied manifests are kept beside
+// them. A lab built with Config.Resume gets them back: the objects as they
+// were stored (UIDs, resourceVersions, clusterIPs, nodePorts), the
+// allocators repaired from them, the scheduler's cache and the pod IPs
+// from the pods, the endpoints computed again, and, with a data plane,
+// every pod started again on its node with the IP it had (the contract
+// with the data plane is unchanged: StartPod always took the IP the
+// control plane chose). Faults (a link down, an unready pod) are not
+// stored: a restart clears them, as a node's reboot would. Close stops
+// writing before the data plane tears the pods down, so the store keeps
+// the lab as it ran.
+//
 // # The Kubernetes API
 //
 // [Lab.Create], [Lab.Update], [Lab.Get] and [Lab.DeleteObject] are the REST

@@ -56,6 +56,17 @@ type Config struct {
 	// ProbeScale multiplies readiness probe times and --delay-shutdown;
 	// 0 means real time. Tests use a small value.
 	ProbeScale float64
+
+	// StateDir, when set, makes the lab persistent: every object is kept
+	// on disk there, as etcd keeps a cluster's (store.go). Without Resume
+	// what was stored there before is deleted.
+	StateDir string
+	// Resume brings back the lab stored in StateDir: the same objects,
+	// nodePorts, clusterIPs and pod IPs, with its nodes and ranges (Nodes,
+	// NodePortRange and ServiceCIDR may be left zero; set and different,
+	// they are an error). Nothing stored is an error wrapping
+	// ErrNothingToResume.
+	Resume bool
 }
 
 // Lab is one lab: the emulated API server (package registry) and the
@@ -118,6 +129,8 @@ type Lab struct {
 	// ctrl is the controller worker's queue and the scheduler's cache
 	// (controller.go).
 	ctrl controllers
+
+	persist *persister // nil: not persistent (store.go)
 }
 
 // New builds a lab. Without Config.DataPlane it is the control plane alone:
@@ -128,6 +141,16 @@ func New(cfg Config) (*Lab, error) {
 }
 
 func build(ctx context.Context, cfg Config) (*Lab, error) {
+	st, sv, err := openState(&cfg) // store.go: a resumed lab's shape fills cfg
+	if err != nil {
+		return nil, err
+	}
+	built := false
+	defer func() {
+		if !built && st != nil {
+			st.Close()
+		}
+	}()
 	n := cfg.Nodes
 	if n == 0 {
 		n = 3
@@ -205,6 +228,13 @@ func build(ctx context.Context, cfg Config) (*Lab, error) {
 		go l.dpq.run(dp)
 	}
 	l.startControllers()
+	if st != nil {
+		if err := l.persistTo(st, sv, cfg); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	built = true
 	return l, nil
 }
 
@@ -226,12 +256,17 @@ func (l *Lab) Close() error {
 	l.mu.Unlock()
 	l.cancel()
 	l.stopControllers()
+	// The store keeps the lab as it ran, not its teardown (store.go).
+	serr := l.closeState()
 	if l.dp == nil {
-		return nil
+		return serr
 	}
 	l.dpq.close()
 	<-l.dpq.exited
-	return l.dp.Close()
+	if err := l.dp.Close(); err != nil {
+		return err
+	}
+	return serr
 }
 
 // HasDataPlane reports whether the lab's pods really run (Start, or New

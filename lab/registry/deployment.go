@@ -56,6 +56,7 @@ func (r *Registry) createDeployment(in *appsv1.Deployment, dryRun bool) (*appsv1
 	r.finishCreateMeta(&d.ObjectMeta)
 	r.deployments[k] = d
 	r.changed("Deployment", k)
+	r.persist(deploymentKey(k), d)
 	return d.DeepCopy(), nil
 }
 
@@ -111,6 +112,7 @@ func (r *Registry) updateDeployment(in *appsv1.Deployment, dryRun bool) (*appsv1
 	d.ResourceVersion = r.nextRV()
 	r.deployments[k] = d
 	r.changed("Deployment", k)
+	r.persist(deploymentKey(k), d)
 	return d.DeepCopy(), nil
 }
 
@@ -137,6 +139,7 @@ func (r *Registry) UpdateDeploymentStatus(namespace, name string, mutate func(*a
 	d.ResourceVersion = r.nextRV()
 	r.deployments[k] = d
 	r.changed("Deployment", k)
+	r.persist(deploymentKey(k), d)
 	return d.DeepCopy(), nil
 }
 
@@ -151,6 +154,7 @@ func (r *Registry) DeleteDeployment(namespace, name string) error {
 	}
 	delete(r.deployments, k)
 	r.changed("Deployment", k)
+	r.unpersist(deploymentKey(k))
 	return nil
 }
 

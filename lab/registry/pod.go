@@ -43,6 +43,7 @@ func (r *Registry) createPod(in *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
 	r.finishCreateMeta(&pod.ObjectMeta)
 	r.pods[k] = pod
 	r.changed("Pod", k)
+	r.persist(podKey(k), pod)
 	return pod.DeepCopy(), nil
 }
 
@@ -98,6 +99,7 @@ func (r *Registry) updatePod(in *corev1.Pod, dryRun bool) (*corev1.Pod, error) {
 	pod.ResourceVersion = r.nextRV()
 	r.pods[k] = pod
 	r.changed("Pod", k)
+	r.persist(podKey(k), pod)
 	return pod.DeepCopy(), nil
 }
 
@@ -134,6 +136,7 @@ func (r *Registry) UpdatePodStatus(namespace, name string, mutate func(*corev1.P
 	pod.ResourceVersion = r.nextRV()
 	r.pods[k] = &pod
 	r.changed("Pod", k)
+	r.persist(podKey(k), &pod)
 	return pod.DeepCopy(), nil
 }
 
@@ -148,6 +151,7 @@ func (r *Registry) DeletePod(namespace, name string) error {
 	}
 	delete(r.pods, k)
 	r.changed("Pod", k)
+	r.unpersist(podKey(k))
 	return nil
 }
 

@@ -58,6 +58,7 @@ type Registry struct {
 
 	// changes are the Pods and Services written since TakeChanges.
 	changes changeLog
+	storage Storage // nil: in memory only (storage.go)
 }
 
 // Group resources and kinds as kube-apiserver names them in errors.

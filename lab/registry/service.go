@@ -62,6 +62,7 @@ func (r *Registry) createService(in *corev1.Service, dryRun bool) (*corev1.Servi
 	r.finishCreateMeta(&svc.ObjectMeta)
 	r.services[k] = svc
 	r.changed("Service", k)
+	r.persist(serviceKey(k), svc)
 	return svc.DeepCopy(), nil
 }
 
@@ -124,6 +125,7 @@ func (r *Registry) updateService(in *corev1.Service, dryRun bool) (*corev1.Servi
 	svc.ResourceVersion = r.nextRV()
 	r.services[k] = svc
 	r.changed("Service", k)
+	r.persist(serviceKey(k), svc)
 	return svc.DeepCopy(), nil
 }
 
@@ -139,6 +141,7 @@ func (r *Registry) DeleteService(namespace, name string) error {
 	}
 	delete(r.services, k)
 	r.changed("Service", k)
+	r.unpersist(serviceKey(k))
 	r.releaseAll(svc)
 	return nil
 }
@@ -186,5 +189,6 @@ func (r *Registry) EnsureKubernetesService() error {
 	r.finishCreateMeta(&svc.ObjectMeta)
 	r.services[k] = svc
 	r.changed("Service", k)
+	r.persist(serviceKey(k), svc)
 	return nil
 }
