@@ -1,0 +1,8 @@
+//go:build !linux
+
+package loadgen
+
+import "net"
+
+// echo answers size-byte messages until EOF; pinning needs Linux.
+func echo(c net.Conn, cpu, size int) { echoConn(c, size) }
