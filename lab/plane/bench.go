@@ -34,8 +34,8 @@ var BenchPaths = []string{PathDirect, PathNodePortLocal, PathNodePortHop, PathKe
 type Metric string
 
 const (
-	// MetricTCPBulk: bytes per second... as bits: TCP bulk throughput, bits/s
-	// received by the pod over one connection.
+	// MetricTCPBulk: TCP bulk throughput, in bits per second the pod
+	// received over one connection.
 	MetricTCPBulk Metric = "tcp_bulk_bps"
 	// MetricConnPerS: new TCP connections per second, one small request
 	// and answer each.
@@ -121,6 +121,9 @@ type BenchPath struct {
 	// why.
 	Values map[Metric]float64
 	NA     map[Metric]string
+	// Errors has the metrics whose measurement failed, with why: a path
+	// that should carry the load and did not.
+	Errors map[Metric]string
 	// Detail is how the path was built ("nft: dnat to 10.244.1.2:5201").
 	Detail string
 }

@@ -1,0 +1,364 @@
+//go:build linux
+
+package nodes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/netsim"
+	"github.com/nplab/nplab/nodes/loadgen"
+)
+
+var _ plane.Bencher = (*Cluster)(nil)
+
+// The frontends of the bench's extra paths on the pod's node: outside the
+// NodePort range, so they never meet a Service.
+const (
+	haproxyPort = 29001
+	socatPort   = 29002
+	// benchTable is the nftables table (iptables: chain prefix) of the
+	// kernel-dnat path.
+	benchTable = "nplab-bench"
+)
+
+// Bench measures every path from the outside client to target's bench
+// pod, one path after the other, and removes what it added (the client's
+// route to the pod range, the DNAT table, the peers' processes) before it
+// returns. See plane.Bencher and package loadgen for the figures.
+//
+// While it runs, the client's namespace reuses TIME_WAIT ports
+// (net.ipv4.tcp_tw_reuse=1, a wide ip_local_port_range), so thousands of
+// new connections per second do not run out of source ports, and
+// GOMAXPROCS is raised by two: the pinned client and server threads of the
+// latency test block in system calls, and must not take the processors
+// the proxy runs on.
+func (c *Cluster) Bench(ctx context.Context, t plane.BenchTarget, spec plane.BenchSpec) ([]plane.BenchPath, error) {
+	spec = spec.WithDefaults()
+	podNode, err := c.node(t.PodNode)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	hopNode, err := c.node(t.HopNode)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if !t.TCP.IsValid() || !t.UDP.IsValid() || t.TCPNodePort == 0 || t.UDPNodePort == 0 {
+		return nil, fmt.Errorf("bench: target %+v needs the pod's TCP and UDP addresses and both nodePorts", t)
+	}
+	for k, v := range map[string]string{"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "1024 65000"} {
+		if err := c.client.Sysctl(k, v); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	runtime.GOMAXPROCS(runtime.NumCPU() + 2)
+	defer runtime.SetDefaultGOMAXPROCS()
+
+	b := &bench{c: c, t: t, spec: spec, enter: func(f func() error) error { return netsim.Run(c.client, f) }}
+	var out []plane.BenchPath
+	add := func(p plane.BenchPath) { out = append(out, p) }
+
+	// direct: a route to the pod's range through its node, in the client
+	// only, for the bench only.
+	route := netsim.Route{Dst: podNode.spec.PodCIDR.Masked(), Via: podNode.spec.IP}
+	if err := c.client.AddRoute(route); err != nil {
+		return nil, fmt.Errorf("bench: direct path: %w", err)
+	}
+	p := b.measure(ctx, plane.PathDirect, t.TCP, t.UDP, true)
+	p.Detail = fmt.Sprintf("client → pod %s directly, through the route %s via %s (added to the client for the bench)", t.TCP.Addr(), route.Dst, route.Via)
+	if err := netsim.DelRoute(c.client, route); err != nil {
+		return nil, fmt.Errorf("bench: direct path: %w", err)
+	}
+	add(p)
+	if err := ctx.Err(); err != nil {
+		return out, err
+	}
+
+	p = b.measure(ctx, plane.PathNodePortLocal, netip.AddrPortFrom(podNode.spec.IP, t.TCPNodePort), netip.AddrPortFrom(podNode.spec.IP, t.UDPNodePort), true)
+	p.Detail = fmt.Sprintf("client → %s %s:%d (nodePort), nplab's proxy → the pod on the same node", podNode.spec.Name, podNode.spec.IP, t.TCPNodePort)
+	add(p)
+	p = b.measure(ctx, plane.PathNodePortHop, netip.AddrPortFrom(hopNode.spec.IP, t.TCPNodePort), netip.AddrPortFrom(hopNode.spec.IP, t.UDPNodePort), true)
+	p.Detail = fmt.Sprintf("client → %s %s:%d (nodePort), nplab's proxy → the pod on %s", hopNode.spec.Name, hopNode.spec.IP, t.TCPNodePort, podNode.spec.Name)
+	add(p)
+	if err := ctx.Err(); err != nil {
+		return out, err
+	}
+	add(b.kernelDNAT(ctx, podNode))
+	if err := ctx.Err(); err != nil {
+		return out, err
+	}
+	if spec.Peers {
+		add(b.peer(ctx, podNode, plane.PathHAProxy))
+		add(b.peer(ctx, podNode, plane.PathSocat))
+	}
+	return out, ctx.Err()
+}
+
+type bench struct {
+	c     *Cluster
+	t     plane.BenchTarget
+	spec  plane.BenchSpec
+	enter loadgen.Enter
+}
+
+// measure runs the four tests on one path; withUDP false marks the UDP
+// figures not applicable (a TCP-only proxy).
+func (b *bench) measure(ctx context.Context, path string, tcp, udp netip.AddrPort, withUDP bool) plane.BenchPath {
+	p := plane.BenchPath{Path: path, Values: map[plane.Metric]float64{}, NA: map[plane.Metric]string{}, Errors: map[plane.Metric]string{}}
+	d := b.spec.Duration
+	fail := func(err error, ms ...plane.Metric) {
+		for _, m := range ms {
+			p.Errors[m] = err.Error()
+		}
+	}
+	if bps, err := loadgen.Bulk(b.enter, tcp, d); err != nil {
+		fail(err, plane.MetricTCPBulk)
+	} else {
+		p.Values[plane.MetricTCPBulk] = bps
+	}
+	if ctx.Err() != nil {
+		return p
+	}
+	workers := max(runtime.NumCPU(), 2)
+	if cr, err := loadgen.Conns(b.enter, tcp, d, workers, b.t.Pod); err != nil {
+		fail(err, plane.MetricConnPerS)
+	} else {
+		p.Values[plane.MetricConnPerS] = cr.PerSec
+	}
+	if ctx.Err() != nil {
+		return p
+	}
+	if withUDP {
+		if ur, err := loadgen.UDP(b.enter, udp, d, b.spec.UDPRate); err != nil {
+			fail(err, plane.MetricUDPPPS, plane.MetricUDPLoss)
+		} else {
+			p.Values[plane.MetricUDPPPS] = ur.PerSec
+			p.Values[plane.MetricUDPLoss] = ur.LossPercent
+		}
+	} else {
+		p.NA[plane.MetricUDPPPS] = path + " does not forward UDP"
+		p.NA[plane.MetricUDPLoss] = path + " does not forward UDP"
+	}
+	if ctx.Err() != nil {
+		return p
+	}
+	if rr, err := loadgen.RR(b.enter, tcp, d); err != nil {
+		fail(err, plane.MetricRRP50, plane.MetricRRP99)
+	} else {
+		p.Values[plane.MetricRRP50] = float64(rr.P50.Nanoseconds()) / 1e3
+		p.Values[plane.MetricRRP99] = float64(rr.P99.Nanoseconds()) / 1e3
+	}
+	return p
+}
+
+// kernelDNAT measures the pod's node's nodePorts with nftables DNAT rules
+// in its namespace, as kube-proxy's nftables mode installs them (iptables
+// where nft is missing), removed afterwards. The rules catch the packets
+// in prerouting, before nplab's proxy sockets could see them.
+func (b *bench) kernelDNAT(ctx context.Context, n *node) plane.BenchPath {
+	tcpFront := netip.AddrPortFrom(n.spec.IP, b.t.TCPNodePort)
+	udpFront := netip.AddrPortFrom(n.spec.IP, b.t.UDPNodePort)
+	var install, remove func() error
+	var detail string
+	switch {
+	case haveProgram("nft"):
+		script := nftDNAT(tcpFront, udpFront, b.t.TCP, b.t.UDP)
+		install = func() error { return b.run(ctx, n.host, script, "nft", "-f", "-") }
+		remove = func() error { return b.run(ctx, n.host, "delete table ip "+benchTable+"\n", "nft", "-f", "-") }
+		detail = fmt.Sprintf("nft table ip %s in %s: dnat %s → %s, %s → %s, masquerade (kube-proxy's nftables mode)", benchTable, n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
+	case haveProgram("iptables-restore") && haveProgram("iptables"):
+		install = func() error {
+			return b.run(ctx, n.host, iptablesDNAT(tcpFront, udpFront, b.t.TCP, b.t.UDP), "iptables-restore", "--noflush")
+		}
+		remove = func() error {
+			var errs []error
+			for _, args := range [][]string{
+				{"-t", "nat", "-D", "PREROUTING", "-j", "NPLAB-BENCH"},
+				{"-t", "nat", "-D", "POSTROUTING", "-j", "NPLAB-BENCH-POST"},
+				{"-t", "nat", "-F", "NPLAB-BENCH"}, {"-t", "nat", "-X", "NPLAB-BENCH"},
+				{"-t", "nat", "-F", "NPLAB-BENCH-POST"}, {"-t", "nat", "-X", "NPLAB-BENCH-POST"},
+			} {
+				errs = append(errs, b.run(ctx, n.host, "", "iptables", args...))
+			}
+			return errors.Join(errs...)
+		}
+		detail = fmt.Sprintf("iptables nat chains NPLAB-BENCH in %s: DNAT %s → %s, %s → %s, MASQUERADE (kube-proxy's iptables mode; nft is not installed)", n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
+	default:
+		return plane.BenchPath{Path: plane.PathKernelDNAT, Skipped: "neither nft nor iptables is installed (apt-get install nftables)"}
+	}
+	if err := install(); err != nil {
+		remove()
+		return plane.BenchPath{Path: plane.PathKernelDNAT, Skipped: "installing the DNAT rules failed: " + err.Error()}
+	}
+	p := b.measure(ctx, plane.PathKernelDNAT, tcpFront, udpFront, true)
+	p.Detail = detail
+	if err := remove(); err != nil {
+		p.Errors[plane.Metric("cleanup")] = "removing the DNAT rules: " + err.Error()
+	}
+	return p
+}
+
+// nftDNAT is kube-proxy's nftables mode for one Service port of each
+// protocol, in short: mark NodePort traffic for masquerade (0x4000), DNAT
+// it to the endpoint, and masquerade marked packets on the way out, so
+// the pod answers through this node.
+func nftDNAT(tcpFront, udpFront, tcpPod, udpPod netip.AddrPort) string {
+	return fmt.Sprintf(`table ip %s {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr %s tcp dport %d meta mark set meta mark | 0x4000 dnat to %s
+		ip daddr %s udp dport %d meta mark set meta mark | 0x4000 dnat to %s
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		meta mark & 0x4000 == 0x4000 masquerade fully-random
+	}
+}
+`, benchTable, tcpFront.Addr(), tcpFront.Port(), tcpPod, udpFront.Addr(), udpFront.Port(), udpPod)
+}
+
+// iptablesDNAT is the same in kube-proxy's iptables mode, for
+// iptables-restore --noflush.
+func iptablesDNAT(tcpFront, udpFront, tcpPod, udpPod netip.AddrPort) string {
+	var s strings.Builder
+	s.WriteString("*nat\n:NPLAB-BENCH - [0:0]\n:NPLAB-BENCH-POST - [0:0]\n-A PREROUTING -j NPLAB-BENCH\n-A POSTROUTING -j NPLAB-BENCH-POST\n")
+	for _, r := range []struct {
+		proto      string
+		front, pod netip.AddrPort
+	}{{"tcp", tcpFront, tcpPod}, {"udp", udpFront, udpPod}} {
+		fmt.Fprintf(&s, "-A NPLAB-BENCH -d %s/32 -p %s --dport %d -j MARK --set-xmark 0x4000/0x4000\n", r.front.Addr(), r.proto, r.front.Port())
+		fmt.Fprintf(&s, "-A NPLAB-BENCH -d %s/32 -p %s --dport %d -j DNAT --to-destination %s\n", r.front.Addr(), r.proto, r.front.Port(), r.pod)
+	}
+	s.WriteString("-A NPLAB-BENCH-POST -m mark --mark 0x4000/0x4000 -j MASQUERADE --random-fully\nCOMMIT\n")
+	return s.String()
+}
+
+// peer measures haproxy or socat run in the pod's node, forwarding
+// node IP:port to the pod; skipped when the program is not installed.
+func (b *bench) peer(ctx context.Context, n *node, path string) plane.BenchPath {
+	var port uint16
+	var argv []string
+	var detail string
+	withUDP := false
+	switch path {
+	case plane.PathHAProxy:
+		if !haveProgram("haproxy") {
+			return plane.BenchPath{Path: path, Skipped: "haproxy is not installed (apt-get install haproxy)"}
+		}
+		port = haproxyPort
+		dir, err := os.MkdirTemp("", "nplab-bench-haproxy")
+		if err != nil {
+			return plane.BenchPath{Path: path, Skipped: err.Error()}
+		}
+		defer os.RemoveAll(dir)
+		cfg := filepath.Join(dir, "haproxy.cfg")
+		conf := fmt.Sprintf(`global
+	maxconn 20000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 30s
+	timeout server 30s
+frontend bench
+	bind %s:%d
+	default_backend pod
+backend pod
+	server pod %s
+`, n.spec.IP, port, b.t.TCP)
+		if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+			return plane.BenchPath{Path: path, Skipped: err.Error()}
+		}
+		argv = []string{"haproxy", "-db", "-f", cfg}
+		detail = fmt.Sprintf("haproxy (mode tcp) in %s: %s:%d → %s; no UDP", n.spec.Name, n.spec.IP, port, b.t.TCP)
+	case plane.PathSocat:
+		if !haveProgram("socat") {
+			return plane.BenchPath{Path: path, Skipped: "socat is not installed (apt-get install socat)"}
+		}
+		port = socatPort
+		withUDP = true
+		argv = []string{"socat", fmt.Sprintf("TCP4-LISTEN:%d,bind=%s,fork,reuseaddr,backlog=1024", port, n.spec.IP), "TCP4:" + b.t.TCP.String()}
+		detail = fmt.Sprintf("socat in %s: %s:%d → %s, TCP and UDP (a process per connection or UDP peer)", n.spec.Name, n.spec.IP, port, b.t.TCP)
+	}
+	var cmds []*exec.Cmd
+	defer func() {
+		for _, cmd := range cmds {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	start := func(argv []string) error {
+		cmd, err := netsim.Command(ctx, n.host, argv[0], argv[1:]...)
+		if err != nil {
+			return err
+		}
+		cmd.Stdout, cmd.Stderr = nil, nil
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+		}
+		cmds = append(cmds, cmd)
+		return nil
+	}
+	if err := start(argv); err != nil {
+		return plane.BenchPath{Path: path, Skipped: err.Error()}
+	}
+	if withUDP {
+		udpArgv := []string{"socat", fmt.Sprintf("UDP4-LISTEN:%d,bind=%s,fork,reuseaddr", port, n.spec.IP), "UDP4:" + b.t.UDP.String()}
+		if err := start(udpArgv); err != nil {
+			return plane.BenchPath{Path: path, Skipped: err.Error()}
+		}
+	}
+	front := netip.AddrPortFrom(n.spec.IP, port)
+	if err := b.waitListening(ctx, front); err != nil {
+		return plane.BenchPath{Path: path, Skipped: fmt.Sprintf("%s did not start listening on %s: %v", path, front, err)}
+	}
+	p := b.measure(ctx, path, front, front, withUDP)
+	p.Detail = detail
+	return p
+}
+
+// waitListening dials front from the client until it accepts, for at most
+// five seconds.
+func (b *bench) waitListening(ctx context.Context, front netip.AddrPort) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		conn, err := b.c.client.Dial(dctx, "tcp", front.String())
+		cancel()
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// run runs a program in h's namespace with stdin and returns its error
+// with what it printed.
+func (b *bench) run(ctx context.Context, h netsim.Host, stdin, name string, args ...string) error {
+	cmd, err := netsim.Command(ctx, h, name, args...)
+	if err != nil {
+		return err
+	}
+	cmd.Stdin = strings.NewReader(stdin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns exec %s %s %s: %v: %s", h.Namespace(), name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func haveProgram(name string) bool {
+	_, err := exec.LookPath(name)
+	return err == nil
+}
