@@ -59,7 +59,7 @@ spec:
 // endpoint of NodePort Service service (BenchManifest's "bench"): straight
 // to the pod, through nplab's NodePort on the pod's node and on another
 // node, through kernel DNAT rules, and (spec.Peers) through haproxy and
-// socat. It waits, up to ctx's end, for the endpoint to be ready. The lab
+// socat. It waits, up to 30 seconds, for the endpoint to be ready. The lab
 // needs at least two nodes, and a data plane that can bench (the Linux
 // one); otherwise the error wraps plane.ErrNotSupported.
 func (l *Lab) Bench(ctx context.Context, service string, spec plane.BenchSpec) ([]plane.BenchPath, error) {
@@ -74,6 +74,8 @@ func (l *Lab) Bench(ctx context.Context, service string, spec plane.BenchSpec) (
 		return nil, fmt.Errorf("lab %q: a bench needs two nodes (one for the hop), the lab has %d", l.name, len(l.topo.Nodes))
 	}
 	var target plane.BenchTarget
+	ready, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	for {
 		var err error
 		target, err = l.benchTarget(service)
@@ -81,8 +83,8 @@ func (l *Lab) Bench(ctx context.Context, service string, spec plane.BenchSpec) (
 			break
 		}
 		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("lab %q: bench: %w (%v)", l.name, err, ctx.Err())
+		case <-ready.Done():
+			return nil, fmt.Errorf("lab %q: bench: %w (%v)", l.name, err, ready.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
