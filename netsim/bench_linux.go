@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"golang.org/x/sys/unix"
@@ -38,7 +39,11 @@ func Run(h Host, f func() error) error {
 // Command returns a command that runs program name with args inside h's
 // namespace, as `ip netns exec <ns> name args...`. The program dies with
 // this process (PR_SET_PDEATHSIG), so a killed lab leaves no program
-// behind that would keep its namespace alive.
+// behind that would keep its namespace alive, and it leads a process group
+// of its own, so that the caller can end it with every process it forked
+// (socat's fork option):
+//
+//	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 func Command(ctx context.Context, h Host, name string, args ...string) (*exec.Cmd, error) {
 	if h == nil {
 		return nil, errors.New("command: no host")
@@ -48,7 +53,8 @@ func Command(ctx context.Context, h Host, name string, args ...string) (*exec.Cm
 		return nil, fmt.Errorf("ip netns exec %s %s: %w (apt-get install iproute2)", h.Namespace(), name, err)
 	}
 	cmd := exec.CommandContext(ctx, ip, append([]string{"netns", "exec", h.Namespace(), name}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.WaitDelay = time.Second // a forked child holding stdout must not hang Wait
 	return cmd, nil
 }
 

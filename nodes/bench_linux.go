@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nplab/nplab/lab/plane"
@@ -262,7 +264,7 @@ func (b *bench) peer(ctx context.Context, n *node, path string) plane.BenchPath 
 		defer os.RemoveAll(dir)
 		cfg := filepath.Join(dir, "haproxy.cfg")
 		conf := fmt.Sprintf(`global
-	maxconn 20000
+	maxconn 4000
 defaults
 	mode tcp
 	timeout connect 5s
@@ -285,13 +287,15 @@ backend pod
 		}
 		port = socatPort
 		withUDP = true
-		argv = []string{"socat", fmt.Sprintf("TCP4-LISTEN:%d,bind=%s,fork,reuseaddr,backlog=1024", port, n.spec.IP), "TCP4:" + b.t.TCP.String()}
+		argv = []string{"socat", "-T", "5", fmt.Sprintf("TCP4-LISTEN:%d,bind=%s,fork,reuseaddr,backlog=1024", port, n.spec.IP), "TCP4:" + b.t.TCP.String()}
 		detail = fmt.Sprintf("socat in %s: %s:%d → %s, TCP and UDP (a process per connection or UDP peer)", n.spec.Name, n.spec.IP, port, b.t.TCP)
 	}
 	var cmds []*exec.Cmd
+	stderr := &tailWriter{}
 	defer func() {
 		for _, cmd := range cmds {
-			cmd.Process.Kill()
+			// The program and every process it forked (socat's children).
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			cmd.Wait()
 		}
 	}()
@@ -300,7 +304,7 @@ backend pod
 		if err != nil {
 			return err
 		}
-		cmd.Stdout, cmd.Stderr = nil, nil
+		cmd.Stdout, cmd.Stderr = nil, stderr
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 		}
@@ -311,14 +315,18 @@ backend pod
 		return plane.BenchPath{Path: path, Skipped: err.Error()}
 	}
 	if withUDP {
-		udpArgv := []string{"socat", fmt.Sprintf("UDP4-LISTEN:%d,bind=%s,fork,reuseaddr", port, n.spec.IP), "UDP4:" + b.t.UDP.String()}
+		udpArgv := []string{"socat", "-T", "5", fmt.Sprintf("UDP4-LISTEN:%d,bind=%s,fork,reuseaddr", port, n.spec.IP), "UDP4:" + b.t.UDP.String()}
 		if err := start(udpArgv); err != nil {
 			return plane.BenchPath{Path: path, Skipped: err.Error()}
 		}
 	}
 	front := netip.AddrPortFrom(n.spec.IP, port)
 	if err := b.waitListening(ctx, front); err != nil {
-		return plane.BenchPath{Path: path, Skipped: fmt.Sprintf("%s did not start listening on %s: %v", path, front, err)}
+		msg := fmt.Sprintf("%s did not start listening on %s: %v", path, front, err)
+		if out := stderr.String(); out != "" {
+			msg += "; it said: " + out
+		}
+		return plane.BenchPath{Path: path, Skipped: msg}
 	}
 	p := b.measure(ctx, path, front, front, withUDP)
 	p.Detail = detail
@@ -361,4 +369,27 @@ func (b *bench) run(ctx context.Context, h netsim.Host, stdin, name string, args
 func haveProgram(name string) bool {
 	_, err := exec.LookPath(name)
 	return err == nil
+}
+
+// tailWriter keeps the last 512 bytes written to it, for a peer's error
+// message; it is safe for concurrent use.
+type tailWriter struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if len(w.buf) > 512 {
+		w.buf = w.buf[len(w.buf)-512:]
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(strings.Fields(string(w.buf)), " ")
 }
