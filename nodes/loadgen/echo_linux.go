@@ -62,3 +62,19 @@ func pin(cpu int) (restore func(), err error) {
 	}
 	return func() { unix.SchedSetaffinity(0, &old) }, nil
 }
+
+// growReadBuffer gives the server's UDP socket a receive buffer of n bytes
+// (SO_RCVBUFFORCE, as root; else as much as net.core.rmem_max allows), so
+// a moment without a CPU does not drop datagrams: the figure should
+// measure the path, not how promptly the bench server is scheduled.
+func growReadBuffer(uc *net.UDPConn, n int) {
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+		}
+	})
+}

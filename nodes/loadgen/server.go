@@ -170,6 +170,9 @@ func (s *Server) udpLoop() {
 	buf := make([]byte, 2048)
 	var ans [17]byte
 	uc, _ := s.pc.(*net.UDPConn)
+	if uc != nil {
+		growReadBuffer(uc, 8<<20)
+	}
 	for {
 		var n int
 		var err error
