@@ -72,6 +72,7 @@ kernel no longer lists any of the lab's namespaces (down).
    "lab": [{"nodes", "pods", "up_s", "down_s"}]}
 with metric one of tcp_bulk_bps, conn_per_s, udp_pps, udp_loss (percent),
 rr_p50_us, rr_p99_us; ratio_to_direct is null where direct's value is 0.
+"machine" says where it ran, and lists the paths it skipped, with why.
 
 It needs root (sudo), as every lab does, and takes about
 4 × (paths) × --duration, plus the timed labs (the 100-node lab takes tens of

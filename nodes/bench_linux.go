@@ -176,7 +176,7 @@ func (b *bench) kernelDNAT(ctx context.Context, n *node) plane.BenchPath {
 		script := nftDNAT(tcpFront, udpFront, b.t.TCP, b.t.UDP)
 		install = func() error { return b.run(ctx, n.host, script, "nft", "-f", "-") }
 		remove = func() error { return b.run(ctx, n.host, "delete table ip "+benchTable+"\n", "nft", "-f", "-") }
-		detail = fmt.Sprintf("nft table ip %s in %s: dnat %s → %s, %s → %s, masquerade (kube-proxy's nftables mode)", benchTable, n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
+		detail = fmt.Sprintf("nft table ip %s in %s: dnat tcp %s → %s, udp %s → %s, masquerade (kube-proxy's nftables mode)", benchTable, n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
 	case haveProgram("iptables-restore") && haveProgram("iptables"):
 		install = func() error {
 			return b.run(ctx, n.host, iptablesDNAT(tcpFront, udpFront, b.t.TCP, b.t.UDP), "iptables-restore", "--noflush")
@@ -193,7 +193,7 @@ func (b *bench) kernelDNAT(ctx context.Context, n *node) plane.BenchPath {
 			}
 			return errors.Join(errs...)
 		}
-		detail = fmt.Sprintf("iptables nat chains NPLAB-BENCH in %s: DNAT %s → %s, %s → %s, MASQUERADE (kube-proxy's iptables mode; nft is not installed)", n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
+		detail = fmt.Sprintf("iptables nat chains NPLAB-BENCH in %s: DNAT tcp %s → %s, udp %s → %s, MASQUERADE (kube-proxy's iptables mode; nft is not installed)", n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
 	default:
 		return plane.BenchPath{Path: plane.PathKernelDNAT, Skipped: "neither nft nor iptables is installed (apt-get install nftables)"}
 	}
