@@ -34,9 +34,15 @@ const (
 )
 
 // Bench measures every path from the outside client to target's bench
-// pod, one path after the other, and removes what it added (the client's
-// route to the pod range, the DNAT table, the peers' processes) before it
-// returns. See plane.Bencher and package loadgen for the figures.
+// pod and removes what it added (the client's route to the pod range, the
+// DNAT table, the peers' processes) before it returns. See plane.Bencher
+// and package loadgen for the figures.
+//
+// It measures figure by figure: TCP bulk on every path, then new
+// connections on every path, and so on, each path's additions in place
+// only while its own figure runs. On a machine whose load changes from
+// second to second, the figures a ratio compares are then measured
+// seconds apart, not a minute.
 //
 // While it runs, the client's namespace reuses TIME_WAIT ports
 // (net.ipv4.tcp_tw_reuse=1, a wide ip_local_port_range), so thousands of
@@ -66,41 +72,61 @@ func (c *Cluster) Bench(ctx context.Context, t plane.BenchTarget, spec plane.Ben
 	defer runtime.SetDefaultGOMAXPROCS()
 
 	b := &bench{c: c, t: t, spec: spec, enter: func(f func() error) error { return netsim.Run(c.client, f) }}
-	var out []plane.BenchPath
-	add := func(p plane.BenchPath) { out = append(out, p) }
-
-	// direct: a route to the pod's range through its node, in the client
-	// only, for the bench only.
 	route := netsim.Route{Dst: podNode.spec.PodCIDR.Masked(), Via: podNode.spec.IP}
-	if err := c.client.AddRoute(route); err != nil {
-		return nil, fmt.Errorf("bench: direct path: %w", err)
-	}
-	p := b.measure(ctx, plane.PathDirect, t.TCP, t.UDP, true)
-	p.Detail = fmt.Sprintf("client → pod %s directly, through the route %s via %s (added to the client for the bench)", t.TCP.Addr(), route.Dst, route.Via)
-	if err := netsim.DelRoute(c.client, route); err != nil {
-		return nil, fmt.Errorf("bench: direct path: %w", err)
-	}
-	add(p)
-	if err := ctx.Err(); err != nil {
-		return out, err
-	}
-
-	p = b.measure(ctx, plane.PathNodePortLocal, netip.AddrPortFrom(podNode.spec.IP, t.TCPNodePort), netip.AddrPortFrom(podNode.spec.IP, t.UDPNodePort), true)
-	p.Detail = fmt.Sprintf("client → %s %s:%d (nodePort), nplab's proxy → the pod on the same node", podNode.spec.Name, podNode.spec.IP, t.TCPNodePort)
-	add(p)
-	p = b.measure(ctx, plane.PathNodePortHop, netip.AddrPortFrom(hopNode.spec.IP, t.TCPNodePort), netip.AddrPortFrom(hopNode.spec.IP, t.UDPNodePort), true)
-	p.Detail = fmt.Sprintf("client → %s %s:%d (nodePort), nplab's proxy → the pod on %s", hopNode.spec.Name, hopNode.spec.IP, t.TCPNodePort, podNode.spec.Name)
-	add(p)
-	if err := ctx.Err(); err != nil {
-		return out, err
-	}
-	add(b.kernelDNAT(ctx, podNode))
-	if err := ctx.Err(); err != nil {
-		return out, err
+	paths := []*benchPath{
+		{BenchPath: plane.BenchPath{Path: plane.PathDirect,
+			Detail: fmt.Sprintf("client → pod %s directly, through the route %s via %s (added to the client for the bench)", t.TCP.Addr(), route.Dst, route.Via)},
+			tcp: t.TCP, udp: t.UDP, withUDP: true,
+			// A route to the pod's range through its node, in the client
+			// only, for the bench only.
+			setup:    func() error { return c.client.AddRoute(route) },
+			teardown: func() error { return netsim.DelRoute(c.client, route) }},
+		{BenchPath: plane.BenchPath{Path: plane.PathNodePortLocal,
+			Detail: fmt.Sprintf("client → %s %s:%d (nodePort), nplab's proxy → the pod on the same node", podNode.spec.Name, podNode.spec.IP, t.TCPNodePort)},
+			tcp: netip.AddrPortFrom(podNode.spec.IP, t.TCPNodePort), udp: netip.AddrPortFrom(podNode.spec.IP, t.UDPNodePort), withUDP: true},
+		{BenchPath: plane.BenchPath{Path: plane.PathNodePortHop,
+			Detail: fmt.Sprintf("client → %s %s:%d (nodePort), nplab's proxy → the pod on %s", hopNode.spec.Name, hopNode.spec.IP, t.TCPNodePort, podNode.spec.Name)},
+			tcp: netip.AddrPortFrom(hopNode.spec.IP, t.TCPNodePort), udp: netip.AddrPortFrom(hopNode.spec.IP, t.UDPNodePort), withUDP: true},
+		b.kernelDNAT(ctx, podNode),
 	}
 	if spec.Peers {
-		add(b.peer(ctx, podNode, plane.PathHAProxy))
-		add(b.peer(ctx, podNode, plane.PathSocat))
+		paths = append(paths, b.peer(ctx, podNode, plane.PathHAProxy), b.peer(ctx, podNode, plane.PathSocat))
+	}
+	for _, p := range paths {
+		p.Values, p.NA, p.Errors = map[plane.Metric]float64{}, map[plane.Metric]string{}, map[plane.Metric]string{}
+		if !p.withUDP && p.Skipped == "" {
+			p.NA[plane.MetricUDPPPS] = p.Path + " does not forward UDP"
+			p.NA[plane.MetricUDPLoss] = p.Path + " does not forward UDP"
+		}
+	}
+	for _, fig := range []benchFigure{figBulk, figConns, figUDP, figRR} {
+		for _, p := range paths {
+			if p.Skipped != "" || ctx.Err() != nil || (fig == figUDP && !p.withUDP) {
+				continue
+			}
+			if p.setup != nil {
+				if err := p.setup(); err != nil {
+					p.Skipped = err.Error()
+					if p.teardown != nil {
+						p.teardown()
+					}
+					continue
+				}
+			}
+			b.measure(p, fig)
+			if p.teardown != nil {
+				if err := p.teardown(); err != nil {
+					p.Errors["cleanup"] = err.Error()
+				}
+			}
+		}
+	}
+	out := make([]plane.BenchPath, len(paths))
+	for i, p := range paths {
+		out[i] = p.BenchPath
+		if p.Skipped != "" {
+			out[i].Values, out[i].NA, out[i].Errors = nil, nil, nil
+		}
 	}
 	return out, ctx.Err()
 }
@@ -112,76 +138,85 @@ type bench struct {
 	enter loadgen.Enter
 }
 
-// measure runs the four tests on one path; withUDP false marks the UDP
-// figures not applicable (a TCP-only proxy).
-func (b *bench) measure(ctx context.Context, path string, tcp, udp netip.AddrPort, withUDP bool) plane.BenchPath {
-	p := plane.BenchPath{Path: path, Values: map[plane.Metric]float64{}, NA: map[plane.Metric]string{}, Errors: map[plane.Metric]string{}}
+// benchPath is one path being measured: where its load goes, and what it
+// adds while one of its figures is measured.
+type benchPath struct {
+	plane.BenchPath
+	tcp, udp netip.AddrPort
+	withUDP  bool
+	// setup and teardown, when set, add and remove what the path needs
+	// around each figure.
+	setup, teardown func() error
+}
+
+type benchFigure int
+
+const (
+	figBulk benchFigure = iota
+	figConns
+	figUDP
+	figRR
+)
+
+// measure measures one figure on one path.
+func (b *bench) measure(p *benchPath, fig benchFigure) {
 	d := b.spec.Duration
 	fail := func(err error, ms ...plane.Metric) {
 		for _, m := range ms {
 			p.Errors[m] = err.Error()
 		}
 	}
-	if bps, err := loadgen.Bulk(b.enter, tcp, d); err != nil {
-		fail(err, plane.MetricTCPBulk)
-	} else {
-		p.Values[plane.MetricTCPBulk] = bps
-	}
-	if ctx.Err() != nil {
-		return p
-	}
-	workers := max(runtime.NumCPU(), 2)
-	if cr, err := loadgen.Conns(b.enter, tcp, d, workers, b.t.Pod); err != nil {
-		fail(err, plane.MetricConnPerS)
-	} else {
-		p.Values[plane.MetricConnPerS] = cr.PerSec
-	}
-	if ctx.Err() != nil {
-		return p
-	}
-	if withUDP {
-		if ur, err := loadgen.UDP(b.enter, udp, d, b.spec.UDPRate); err != nil {
+	switch fig {
+	case figBulk:
+		if bps, err := loadgen.Bulk(b.enter, p.tcp, d); err != nil {
+			fail(err, plane.MetricTCPBulk)
+		} else {
+			p.Values[plane.MetricTCPBulk] = bps
+		}
+	case figConns:
+		workers := max(runtime.NumCPU(), 2)
+		if cr, err := loadgen.Conns(b.enter, p.tcp, d, workers, b.t.Pod); err != nil {
+			fail(err, plane.MetricConnPerS)
+		} else {
+			p.Values[plane.MetricConnPerS] = cr.PerSec
+		}
+	case figUDP:
+		if ur, err := loadgen.UDP(b.enter, p.udp, d, b.spec.UDPRate); err != nil {
 			fail(err, plane.MetricUDPPPS, plane.MetricUDPLoss)
 		} else {
 			p.Values[plane.MetricUDPPPS] = ur.PerSec
 			p.Values[plane.MetricUDPLoss] = ur.LossPercent
 		}
-	} else {
-		p.NA[plane.MetricUDPPPS] = path + " does not forward UDP"
-		p.NA[plane.MetricUDPLoss] = path + " does not forward UDP"
+	case figRR:
+		if rr, err := loadgen.RR(b.enter, p.tcp, d); err != nil {
+			fail(err, plane.MetricRRP50, plane.MetricRRP99)
+		} else {
+			p.Values[plane.MetricRRP50] = float64(rr.P50.Nanoseconds()) / 1e3
+			p.Values[plane.MetricRRP99] = float64(rr.P99.Nanoseconds()) / 1e3
+		}
 	}
-	if ctx.Err() != nil {
-		return p
-	}
-	if rr, err := loadgen.RR(b.enter, tcp, d); err != nil {
-		fail(err, plane.MetricRRP50, plane.MetricRRP99)
-	} else {
-		p.Values[plane.MetricRRP50] = float64(rr.P50.Nanoseconds()) / 1e3
-		p.Values[plane.MetricRRP99] = float64(rr.P99.Nanoseconds()) / 1e3
-	}
-	return p
 }
 
-// kernelDNAT measures the pod's node's nodePorts with nftables DNAT rules
-// in its namespace, as kube-proxy's nftables mode installs them (iptables
-// where nft is missing), removed afterwards. The rules catch the packets
-// in prerouting, before nplab's proxy sockets could see them.
-func (b *bench) kernelDNAT(ctx context.Context, n *node) plane.BenchPath {
+// kernelDNAT is the pod's node's nodePorts with nftables DNAT rules in
+// its namespace, as kube-proxy's nftables mode installs them (iptables
+// where nft is missing), in place only while one of its figures is
+// measured. The rules catch the packets in prerouting, before nplab's
+// proxy sockets could see them.
+func (b *bench) kernelDNAT(ctx context.Context, n *node) *benchPath {
 	tcpFront := netip.AddrPortFrom(n.spec.IP, b.t.TCPNodePort)
 	udpFront := netip.AddrPortFrom(n.spec.IP, b.t.UDPNodePort)
-	var install, remove func() error
-	var detail string
+	p := &benchPath{BenchPath: plane.BenchPath{Path: plane.PathKernelDNAT}, tcp: tcpFront, udp: udpFront, withUDP: true}
 	switch {
 	case haveProgram("nft"):
 		script := nftDNAT(tcpFront, udpFront, b.t.TCP, b.t.UDP)
-		install = func() error { return b.run(ctx, n.host, script, "nft", "-f", "-") }
-		remove = func() error { return b.run(ctx, n.host, "delete table ip "+benchTable+"\n", "nft", "-f", "-") }
-		detail = fmt.Sprintf("nft table ip %s in %s: dnat tcp %s → %s, udp %s → %s, masquerade (kube-proxy's nftables mode)", benchTable, n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
+		p.setup = func() error { return b.run(ctx, n.host, script, "nft", "-f", "-") }
+		p.teardown = func() error { return b.run(ctx, n.host, "delete table ip "+benchTable+"\n", "nft", "-f", "-") }
+		p.Detail = fmt.Sprintf("nft table ip %s in %s: dnat tcp %s → %s, udp %s → %s, masquerade (kube-proxy's nftables mode)", benchTable, n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
 	case haveProgram("iptables-restore") && haveProgram("iptables"):
-		install = func() error {
+		p.setup = func() error {
 			return b.run(ctx, n.host, iptablesDNAT(tcpFront, udpFront, b.t.TCP, b.t.UDP), "iptables-restore", "--noflush")
 		}
-		remove = func() error {
+		p.teardown = func() error {
 			var errs []error
 			for _, args := range [][]string{
 				{"-t", "nat", "-D", "PREROUTING", "-j", "NPLAB-BENCH"},
@@ -193,18 +228,18 @@ func (b *bench) kernelDNAT(ctx context.Context, n *node) plane.BenchPath {
 			}
 			return errors.Join(errs...)
 		}
-		detail = fmt.Sprintf("iptables nat chains NPLAB-BENCH in %s: DNAT tcp %s → %s, udp %s → %s, MASQUERADE (kube-proxy's iptables mode; nft is not installed)", n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
+		p.Detail = fmt.Sprintf("iptables nat chains NPLAB-BENCH in %s: DNAT tcp %s → %s, udp %s → %s, MASQUERADE (kube-proxy's iptables mode; nft is not installed)", n.spec.Name, tcpFront, b.t.TCP, udpFront, b.t.UDP)
 	default:
-		return plane.BenchPath{Path: plane.PathKernelDNAT, Skipped: "neither nft nor iptables is installed (apt-get install nftables)"}
+		p.Skipped = "neither nft nor iptables is installed (apt-get install nftables)"
 	}
-	if err := install(); err != nil {
-		remove()
-		return plane.BenchPath{Path: plane.PathKernelDNAT, Skipped: "installing the DNAT rules failed: " + err.Error()}
-	}
-	p := b.measure(ctx, plane.PathKernelDNAT, tcpFront, udpFront, true)
-	p.Detail = detail
-	if err := remove(); err != nil {
-		p.Errors[plane.Metric("cleanup")] = "removing the DNAT rules: " + err.Error()
+	if p.setup != nil {
+		setup := p.setup
+		p.setup = func() error {
+			if err := setup(); err != nil {
+				return fmt.Errorf("installing the DNAT rules failed: %w", err)
+			}
+			return nil
+		}
 	}
 	return p
 }
@@ -244,26 +279,22 @@ func iptablesDNAT(tcpFront, udpFront, tcpPod, udpPod netip.AddrPort) string {
 	return s.String()
 }
 
-// peer measures haproxy or socat run in the pod's node, forwarding
-// node IP:port to the pod; skipped when the program is not installed.
-func (b *bench) peer(ctx context.Context, n *node, path string) plane.BenchPath {
+// peer is haproxy or socat run in the pod's node, forwarding node
+// IP:port to the pod, started before each of its figures and stopped
+// after; skipped when the program is not installed.
+func (b *bench) peer(ctx context.Context, n *node, path string) *benchPath {
+	p := &benchPath{BenchPath: plane.BenchPath{Path: path}}
 	var port uint16
-	var argv []string
-	var detail string
-	withUDP := false
+	var argvs [][]string
+	var conf string
 	switch path {
 	case plane.PathHAProxy:
 		if !haveProgram("haproxy") {
-			return plane.BenchPath{Path: path, Skipped: "haproxy is not installed (apt-get install haproxy)"}
+			p.Skipped = "haproxy is not installed (apt-get install haproxy)"
+			return p
 		}
 		port = haproxyPort
-		dir, err := os.MkdirTemp("", "nplab-bench-haproxy")
-		if err != nil {
-			return plane.BenchPath{Path: path, Skipped: err.Error()}
-		}
-		defer os.RemoveAll(dir)
-		cfg := filepath.Join(dir, "haproxy.cfg")
-		conf := fmt.Sprintf(`global
+		conf = fmt.Sprintf(`global
 	maxconn 4000
 defaults
 	mode tcp
@@ -276,60 +307,71 @@ frontend bench
 backend pod
 	server pod %s
 `, n.spec.IP, port, b.t.TCP)
-		if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-			return plane.BenchPath{Path: path, Skipped: err.Error()}
-		}
-		argv = []string{"haproxy", "-db", "-f", cfg}
-		detail = fmt.Sprintf("haproxy (mode tcp) in %s: %s:%d → %s; no UDP", n.spec.Name, n.spec.IP, port, b.t.TCP)
+		argvs = [][]string{{"haproxy", "-db", "-f", ""}} // the file, once written
+		p.Detail = fmt.Sprintf("haproxy (mode tcp) in %s: %s:%d → %s; no UDP", n.spec.Name, n.spec.IP, port, b.t.TCP)
 	case plane.PathSocat:
 		if !haveProgram("socat") {
-			return plane.BenchPath{Path: path, Skipped: "socat is not installed (apt-get install socat)"}
+			p.Skipped = "socat is not installed (apt-get install socat)"
+			return p
 		}
 		port = socatPort
-		withUDP = true
-		argv = []string{"socat", "-T", "5", fmt.Sprintf("TCP4-LISTEN:%d,bind=%s,fork,reuseaddr,backlog=1024", port, n.spec.IP), "TCP4:" + b.t.TCP.String()}
-		detail = fmt.Sprintf("socat in %s: %s:%d → %s, TCP and UDP (a process per connection or UDP peer)", n.spec.Name, n.spec.IP, port, b.t.TCP)
+		p.withUDP = true
+		argvs = [][]string{
+			{"socat", "-T", "5", fmt.Sprintf("TCP4-LISTEN:%d,bind=%s,fork,reuseaddr,backlog=1024", port, n.spec.IP), "TCP4:" + b.t.TCP.String()},
+			{"socat", "-T", "5", fmt.Sprintf("UDP4-LISTEN:%d,bind=%s,fork,reuseaddr", port, n.spec.IP), "UDP4:" + b.t.UDP.String()},
+		}
+		p.Detail = fmt.Sprintf("socat in %s: %s:%d → %s, TCP and UDP (a process per connection or UDP peer)", n.spec.Name, n.spec.IP, port, b.t.TCP)
 	}
+	front := netip.AddrPortFrom(n.spec.IP, port)
+	p.tcp, p.udp = front, front
 	var cmds []*exec.Cmd
-	stderr := &tailWriter{}
-	defer func() {
+	var dir string
+	p.teardown = func() error {
 		for _, cmd := range cmds {
 			// The program and every process it forked (socat's children).
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			cmd.Wait()
 		}
-	}()
-	start := func(argv []string) error {
-		cmd, err := netsim.Command(ctx, n.host, argv[0], argv[1:]...)
-		if err != nil {
-			return err
+		cmds = nil
+		if dir != "" {
+			os.RemoveAll(dir)
+			dir = ""
 		}
-		cmd.Stdout, cmd.Stderr = nil, stderr
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
-		}
-		cmds = append(cmds, cmd)
 		return nil
 	}
-	if err := start(argv); err != nil {
-		return plane.BenchPath{Path: path, Skipped: err.Error()}
-	}
-	if withUDP {
-		udpArgv := []string{"socat", "-T", "5", fmt.Sprintf("UDP4-LISTEN:%d,bind=%s,fork,reuseaddr", port, n.spec.IP), "UDP4:" + b.t.UDP.String()}
-		if err := start(udpArgv); err != nil {
-			return plane.BenchPath{Path: path, Skipped: err.Error()}
+	p.setup = func() error {
+		if conf != "" {
+			var err error
+			if dir, err = os.MkdirTemp("", "nplab-bench-"+path); err != nil {
+				return err
+			}
+			cfg := filepath.Join(dir, path+".cfg")
+			if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+				return err
+			}
+			argvs[0][len(argvs[0])-1] = cfg
 		}
-	}
-	front := netip.AddrPortFrom(n.spec.IP, port)
-	if err := b.waitListening(ctx, front); err != nil {
-		msg := fmt.Sprintf("%s did not start listening on %s: %v", path, front, err)
-		if out := stderr.String(); out != "" {
-			msg += "; it said: " + out
+		stderr := &tailWriter{}
+		for _, argv := range argvs {
+			cmd, err := netsim.Command(ctx, n.host, argv[0], argv[1:]...)
+			if err != nil {
+				return err
+			}
+			cmd.Stdout, cmd.Stderr = nil, stderr
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+			}
+			cmds = append(cmds, cmd)
 		}
-		return plane.BenchPath{Path: path, Skipped: msg}
+		if err := b.waitListening(ctx, front); err != nil {
+			msg := fmt.Sprintf("%s did not start listening on %s: %v", path, front, err)
+			if out := stderr.String(); out != "" {
+				msg += "; it said: " + out
+			}
+			return errors.New(msg)
+		}
+		return nil
 	}
-	p := b.measure(ctx, path, front, front, withUDP)
-	p.Detail = detail
 	return p
 }
 
