@@ -394,7 +394,7 @@ func vsDirect(m plane.Metric, v, direct float64, isDirect bool) string {
 	case direct == 0:
 		return ""
 	case m == plane.MetricRRP50 || m == plane.MetricRRP99:
-		return fmt.Sprintf("%.2f×  %+.0f µs", v/direct, v-direct)
+		return fmt.Sprintf("%.2f×  %+.0f µs", v/direct, math.Round(v-direct)+0) // +0: never "-0"
 	}
 	return fmt.Sprintf("%.2f×", v/direct)
 }

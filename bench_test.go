@@ -217,3 +217,23 @@ func TestBenchJSON(t *testing.T) {
 	}
 	t.Logf("stderr:\n%s", &stderr)
 }
+
+func TestVsDirect(t *testing.T) {
+	for _, tc := range []struct {
+		m         plane.Metric
+		v, direct float64
+		isDirect  bool
+		want      string
+	}{
+		{plane.MetricRRP50, 24.8, 25.1, false, "0.99×  +0 µs"},
+		{plane.MetricRRP50, 41, 25, false, "1.64×  +16 µs"},
+		{plane.MetricTCPBulk, 2e9, 4e9, false, "0.50×"},
+		{plane.MetricUDPLoss, 2.5, 0, false, "+2.5 points"},
+		{plane.MetricConnPerS, 100, 0, false, ""},
+		{plane.MetricConnPerS, 100, 100, true, "(the floor)"},
+	} {
+		if got := vsDirect(tc.m, tc.v, tc.direct, tc.isDirect); got != tc.want {
+			t.Errorf("vsDirect(%s, %v, %v) = %q, want %q", tc.m, tc.v, tc.direct, got, tc.want)
+		}
+	}
+}
