@@ -120,7 +120,7 @@ func TestBenchJSON(t *testing.T) {
 	if testenv.InVM() {
 		t.Skip("skipping: the bench measures the host, not an emulated CPU")
 	}
-	cmd := nplabCmd("bench", "--duration", "300ms", "--json", "--lab-sizes", "3x2")
+	cmd := nplabCmd("bench", "--duration", "300ms", "--json", "--lab-sizes", "3x2", "--peers")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -173,15 +173,27 @@ func TestBenchJSON(t *testing.T) {
 	if rep.Machine.CPUs < 1 {
 		t.Errorf("machine.cpus = %d", rep.Machine.CPUs)
 	}
-	paths := []string{plane.PathDirect, plane.PathNodePortLocal, plane.PathNodePortHop, plane.PathKernelDNAT}
-	for _, s := range rep.Machine.Skipped {
-		if s.Path == plane.PathKernelDNAT && s.Reason != "" && !testenv.Required("nft") {
-			t.Logf("kernel-dnat skipped: %s", s.Reason)
-			paths = paths[:3]
+	// Every path is measured, or skipped with the reason: kernel-dnat
+	// without nft and iptables, the peers where they are not installed.
+	var paths []string
+	for _, p := range plane.BenchPaths {
+		i := slices.IndexFunc(rep.Machine.Skipped, func(s struct{ Path, Reason string }) bool { return s.Path == p })
+		switch {
+		case i < 0:
+			paths = append(paths, p)
+		case rep.Machine.Skipped[i].Reason == "":
+			t.Errorf("path %s skipped without a reason", p)
+		case p == plane.PathKernelDNAT && testenv.Required("nft"), p == plane.PathDirect, p == plane.PathNodePortLocal, p == plane.PathNodePortHop:
+			t.Errorf("path %s skipped: %s", p, rep.Machine.Skipped[i].Reason)
+		default:
+			t.Logf("%s skipped: %s", p, rep.Machine.Skipped[i].Reason)
 		}
 	}
 	for _, p := range paths {
 		for _, m := range plane.Metrics {
+			if p == plane.PathHAProxy && (m == plane.MetricUDPPPS || m == plane.MetricUDPLoss) {
+				continue // haproxy forwards TCP only
+			}
 			i := slices.IndexFunc(rep.Results, func(r struct {
 				Path   string   `json:"path"`
 				Metric string   `json:"metric"`
