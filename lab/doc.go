@@ -148,6 +148,11 @@
 // the lab owns runs it outside the lab's lock; a public method returns once
 // what it queued has run, so an Apply returns with its listeners in place.
 //
+// [Lab.Bench] measures the paths from the outside client to the pod behind
+// a NodePort Service ([BenchManifest]) when the data plane implements
+// [plane.Bencher] (the Linux one does), and [TimeLab] times a whole lab up
+// and down; `nplab bench` is both.
+//
 // # The Kubernetes API
 //
 // [Lab.Create], [Lab.Update], [Lab.Get] and [Lab.DeleteObject] are the REST

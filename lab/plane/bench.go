@@ -55,12 +55,6 @@ const (
 // Metrics lists every metric in the order a report shows them.
 var Metrics = []Metric{MetricTCPBulk, MetricConnPerS, MetricUDPPPS, MetricUDPLoss, MetricRRP50, MetricRRP99}
 
-// LowerIsBetter reports whether a smaller value of m is better (loss,
-// latency).
-func (m Metric) LowerIsBetter() bool {
-	return m == MetricUDPLoss || m == MetricRRP50 || m == MetricRRP99
-}
-
 // BenchSpec is what a bench measures and for how long.
 type BenchSpec struct {
 	// Duration is how long each figure is measured on each path; 0 means
