@@ -215,13 +215,23 @@ spec:
 		}
 	}
 	target := netip.AddrPortFrom(l.topo.Nodes[0].IP, 30080)
+	// Send waits up to a second for the flow of a refused request (the
+	// node's kernel may report one), so each attempt is bounded: 50 ms,
+	// longer only after an attempt that timed out, in case a busy lab
+	// answers slowly.
+	attempt := 50 * time.Millisecond
 	for {
-		rep, err := l.Send(ctx, plane.Request{From: plane.ClientHost, Protocol: "TCP", Target: target, Message: "/hostname", Timeout: time.Second})
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		rep, err := l.Send(actx, plane.Request{From: plane.ClientHost, Protocol: "TCP", Target: target, Message: "/hostname", Timeout: attempt})
+		cancel()
 		if err == nil && rep.Result == plane.FlowOK {
 			break
 		}
 		if ctx.Err() != nil {
 			return res, fmt.Errorf("lab %q: no answer through %s: %v", cfg.Name, target, ctx.Err())
+		}
+		if err == nil && rep.Result == plane.FlowTimedOut {
+			attempt = min(2*attempt, 2*time.Second)
 		}
 		time.Sleep(time.Millisecond)
 	}
