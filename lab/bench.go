@@ -249,19 +249,30 @@ spec:
 	return res, nil
 }
 
+// namespacesOf lists a lab's namespaces the kernel still has; package
+// lab/dataplane registers it. Nil: WaitRemoved cannot tell, and returns.
+var namespacesOf func(lab string) ([]string, error)
+
+// RegisterNamespaces makes f the list of a lab's namespaces that
+// WaitRemoved polls. Package lab/dataplane calls it.
+func RegisterNamespaces(f func(lab string) ([]string, error)) {
+	driverMu.Lock()
+	defer driverMu.Unlock()
+	namespacesOf = f
+}
+
 // WaitRemoved waits until the machine lists none of lab name's
 // namespaces, or ctx ends.
 // Equivalent to: while ip netns list | grep -q "^nplab-<name>-"; do sleep 0.001; done
 func WaitRemoved(ctx context.Context, name string) error {
-	d, err := registered()
-	if err != nil {
-		return err
-	}
-	if d.Namespaces == nil {
+	driverMu.Lock()
+	list := namespacesOf
+	driverMu.Unlock()
+	if list == nil {
 		return nil
 	}
 	for {
-		left, err := d.Namespaces(name)
+		left, err := list(name)
 		if err != nil {
 			return fmt.Errorf("lab %q: listing its namespaces: %w", name, err)
 		}

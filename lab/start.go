@@ -27,9 +27,6 @@ type Driver struct {
 	CleanAll func() ([]string, error)
 	// Labs lists the labs the machine has a record of; nil means none.
 	Labs func() ([]LabInfo, error)
-	// Namespaces lists a lab's namespaces the kernel still has (for
-	// WaitRemoved); nil means it cannot tell.
-	Namespaces func(lab string) ([]string, error)
 }
 
 // LabInfo is a lab this machine has a record of (under /run/nplab, for the

@@ -22,7 +22,7 @@ import (
 )
 
 func init() {
-	lab.RegisterDriver(lab.Driver{New: nodes.NewDataPlane, Clean: clean, CleanAll: cleanAll, Labs: labs, Namespaces: netsim.Namespaces})
+	lab.RegisterDriver(lab.Driver{New: nodes.NewDataPlane, Clean: clean, CleanAll: cleanAll, Labs: labs})
 }
 
 // labs reads the state records netsim keeps, one per lab.
