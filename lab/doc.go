@@ -143,6 +143,10 @@
 // ready, stop or start its app, take a node's link down or up, add delay,
 // jitter, loss or a rate limit to a link (an error wrapping
 // plane.ErrNotSupported, with the reason, where the kernel has no netem).
+// [Lab.Bench] measures the paths from the outside client to the pod behind
+// a NodePort Service ([BenchManifest]) when the data plane implements
+// [plane.Bencher] (the Linux one does), and [TimeLab] times a whole lab up
+// and down: `nplab bench` is both.
 //
 // # The data plane
 //

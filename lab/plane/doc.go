@@ -18,6 +18,9 @@
 //     states, last terminations and restart counts;
 //   - traffic a student sends: [Request] and [Reply];
 //   - faults: [Impairment] of a node's link;
+//   - `nplab bench`: [BenchSpec], [BenchTarget], the [Metric]s and a
+//     [BenchPath]'s figures, and [Bencher], which a data plane may
+//     implement;
 //   - the two interfaces: [DataPlane], what the control plane drives, and
 //     [Control], the handle through which the data plane reports back.
 //     Only the data plane receives a Control; front ends never see one.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nplab/nplab/nodes/loadgen"
 )
 
 // Host is where an app opens its sockets: the pod's network namespace
@@ -121,6 +123,23 @@ func Start(ctx context.Context, host Host, hostname string, specs []Spec) (*App,
 				a.addrs = append(a.addrs, Listening{"SCTP", p, l.Addr()})
 				a.wg.Go(func() { a.serveSCTP(l) })
 			}
+		}
+		for _, p := range s.Bench {
+			l, err := host.Listen(ctx, "tcp4", ":"+strconv.Itoa(int(p)))
+			if err != nil {
+				a.Stop()
+				return nil, fmt.Errorf("container %q (%s): listen on TCP port %d: %w", s.Container, s.Kind, p, err)
+			}
+			pc, err := host.ListenPacket(ctx, "udp4", ":"+strconv.Itoa(int(p)))
+			if err != nil {
+				l.Close()
+				a.Stop()
+				return nil, fmt.Errorf("container %q (%s): listen on UDP port %d: %w", s.Container, s.Kind, p, err)
+			}
+			a.mu.Lock()
+			a.closers = append(a.closers, loadgen.Serve(hostname, l, pc))
+			a.addrs = append(a.addrs, Listening{"TCP", p, l.Addr()}, Listening{"UDP", p, pc.LocalAddr()})
+			a.mu.Unlock()
 		}
 		// netexec's UDP and SCTP servers set serverReady once they listen.
 		if len(s.UDP) > 0 || len(s.SCTP) > 0 {

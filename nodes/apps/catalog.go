@@ -9,6 +9,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nplab/nplab/lab/plane"
 )
 
 // Kind is which program a container runs, as the catalog recognises it.
@@ -46,6 +48,12 @@ const (
 	// KindWhoami is traefik/whoami: the hostname, IPs and request, on
 	// --port or $WHOAMI_PORT_NUMBER (80).
 	KindWhoami Kind = "whoami"
+
+	// KindLoadgen is nplab's own bench server (plane.BenchImage,
+	// "nplab/loadgen", package nodes/loadgen): `nplab bench` runs it. It
+	// listens on each containerPort for TCP and UDP (5201 when none is
+	// declared). It is no registry's image.
+	KindLoadgen Kind = "loadgen"
 )
 
 // Spec is what one container's app listens on and how it answers. Ports are
@@ -57,6 +65,9 @@ type Spec struct {
 	HTTP      []uint16 // TCP ports serving HTTP
 	UDP       []uint16 // UDP ports answering netexec commands
 	SCTP      []uint16 // SCTP ports answering netexec commands
+	// Bench are the ports of nplab's bench server (KindLoadgen), each
+	// for TCP and UDP.
+	Bench []uint16
 	// Text is http-echo's -text.
 	Text string
 	// DelayShutdown is netexec's --delay-shutdown: after SIGTERM the servers
@@ -98,9 +109,9 @@ type Exit struct {
 func (s Spec) Listens(protocol string, port uint16) bool {
 	switch strings.ToUpper(protocol) {
 	case "", "TCP":
-		return slices.Contains(s.HTTP, port)
+		return slices.Contains(s.HTTP, port) || slices.Contains(s.Bench, port)
 	case "UDP":
-		return slices.Contains(s.UDP, port)
+		return slices.Contains(s.UDP, port) || slices.Contains(s.Bench, port)
 	case "SCTP":
 		return slices.Contains(s.SCTP, port)
 	}
@@ -123,6 +134,7 @@ func (s Spec) Describe() string {
 	add("HTTP", s.HTTP)
 	add("UDP", s.UDP)
 	add("SCTP", s.SCTP)
+	add("TCP and UDP", s.Bench)
 	if len(parts) == 0 {
 		return string(s.Kind) + ": no server"
 	}
@@ -170,6 +182,8 @@ func imageKind(repo string) (Kind, bool) {
 		return KindHelloGo, true
 	case r == "traefik/whoami", r == "containous/whoami":
 		return KindWhoami, true
+	case r == plane.BenchImage:
+		return KindLoadgen, true
 	}
 	return "", false
 }
@@ -258,6 +272,13 @@ func FromContainer(c corev1.Container) (Spec, []string) {
 		}
 	case KindNginx:
 		s.HTTP = []uint16{80}
+	case KindLoadgen:
+		for _, p := range c.Ports {
+			s.Bench = appendPort(s.Bench, p.ContainerPort)
+		}
+		if len(s.Bench) == 0 {
+			s.Bench = []uint16{5201}
+		}
 	case KindEchoserver, KindEchoServer, KindHelloApp, KindHelloGo, KindWhoami:
 		notices = append(notices, tutorialSpec(&s, argv, imageTag(c.Image))...)
 	case KindHTTPEcho:
