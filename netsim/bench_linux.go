@@ -67,7 +67,7 @@ func DelRoute(h Host, r Route) error {
 		return fmt.Errorf("delete route in host %v: %w", h, ErrNotSupported)
 	}
 	err := lh.withNetlink(func(nlh netlinksafe.Handle) error {
-		nr, err := netlinkRoute(nlh, r)
+		nr, err := lh.netlinkRoute(nlh, r)
 		if err != nil {
 			return err
 		}
