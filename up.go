@@ -124,6 +124,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 			}
 		}
 	}
+	if rec, err := readRecord(o.name); err == nil && alive(rec.PID) { // a rootless lab's (labs.go)
+		return fmt.Errorf("lab %q is already running (pid %d): stop it first, or start this one with another --name", o.name, rec.PID)
+	}
 
 	// Ctrl-C, kill, a closed terminal or ssh session, Ctrl-\: every way a
 	// foreground lab is told to stop removes what it built.
@@ -302,7 +305,7 @@ func printLab(w io.Writer, r *lab.Lab) {
 		}
 	}
 	if len(lines) > 0 {
-		fmt.Fprintln(w, "\nReach the NodePorts from the outside client (in another terminal, as root):")
+		fmt.Fprintln(w, "\nReach the NodePorts from the outside client (in another terminal):")
 		fmt.Fprintln(w, strings.Join(lines, "\n"))
 	}
 }
