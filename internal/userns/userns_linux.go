@@ -29,6 +29,9 @@ type Options struct {
 	// Stdin, Stdout, Stderr default to this process's.
 	Stdin          *os.File
 	Stdout, Stderr *os.File
+	// Private keeps everything in the namespaces: RunDir is the private
+	// /run/nplab and no host listeners are served (tests).
+	Private bool
 }
 
 // Run re-executes this program (/proc/self/exe) with opts.Args in a new
@@ -42,9 +45,12 @@ type Options struct {
 // Where the kernel refuses the user namespace, the error is a
 // *DisabledError naming the setting that forbids it.
 func Run(opts Options) (int, error) {
-	dir, err := MakeRunDir()
-	if err != nil {
-		return 0, err
+	dir := RootRunDir
+	if !opts.Private {
+		var err error
+		if dir, err = MakeRunDir(); err != nil {
+			return 0, err
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -61,10 +67,12 @@ func Run(opts Options) (int, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	cmd.Env = append(withoutVars(env, EnvInside, EnvRunDir, envBroker),
-		EnvInside+"=1", EnvRunDir+"="+dir, envBroker+"=3")
+	cmd.Env = append(withoutVars(env, EnvInside, EnvRunDir, envBroker), EnvInside+"=1", EnvRunDir+"="+dir)
+	if !opts.Private {
+		cmd.Env = append(cmd.Env, envBroker+"=3")
+		cmd.ExtraFiles = []*os.File{innerSock}
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = orStd(opts.Stdin, os.Stdin), orStd(opts.Stdout, os.Stdout), orStd(opts.Stderr, os.Stderr)
-	cmd.ExtraFiles = []*os.File{innerSock}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET,
 		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
@@ -149,6 +157,11 @@ func Setup() error {
 	if os.Getenv(EnvInside) != "1" {
 		return nil
 	}
+	// The listener socket is this process's, not its children's.
+	if v := os.Getenv(envBroker); v != "" {
+		brokerFD, _ = strconv.Atoi(v)
+		os.Unsetenv(envBroker)
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("rootless mode: make / private: %w", err)
 	}
@@ -156,7 +169,7 @@ func Setup() error {
 	// them, bound back through their descriptors.
 	var keep []string
 	for _, d := range []string{os.Getenv("XDG_RUNTIME_DIR"), os.Getenv(EnvRunDir)} {
-		if d != "" && filepath.IsAbs(d) && strings.HasPrefix(filepath.Clean(d)+"/", "/run/") {
+		if d != "" && filepath.IsAbs(d) && strings.HasPrefix(filepath.Clean(d)+"/", "/run/") && filepath.Clean(d) != RootRunDir {
 			keep = append(keep, filepath.Clean(d))
 		}
 	}
@@ -252,6 +265,7 @@ func serveListeners(c *net.UnixConn) {
 }
 
 var (
+	brokerFD   = -1 // set by Setup
 	brokerOnce sync.Once
 	broker     *net.UnixConn
 	brokerErr  error
@@ -263,16 +277,11 @@ var (
 // opened by the outer process (Run) and handed in. Outside nplab's user
 // namespace it is net.Listen("tcp", "127.0.0.1:0").
 func ListenHost() (net.Listener, error) {
-	if !Inside() || os.Getenv(envBroker) == "" {
+	if !Inside() || brokerFD < 0 {
 		return net.Listen("tcp", "127.0.0.1:0")
 	}
 	brokerOnce.Do(func() {
-		fd, err := strconv.Atoi(os.Getenv(envBroker))
-		if err != nil {
-			brokerErr = fmt.Errorf("%s=%q: %w", envBroker, os.Getenv(envBroker), err)
-			return
-		}
-		f := os.NewFile(uintptr(fd), "nplab-listener-broker")
+		f := os.NewFile(uintptr(brokerFD), "nplab-listener-broker")
 		c, err := net.FileConn(f) // a duplicate, close-on-exec
 		f.Close()
 		if err != nil {

@@ -14,6 +14,7 @@ type Options struct {
 	Env            []string
 	Stdin          *os.File
 	Stdout, Stderr *os.File
+	Private        bool
 }
 
 // ErrNotSupported: user namespaces are Linux's.
