@@ -238,9 +238,10 @@ func TestRootlessDisabled(t *testing.T) {
 	sh.Env = u.env()
 	sh.Dir = u.home
 	sh.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
+		Cloneflags:                 syscall.CLONE_NEWUSER,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
+		GidMappingsEnableSetgroups: true, // setpriv --clear-groups
 	}
 	out, err := sh.CombinedOutput()
 	ee, ok := err.(*exec.ExitError)
