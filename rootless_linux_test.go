@@ -248,6 +248,7 @@ func TestRootlessDisabled(t *testing.T) {
 	if !ok || ee.ExitCode() != 1 {
 		t.Fatalf("nplab up with user namespaces disabled: %v, want exit status 1:\n%s", err, out)
 	}
+	t.Logf("nplab up said:\n%s", out)
 	for _, want := range []string{"user.max_user_namespaces = 0", "sudo", "no space left on device"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the error does not say %q:\n%s", want, out)
