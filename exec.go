@@ -48,14 +48,15 @@ else the only running lab (nplab ls lists them).`,
 					return err
 				}
 			}
-			if userns.Inside() {
-				// Entered by the rootless path below: the lab's
-				// namespaces are here.
-				return lab.Exec(name, host, argv)
-			}
 			rec, err := execLab(name)
 			if err != nil {
 				return err
+			}
+			if userns.Inside() {
+				// In the lab's user and mount namespaces already
+				// (entered by the rootless path below): its named
+				// network namespaces are here.
+				return lab.Exec(rec.Name, host, argv)
 			}
 			if rec.Rootless {
 				return userns.Enter(rec.PID, append([]string{"exec", "--name", rec.Name, host, "--"}, argv...))

@@ -255,3 +255,59 @@ func TestRootlessDisabled(t *testing.T) {
 		}
 	}
 }
+
+// TestExecInLabHosts: nplab exec runs a command in the client, a node and a
+// pod (by its name) of a running lab, with the command's own output and
+// exit status, and an unknown host is an error listing the hosts. As root,
+// or in the tests' user namespace (where the lab is as a rootless one sees it).
+func TestExecInLabHosts(t *testing.T) {
+	testenv.RequireRoot(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("skipping: no curl here")
+	}
+	lab := "ex" + randName(6)
+	up := nplabCmd("up", "--name", lab, "--ready-timeout", "60s")
+	var out bytes.Buffer
+	up.Stdout, up.Stderr = &out, &out
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- up.Wait() }()
+	t.Cleanup(func() {
+		_ = up.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			_ = up.Process.Kill()
+		}
+	})
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		if rec, err := readRecord(lab); err == nil && alive(rec.PID) {
+			break
+		}
+		if time.Since(start) > 90*time.Second {
+			t.Fatalf("lab %s not ready:\n%s", lab, out.String())
+		}
+	}
+	run := func(args ...string) (string, error) {
+		b, err := nplabCmd(append([]string{"exec", "--name", lab}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(b)), err
+	}
+	pod, err := run("client", "--", "curl", "-sS", "http://172.18.0.2:30080/hostname")
+	if err != nil || !strings.HasPrefix(pod, "web-") {
+		t.Fatalf("nplab exec client -- curl: %q, %v", pod, err)
+	}
+	if got, err := run("node-1", "--", "ip", "-br", "-4", "addr", "show", "eth0"); err != nil || !strings.Contains(got, "172.18.0.2/") {
+		t.Errorf("nplab exec node-1 -- ip addr: %q, %v", got, err)
+	}
+	if got, err := run(pod, "--", "ip", "-br", "-4", "addr", "show", "eth0"); err != nil || !strings.Contains(got, "10.244.") {
+		t.Errorf("nplab exec %s -- ip addr: %q, %v", pod, got, err)
+	}
+	if _, err := run("client", "--", "sh", "-c", "exit 4"); err == nil || err.(*exec.ExitError).ExitCode() != 4 {
+		t.Errorf("nplab exec client -- sh -c 'exit 4': %v, want exit status 4", err)
+	}
+	if got, err := run("nosuch", "--", "true"); err == nil || !strings.Contains(got, `no host "nosuch"`) || !strings.Contains(got, pod) {
+		t.Errorf("nplab exec nosuch: %q, %v; want an error listing the hosts, pods by name", got, err)
+	}
+}
