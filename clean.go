@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nplab/nplab/internal/userns"
 	"github.com/nplab/nplab/lab"
 )
 
@@ -42,7 +42,10 @@ $XDG_RUNTIME_DIR/nplab.`,
 				}
 			}
 			out := cmd.OutOrStdout()
-			if userns.Rootless() {
+			// Not root: the user's labs ran in user namespaces of their
+			// own, and only their records can be left. (Root, in a user
+			// namespace too, sees its labs' state as root does.)
+			if os.Geteuid() != 0 {
 				return cleanRootless(out, cmd.ErrOrStderr(), name, all)
 			}
 			if all {
