@@ -107,11 +107,13 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if err != nil {
 		return err
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
-	}
+	// Before the root check: without root, the background child runs in
+	// a user namespace (rootless.go).
 	if o.detach && os.Getenv(detachedEnv) == "" {
 		return runDetached(cmd, o) // labs.go
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
 	}
 	if len(files) == 0 {
 		files = []lab.File{{Name: "default.yaml", Data: lab.DefaultManifest}}
