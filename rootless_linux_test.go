@@ -317,3 +317,36 @@ func TestExecInLabHosts(t *testing.T) {
 		t.Errorf("nplab exec nosuch: %q, %v; want an error listing the hosts, pods by name", got, err)
 	}
 }
+
+// TestRootlessDetached: as an unprivileged user, nplab up -d returns once
+// the lab (in its user namespace) is ready; nplab down stops it and nothing
+// of it is left.
+func TestRootlessDetached(t *testing.T) {
+	requireMachineRoot(t)
+	u := newUnprivileged(t)
+	lab := "rd" + randName(6)
+	t.Cleanup(func() { _ = u.cmd("down", "--name", lab).Run() })
+	if out, err := u.cmd("up", "-d", "--name", lab, "--ready-timeout", "60s").CombinedOutput(); err != nil || !strings.Contains(string(out), "is ready") {
+		t.Fatalf("nplab up -d as the user: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(u.xdg, "nplab", lab+".up.json"))
+	var r upRecord
+	if err != nil || json.Unmarshal(b, &r) != nil || !r.Rootless {
+		t.Fatalf("the lab's record: %v\n%s", err, b)
+	}
+	if out, err := u.cmd("exec", "--name", lab, "client", "--", "true").CombinedOutput(); err != nil {
+		t.Errorf("nplab exec client -- true: %v\n%s", err, out)
+	}
+	if out, err := u.cmd("down", "--name", lab).CombinedOutput(); err != nil {
+		t.Fatalf("nplab down: %v\n%s", err, out)
+	}
+	for start := time.Now(); (alive(r.PID) || alive(r.Launcher)) && time.Since(start) < 10*time.Second; {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(r.PID) {
+		t.Errorf("the lab's process %d outlived nplab down", r.PID)
+	}
+	if left, _ := filepath.Glob(filepath.Join(u.xdg, "nplab", lab+"*")); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
