@@ -74,20 +74,20 @@ with metric one of tcp_bulk_bps, conn_per_s, udp_pps, udp_loss (percent),
 rr_p50_us, rr_p99_us; ratio_to_direct is null where direct's value is 0.
 "machine" says where it ran, and lists the paths it skipped, with why.
 
-It needs root (sudo), as every lab does, and takes about
+Like every lab, it runs in a user namespace without root. It takes about
 4 × (paths) × --duration, plus the timed labs (the 100-node lab takes tens of
 seconds). The exit status is 1 if a path that should carry the load failed.`
 
-const benchExamples = `  sudo nplab bench                                # every path, 2 s per figure, both timed labs
-  sudo nplab bench --duration 5s --peers          # longer, with haproxy and socat where installed
-  sudo nplab bench --json --lab-sizes none        # no timed labs, JSON for a script
-  sudo nplab bench --lab-sizes 3x2,20x5           # time a 3-node and a 20-node lab`
+const benchExamples = `  nplab bench                                # every path, 2 s per figure, both timed labs
+  nplab bench --duration 5s --peers          # longer, with haproxy and socat where installed
+  nplab bench --json --lab-sizes none        # no timed labs, JSON for a script
+  nplab bench --lab-sizes 3x2,20x5           # time a 3-node and a 20-node lab`
 
 func newBenchCmd() *cobra.Command {
 	o := &benchOptions{}
 	cmd := &cobra.Command{
 		Use:     "bench [--duration D] [--json] [--peers]",
-		Short:   "Measure the NodePort proxy against direct, kernel DNAT and other proxies (needs root)",
+		Short:   "Measure the NodePort proxy against direct, kernel DNAT and other proxies",
 		Long:    benchLong,
 		Example: benchExamples,
 		Args:    cobra.NoArgs,

@@ -20,7 +20,7 @@ and observed, and the scenario's hint where it fails.
 
 A student file that does not parse is a failed check (exit 1) with kubectl's
 parse error as what was observed. Exit statuses are those of "nplab run".`,
-		Example: `  sudo nplab check collision -f backend-service.yaml`,
+		Example: `  nplab check collision -f backend-service.yaml`,
 		Args:    scenarioArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {

@@ -3,8 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -21,9 +25,12 @@ func newCleanCmd() *cobra.Command {
 		Short: "Remove what a killed lab left behind (only nplab's own namespaces)",
 		Long: `Remove the namespaces and links a lab created, using the state file the lab
 keeps under /run/nplab. Nothing that is not recorded there is touched, whatever
-its name.`,
+its name. A lab run without root leaves no namespaces (the kernel removed them
+with its process): for those, clean removes the records a killed one left in
+$XDG_RUNTIME_DIR/nplab.`,
 		Example: `  sudo nplab clean --name demo
-  sudo nplab clean --all`,
+  sudo nplab clean --all
+  nplab clean --all          # without root: your rootless labs' records`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (name == "") == !all {
@@ -34,10 +41,13 @@ its name.`,
 					return err
 				}
 			}
-			if os.Geteuid() != 0 {
-				return errors.New("nplab clean removes network namespaces and needs root: run it with sudo")
-			}
 			out := cmd.OutOrStdout()
+			// Not root: the user's labs ran in user namespaces of their
+			// own, and only their records can be left. (Root, in a user
+			// namespace too, sees its labs' state as root does.)
+			if os.Geteuid() != 0 {
+				return cleanRootless(out, cmd.ErrOrStderr(), name, all)
+			}
 			if all {
 				labs, err := lab.CleanAll()
 				for _, l := range labs {
@@ -81,4 +91,52 @@ its name.`,
 	cmd.Flags().StringVar(&name, "name", "", "the lab to remove")
 	cmd.Flags().BoolVar(&all, "all", false, "remove every lab this machine has a state file for")
 	return cmd
+}
+
+// cleanRootless is nplab clean without root. A rootless lab's namespaces
+// live in its user namespace and went with its process; what a killed one
+// leaves is its records (kubeconfig, record, up -d's log) in the user's run
+// directory. A lab whose process still runs is left alone.
+func cleanRootless(out, errOut io.Writer, name string, all bool) error {
+	var names []string
+	if all {
+		paths, _ := filepath.Glob(filepath.Join(runDir(), "*"))
+		seen := map[string]bool{}
+		for _, p := range paths {
+			base := filepath.Base(p)
+			for _, ext := range []string{".up.json", ".kubeconfig", ".log"} {
+				if n, ok := strings.CutSuffix(base, ext); ok && checkLabName(n) == nil && !seen[n] {
+					seen[n] = true
+					names = append(names, n)
+				}
+			}
+		}
+		sort.Strings(names)
+	} else {
+		names = []string{name}
+	}
+	removed := 0
+	for _, n := range names {
+		if rec, err := readRecord(n); err == nil && alive(rec.PID) {
+			if !all {
+				return fmt.Errorf("lab %q is still running (process %d): stop it with nplab down --name %s", n, rec.PID, n)
+			}
+			fmt.Fprintf(errOut, "skipped: lab %q is still running (process %d): stop it with nplab down --name %s\n", n, rec.PID, n)
+			continue
+		}
+		left, _ := filepath.Glob(filepath.Join(runDir(), n+".*"))
+		if len(left) == 0 {
+			if !all {
+				return fmt.Errorf("lab %q not found (nplab has no record of it under %s)", n, runDir())
+			}
+			continue
+		}
+		removeLabFiles(n) // labs.go
+		removed++
+		fmt.Fprintf(out, "lab %q removed (its namespaces went with its process; its records are gone now)\n", n)
+	}
+	if all && removed == 0 {
+		fmt.Fprintln(out, "no labs to remove")
+	}
+	return nil
 }

@@ -20,7 +20,8 @@ func newKubectlCmd() *cobra.Command {
 		Short: "kubectl itself, against a running lab",
 		Long: `Run kubectl (k8s.io/kubectl, built in) against a running lab. Its
 kubeconfig is the lab named by NPLAB_LAB, else $KUBECONFIG when set, else the
-only running lab's (/run/nplab/<lab>.kubeconfig); --kubeconfig wins over all.
+only running lab's (/run/nplab/<lab>.kubeconfig; without root,
+$XDG_RUNTIME_DIR/nplab/<lab>.kubeconfig); --kubeconfig wins over all.
 Everything it prints, errors included, is kubectl's own.`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -60,7 +61,7 @@ func hasKubeconfigFlag(args []string) bool {
 // else $KUBECONFIG, else the only running lab's.
 func labKubeconfig() (string, error) {
 	if name := os.Getenv("NPLAB_LAB"); name != "" {
-		p := apiserver.KubeconfigPath("", name)
+		p := apiserver.KubeconfigPath(runDir(), name)
 		if _, err := os.Stat(p); err != nil {
 			return "", fmt.Errorf("NPLAB_LAB=%s: lab %q is not running (no %s)", name, name, p)
 		}
@@ -75,7 +76,7 @@ func labKubeconfig() (string, error) {
 	}
 	switch len(labs) {
 	case 0:
-		return "", errors.New("no lab is running: start one with `sudo nplab up -d` (or name a kubeconfig with --kubeconfig)")
+		return "", errors.New("no lab is running: start one with `nplab up -d` (or name a kubeconfig with --kubeconfig)")
 	case 1:
 		return labs[0].Kubeconfig, nil
 	}

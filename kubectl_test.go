@@ -60,7 +60,7 @@ func TestUpDetachKubectlDown(t *testing.T) {
 	if fi, err := os.Stat(cfg); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("kubeconfig %s: %v %v", cfg, fi, err)
 	}
-	if out := must("ls"); !regexp.MustCompile(`(?m)^` + lab + ` +3 +\d+ +\S+ +` + regexp.QuoteMeta(cfg) + `$`).MatchString(out) {
+	if out := must("ls"); !regexp.MustCompile(`(?m)^` + lab + ` +3 +\d+ +(root|rootless) +\S+ +` + regexp.QuoteMeta(cfg) + `$`).MatchString(out) {
 		t.Errorf("ls:\n%s", out)
 	}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
 
+	"github.com/nplab/nplab/internal/userns"
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/apiserver"
 )
@@ -24,7 +25,13 @@ import (
 // A running lab's record, /run/nplab/<lab>.up.json, is written by `nplab
 // up` once the lab is ready and removed when it stops: `nplab ls` lists
 // them, `nplab down` signals their process, `nplab up -d` waits for its
-// child's.
+// child's. A rootless lab's records are in the user's run directory,
+// $XDG_RUNTIME_DIR/nplab (see runDir).
+
+// runDir is where the running labs' records, kubeconfigs and logs are:
+// /run/nplab as root; a rootless user's own directory otherwise (outside
+// the lab's private /run, so the user's shell sees them).
+func runDir() string { return userns.RunDir() }
 
 func init() { subcommands = append(subcommands, newLsCmd, newDownCmd) }
 
@@ -35,11 +42,28 @@ type upRecord struct {
 	Started    time.Time `json:"started"`
 	Kubeconfig string    `json:"kubeconfig"`
 	Server     string    `json:"server"`
+	// Rootless: the lab runs in a user namespace (its namespaces are
+	// not in the host's `ip netns list`; `nplab exec` enters them).
+	Rootless bool `json:"rootless,omitempty"`
+	// Launcher is the process that started a rootless lab's process in
+	// its user namespace (the one `nplab up -d` started).
+	Launcher int `json:"launcher,omitempty"`
 }
 
-func recordPath(name string) string { return filepath.Join(apiserver.DefaultDir, name+".up.json") }
+// mode is how the lab runs, for `nplab ls`.
+func (r upRecord) mode() string {
+	if r.Rootless {
+		return "rootless"
+	}
+	return "root"
+}
+
+func recordPath(name string) string { return filepath.Join(runDir(), name+".up.json") }
 
 func writeRecord(rec upRecord) error {
+	if userns.Inside() {
+		rec.Rootless, rec.Launcher = true, os.Getppid()
+	}
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
@@ -62,7 +86,7 @@ func readRecord(name string) (upRecord, error) {
 
 // runningLabs are the labs with a record whose process is alive, by name.
 func runningLabs() ([]upRecord, error) {
-	paths, err := filepath.Glob(filepath.Join(apiserver.DefaultDir, "*.up.json"))
+	paths, err := filepath.Glob(filepath.Join(runDir(), "*.up.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -100,9 +124,9 @@ func printLabs(w io.Writer, labs []upRecord, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 6, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tNODES\tPID\tAGE\tKUBECONFIG")
+	fmt.Fprintln(tw, "NAME\tNODES\tPID\tMODE\tAGE\tKUBECONFIG")
 	for _, l := range labs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", l.Name, l.Nodes, l.PID, duration.HumanDuration(now.Sub(l.Started)), l.Kubeconfig)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", l.Name, l.Nodes, l.PID, l.mode(), duration.HumanDuration(now.Sub(l.Started)), l.Kubeconfig)
 	}
 	_ = tw.Flush()
 }
@@ -132,7 +156,7 @@ func newDownCmd() *cobra.Command {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			_ = os.Remove(filepath.Join(apiserver.DefaultDir, name+".log")) // up -d's
+			_ = os.Remove(filepath.Join(runDir(), name+".log")) // up -d's
 			fmt.Fprintf(cmd.OutOrStdout(), "Lab %q removed.\n", name)
 			return nil
 		},
@@ -145,7 +169,7 @@ func newDownCmd() *cobra.Command {
 // serveAPI starts lab r's Kubernetes API endpoint; stop it with the
 // returned function, which removes the kubeconfig and the lab's record.
 func serveAPI(r *lab.Lab) (*apiserver.Endpoint, func(), error) {
-	e, err := apiserver.Serve(r, apiserver.DefaultDir)
+	e, err := apiserver.Serve(r, runDir())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -158,7 +182,11 @@ func serveAPI(r *lab.Lab) (*apiserver.Endpoint, func(), error) {
 // printKubeconfigHint prints how to use kubectl against the lab, and a
 // first `nplab kubectl get svc`.
 func printKubeconfigHint(w io.Writer, e *apiserver.Endpoint, getSvc bool) {
-	fmt.Fprintf(w, "\nThe lab serves the Kubernetes API (%s). kubectl, in another terminal (as root):\n", e.URL)
+	who := " (as root)"
+	if userns.Rootless() {
+		who = ""
+	}
+	fmt.Fprintf(w, "\nThe lab serves the Kubernetes API (%s). kubectl, in another terminal%s:\n", e.URL, who)
 	fmt.Fprintf(w, "  export KUBECONFIG=%s\n", e.Kubeconfig)
 	fmt.Fprintln(w, "  nplab kubectl get svc")
 	if getSvc {
@@ -192,10 +220,14 @@ func runDetached(cmd *cobra.Command, o *upOptions) error {
 	if len(args) == 0 || args[0] != "up" {
 		args = append([]string{"up"}, args...)
 	}
-	if err := os.MkdirAll(apiserver.DefaultDir, 0o755); err != nil {
+	if userns.Rootless() {
+		if _, err := userns.MakeRunDir(); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(runDir(), 0o755); err != nil {
 		return err
 	}
-	logPath := filepath.Join(apiserver.DefaultDir, o.name+".log")
+	logPath := filepath.Join(runDir(), o.name+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -213,7 +245,7 @@ func runDetached(cmd *cobra.Command, o *upOptions) error {
 	go func() { exited <- child.Wait() }()
 	deadline := time.After(o.readyWithin + 2*time.Minute)
 	for {
-		if rec, err := readRecord(o.name); err == nil && rec.PID == child.Process.Pid {
+		if rec, err := readRecord(o.name); err == nil && (rec.PID == child.Process.Pid || rec.Launcher == child.Process.Pid) {
 			fmt.Fprintf(out, "Lab %q is ready: %d nodes. Stop it with: nplab down --name %s\n", o.name, rec.Nodes, o.name)
 			fmt.Fprintf(out, "export KUBECONFIG=%s\n", rec.Kubeconfig)
 			return nil
@@ -234,7 +266,7 @@ func runDetached(cmd *cobra.Command, o *upOptions) error {
 // /run/nplab (kubeconfig, record, up -d's log): `nplab clean` calls it.
 func removeLabFiles(name string) {
 	for _, ext := range []string{".kubeconfig", ".up.json", ".log"} {
-		_ = os.Remove(filepath.Join(apiserver.DefaultDir, name+ext))
+		_ = os.Remove(filepath.Join(runDir(), name+ext))
 	}
 }
 
@@ -273,4 +305,4 @@ func startServed(ctx context.Context, cfg lab.Config) (*lab.Lab, error) {
 }
 
 // kubeconfigPath is where a running lab's kubeconfig is.
-func kubeconfigPath(name string) string { return apiserver.KubeconfigPath(apiserver.DefaultDir, name) }
+func kubeconfigPath(name string) string { return apiserver.KubeconfigPath(runDir(), name) }

@@ -36,7 +36,7 @@ func newShowCmd() *cobra.Command {
 manifest in a built-in scenario is inline, so the printed file runs on its own:
 
   nplab show collision > my-lesson.yaml
-  sudo nplab run my-lesson.yaml`,
+  nplab run my-lesson.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := scenarios.BuiltinSource(args[0])

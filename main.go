@@ -9,10 +9,22 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nplab/nplab/internal/userns"
+	"github.com/nplab/nplab/lab/apiserver"
 	_ "github.com/nplab/nplab/lab/dataplane" // lab.Start builds real namespaces
 )
 
 func main() {
+	// Rootless mode (rootless.go): this process was re-executed in a user
+	// namespace; finish its mounts before anything else runs, and serve
+	// the Kubernetes API on the host's loopback, where the user is.
+	if userns.Inside() {
+		if err := userns.Setup(); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			os.Exit(1)
+		}
+		apiserver.Listen = userns.ListenHost
+	}
 	// Under `go run` (or any parent), nplab goes when its parent goes, and
 	// removes its lab on the way out (see dieWithParent).
 	// A detached lab (`nplab up -d`, labs.go) is meant to run on after the
@@ -54,6 +66,9 @@ its events (as "nplab up" does, and with its flags).`,
 		Args:    noFileArgs,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	// Not root: a command that builds a lab runs again in a user namespace
+	// (rootless.go), once its flags have been checked.
+	root.PersistentPreRunE = reexecRootless
 	// Plain "nplab": the lesson picker on a terminal, else the default lab
 	// in the foreground (tui.go).
 	up := &upOptions{}

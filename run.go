@@ -73,9 +73,9 @@ Exit status, always with a one-line reason:
   2  the scenario is invalid (file, line and key)
   3  this machine cannot run it (not root; no SCTP or netem where a step
      needs them, naming the missing module)`,
-		Example: `  sudo nplab run collision
-  sudo nplab run my-lesson.yaml --json
-  sudo nplab run basics --junit basics.xml`,
+		Example: `  nplab run collision
+  nplab run my-lesson.yaml --json
+  nplab run basics --junit basics.xml`,
 		Args: scenarioArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {

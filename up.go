@@ -51,29 +51,30 @@ func (o *upOptions) addFlags(cmd *cobra.Command) {
 }
 
 // upExamples is the Example of up (and of plain nplab).
-const upExamples = `  sudo nplab up                                  # the default lab "demo": 3 nodes, a web Deployment, a NodePort Service
-  sudo nplab up -f my-lab.yaml --name mine       # your manifests instead, in a lab that can run beside "demo"
-  cat my-lab.yaml | sudo nplab up -f -           # manifests from stdin
-  sudo nplab up -f manifests/ --nodes 5          # every .yaml, .yml and .json file of a directory
-  sudo nplab up --name mine --resume             # lab "mine" again after a stop, a crash or a reboot: same nodePorts, ClusterIPs, pods
-  nplab validate -f my-lab.yaml --seed 7 && sudo nplab up -f my-lab.yaml --seed 7   # the same nodePorts, ClusterIPs and pod names
-  sudo go run . up                               # from a clone, without installing nplab`
+const upExamples = `  nplab up                                  # the default lab "demo": 3 nodes, a web Deployment, a NodePort Service
+  nplab up -f my-lab.yaml --name mine       # your manifests instead, in a lab that can run beside "demo"
+  cat my-lab.yaml | nplab up -f -           # manifests from stdin
+  nplab up -f manifests/ --nodes 5          # every .yaml, .yml and .json file of a directory
+  nplab up --name mine --resume             # lab "mine" again after a stop, a crash or a reboot: same nodePorts, ClusterIPs, pods
+  nplab validate -f my-lab.yaml --seed 7 && nplab up -f my-lab.yaml --seed 7   # the same nodePorts, ClusterIPs and pod names
+  go run . up                               # from a clone, without installing nplab`
 
 func newUpCmd() *cobra.Command {
 	o := &upOptions{}
 	cmd := &cobra.Command{
 		Use:   "up [-f FILE...] [--nodes N] [--name LAB]",
-		Short: "Run a lab in the foreground (needs root; Ctrl-C removes it)",
+		Short: "Run a lab in the foreground (Ctrl-C removes it)",
 		Long: `Run a lab in the foreground: nodes, pods and an outside client as real
 network namespaces, the manifests applied (the default lab without -f), and a
 NodePort proxy on every node. It prints how to reach the services, logs every
 event, and removes everything it created on Ctrl-C or SIGTERM.
 
-It needs root (run it with sudo): it creates network namespaces and veth
-pairs. It never touches the machine's own network namespace.
+Without root it runs in a user namespace of its own (rootless: enter its
+hosts with nplab exec); as root (sudo), its namespaces are also in the host's
+ip netns list. It never touches the machine's own network namespace.
 
 A lab keeps its objects on disk, as a cluster keeps them in etcd
-(/var/lib/nplab/<name>). Started again under the same --name after a stop,
+(/var/lib/nplab/<name> as root, else ~/.local/state/nplab/<name>). Started again under the same --name after a stop,
 a crash or a reboot, it offers to resume: the same Services, nodePorts,
 ClusterIPs, pods and pod IPs. --resume resumes without asking, --fresh
 starts clean; without a terminal to ask on, one of them is needed.`,
@@ -122,18 +123,20 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if err != nil {
 		return err
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
-	}
 	// Resume or not: asked here, before the lab goes to the background.
 	resume, stateDir, err := o.chooseResume(cmd)
 	if err != nil {
 		return err
 	}
+	// Before the root check: without root, the background child runs in
+	// a user namespace (rootless.go).
 	if o.detach && os.Getenv(detachedEnv) == "" {
 		// The background process cannot ask: it is told.
 		os.Setenv(resumeEnv, strconv.FormatBool(resume))
 		return runDetached(cmd, o) // labs.go
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("nplab up creates network namespaces and needs root: run it with sudo")
 	}
 	if len(files) == 0 && !resume {
 		files = []lab.File{{Name: "default.yaml", Data: lab.DefaultManifest}}
@@ -145,6 +148,9 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 				return fmt.Errorf("lab %q is already running (pid %d): stop it first, or start this one with another --name", o.name, l.PID)
 			}
 		}
+	}
+	if rec, err := readRecord(o.name); err == nil && alive(rec.PID) { // a rootless lab's (labs.go)
+		return fmt.Errorf("lab %q is already running (pid %d): stop it first, or start this one with another --name", o.name, rec.PID)
 	}
 
 	// Ctrl-C, kill, a closed terminal or ssh session, Ctrl-\: every way a
@@ -344,7 +350,7 @@ func printLab(w io.Writer, r *lab.Lab) {
 		}
 	}
 	if len(lines) > 0 {
-		fmt.Fprintln(w, "\nReach the NodePorts from the outside client (in another terminal, as root):")
+		fmt.Fprintln(w, "\nReach the NodePorts from the outside client (in another terminal):")
 		fmt.Fprintln(w, strings.Join(lines, "\n"))
 	}
 }

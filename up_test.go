@@ -19,11 +19,14 @@ import (
 // TestMain lets the test binary stand in for nplab: run with
 // NPLAB_TEST_MAIN=1 it is the command itself. So the CLI tests need no Go
 // toolchain (they also run in the qemu VM test) and test the same code.
+// Otherwise the tests run as root, without sudo in a user namespace
+// (testenv.Main).
 func TestMain(m *testing.M) {
 	if os.Getenv("NPLAB_TEST_MAIN") == "1" {
 		main()
 		os.Exit(0)
 	}
+	testenv.Enter()
 	// The labs the tests start keep their objects in a directory of
 	// their own, not in the machine's /var/lib/nplab.
 	if os.Getenv("NPLAB_STATE_DIR") == "" {
@@ -185,7 +188,7 @@ func testUpStopsOn(t *testing.T, sig syscall.Signal) {
 	}
 	// On a pipe, progress is plain milestone lines, no escape codes.
 	for _, want := range []string{"Namespaces ready: 3 nodes, the client and the bridge (", "Pods ready: 3/3 (",
-		"service/web", "80:30080/TCP,80:30080/UDP", "ip netns exec nplab-" + lab + "-client curl"} {
+		"service/web", "80:30080/TCP,80:30080/UDP", "nplab exec --name " + lab + " client -- curl"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("nplab up output lacks %q:\n%s", want, log.String())
 		}

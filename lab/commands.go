@@ -29,7 +29,7 @@ func (l *Lab) Send(ctx context.Context, req plane.Request) (plane.Reply, error) 
 }
 
 // Command is the shell command a student can type for the same request
-// ("ip netns exec nplab-demo-client curl -sS http://172.18.0.2:30080/hostname").
+// ("nplab exec client -- curl -sS http://172.18.0.2:30080/hostname").
 func (l *Lab) Command(req plane.Request) string {
 	if l.dp == nil {
 		return ""

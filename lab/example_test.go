@@ -95,17 +95,20 @@ func readyEndpoints(s lab.State, svc string) int {
 	return n
 }
 
-// TestMain skips the examples, which build real namespaces, where the
-// tests cannot (not root), and says so.
+// TestMain runs the tests as root without sudo (in a user namespace when
+// not root: testenv.Enter), and skips the examples, which build real
+// namespaces, where the tests cannot (no root, no user namespaces), and
+// says so.
 func TestMain(m *testing.M) {
+	testenv.Enter()
 	flag.Parse()
-	if os.Geteuid() != 0 && !testenv.Required("root") {
+	if os.Geteuid() != 0 && !testenv.Required("root") && !testenv.Required("userns") {
 		skip := "^Example"
 		if s := flag.Lookup("test.skip").Value.String(); s != "" {
 			skip = s + "|" + skip
 		}
 		_ = flag.Set("test.skip", skip)
-		fmt.Fprintln(os.Stderr, "lab: skipping Example (it builds network namespaces and needs root: sudo go test ./lab)")
+		fmt.Fprintln(os.Stderr, "lab: skipping Example (it builds network namespaces and needs root or unprivileged user namespaces)")
 	}
 	os.Exit(m.Run())
 }

@@ -27,6 +27,9 @@ type Driver struct {
 	CleanAll func() ([]string, error)
 	// Labs lists the labs the machine has a record of; nil means none.
 	Labs func() ([]LabInfo, error)
+	// Exec replaces this process with a command run in a host of a
+	// running lab (`nplab exec`); nil means not supported.
+	Exec func(lab, host string, argv []string) error
 }
 
 // LabInfo is a lab this machine has a record of (under /run/nplab, for the
@@ -118,4 +121,19 @@ func Labs() ([]LabInfo, error) {
 		return nil, nil
 	}
 	return d.Labs()
+}
+
+// Exec replaces this process with argv run in host (a node, a pod or the
+// client) of the running lab name, as `ip netns exec` would: on success it
+// does not return. An unknown host is an error listing the lab's hosts.
+// Equivalent to: ip netns exec nplab-<lab>-<host> argv...
+func Exec(name, host string, argv []string) error {
+	d, err := registered()
+	if err != nil {
+		return err
+	}
+	if d.Exec == nil {
+		return errors.New("lab: this data plane cannot run commands in its hosts")
+	}
+	return d.Exec(name, host, argv)
 }

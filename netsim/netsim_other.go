@@ -25,3 +25,13 @@ func Clean(lab string) error { return notSupported(fmt.Sprintf("clean lab %q", l
 
 // CleanAll returns an error wrapping ErrNotSupported.
 func CleanAll() ([]string, error) { return nil, notSupported("clean all labs") }
+
+// Hosts returns an error wrapping ErrNotSupported.
+func Hosts(lab string) ([]string, error) {
+	return nil, notSupported(fmt.Sprintf("hosts of lab %q", lab))
+}
+
+// Exec returns an error wrapping ErrNotSupported.
+func Exec(lab, host string, _ []string) error {
+	return notSupported(fmt.Sprintf("run a command in host %q of lab %q", host, lab))
+}

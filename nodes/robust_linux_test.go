@@ -241,7 +241,7 @@ func TestCloseDuringStartPod(t *testing.T) {
 func TestCommandSCTPUsesNcat(t *testing.T) {
 	c := &Cluster{topo: plane.DefaultTopology("demo", 1), nodes: map[string]*node{}, pods: map[string]*pod{}}
 	got := c.Command(plane.Request{From: "client", Protocol: "SCTP", Target: nodeAddr(1, 30082), Message: "hostname"})
-	want := `echo "hostname" | ip netns exec nplab-demo-client ncat --sctp 172.18.0.2 30082`
+	want := `echo "hostname" | nplab exec client -- ncat --sctp 172.18.0.2 30082`
 	if got != want {
 		t.Errorf("Command(SCTP) = %q, want %q", got, want)
 	}

@@ -25,14 +25,20 @@ import (
 var flowWait = time.Second
 
 // Command is the shell command a student would type for r
-// ("ip netns exec nplab-demo-client curl -sS http://172.18.0.2:30080/hostname"):
+// ("nplab exec client -- curl -sS http://172.18.0.2:30080/hostname"):
 // curl for TCP, netcat-openbsd's nc -u for UDP, ncat --sctp (Debian
-// package ncat) for SCTP.
+// package ncat) for SCTP, run in r.From's namespace by `nplab exec`, which
+// works with and without root (as root it is `ip netns exec
+// nplab-<lab>-<host> ...`). A lab other than the default "demo" is named
+// with --name.
 func (c *Cluster) Command(r plane.Request) string {
-	h := c.host(r.From)
-	ns := c.topo.Namespace(r.From)
-	if h != nil {
-		ns = h.Namespace()
+	from := r.From
+	if from == "" {
+		from = plane.ClientHost
+	}
+	exec := "nplab exec " + from + " --"
+	if c.topo.Lab != "demo" {
+		exec = "nplab exec --name " + c.topo.Lab + " " + from + " --"
 	}
 	msg := r.Message
 	switch strings.ToUpper(r.Protocol) {
@@ -41,16 +47,16 @@ func (c *Cluster) Command(r plane.Request) string {
 		if r.LocalPort > 0 {
 			p = fmt.Sprintf(" -p %d", r.LocalPort)
 		}
-		return fmt.Sprintf("echo %q | ip netns exec %s nc -u -w1%s %s %d", msg, ns, p, r.Target.Addr(), r.Target.Port())
+		return fmt.Sprintf("echo %q | %s nc -u -w1%s %s %d", msg, exec, p, r.Target.Addr(), r.Target.Port())
 	case "SCTP":
 		// Debian's netcat-openbsd has no SCTP; nmap's ncat (package
 		// "ncat") has --sctp.
-		return fmt.Sprintf("echo %q | ip netns exec %s ncat --sctp %s %d", msg, ns, r.Target.Addr(), r.Target.Port())
+		return fmt.Sprintf("echo %q | %s ncat --sctp %s %d", msg, exec, r.Target.Addr(), r.Target.Port())
 	}
 	if !strings.HasPrefix(msg, "/") {
 		msg = "/" + msg
 	}
-	return fmt.Sprintf("ip netns exec %s curl -sS http://%s%s", ns, r.Target, msg)
+	return fmt.Sprintf("%s curl -sS http://%s%s", exec, r.Target, msg)
 }
 
 func (c *Cluster) host(name string) netsim.Host {

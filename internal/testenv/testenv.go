@@ -1,6 +1,11 @@
 // Package testenv holds the helpers every nplab test uses to decide whether it
 // can run here: root, kernel SCTP, the netem qdisc.
 //
+// Tests need no sudo: a package with namespace tests calls Main from its
+// TestMain, which (not root, on Linux) re-executes its tests in a user
+// namespace where they run as root ("userns" in NPLAB_REQUIRE makes a
+// failure of that a test failure).
+//
 // A test that cannot run skips with the missing capability in the message
 // ("requires root", "kernel lacks SCTP: ..."). Where a capability must be
 // present — in CI (root) and in the qemu VM test (SCTP, netem) — the
@@ -41,12 +46,22 @@ func Need(t testing.TB, feature string, err error) {
 	t.Skipf("skipping: %v", err)
 }
 
-// RequireRoot skips t unless it runs as root.
+// RequireRoot skips t unless it runs as root: the machine's, or root of the
+// user namespace Enter (Main) re-executed the tests in. So it says
+// "requires root or unprivileged user namespaces"; it fails instead under
+// NPLAB_REQUIRE=root or NPLAB_REQUIRE=userns.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	var err error
-	if os.Geteuid() != 0 {
-		err = errors.New("requires root (run: sudo go test ./...)")
+	if os.Geteuid() == 0 {
+		return
+	}
+	why := "not root, and the package's TestMain did not enter a user namespace (testenv.Main)"
+	if usernsErr != nil {
+		why = usernsErr.Error()
+	}
+	err := errors.New("requires root or unprivileged user namespaces (" + why + "; or run: sudo go test ./...)")
+	if Required("userns") {
+		t.Fatalf("user namespaces are required here (NPLAB_REQUIRE=%s) but missing: %v", os.Getenv("NPLAB_REQUIRE"), err)
 	}
 	Need(t, "root", err)
 }

@@ -34,6 +34,12 @@ func sortStrings(s []string) { sort.Strings(s) }
 // DefaultDir is where a running lab's kubeconfig is written.
 const DefaultDir = "/run/nplab"
 
+// Listen opens the endpoint's TCP listener: by default on 127.0.0.1, a
+// port the kernel picks. A rootless nplab (package internal/userns) sets it
+// to one that opens the listener in the host's network namespace, where
+// the user's own kubectl reaches it.
+var Listen = func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
 // KubeconfigPath is the kubeconfig of lab name under dir ("" means
 // DefaultDir): /run/nplab/<lab>.kubeconfig.
 func KubeconfigPath(dir, name string) string {
@@ -74,7 +80,7 @@ func Serve(l *lab.Lab, dir string) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab %q: the API endpoint's certificate: %w", l.Name(), err)
 	}
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := Listen()
 	if err != nil {
 		return nil, fmt.Errorf("lab %q: the API endpoint: %w", l.Name(), err)
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 func init() {
-	lab.RegisterDriver(lab.Driver{New: nodes.NewDataPlane, Clean: clean, CleanAll: cleanAll, Labs: labs})
+	lab.RegisterDriver(lab.Driver{New: nodes.NewDataPlane, Clean: clean, CleanAll: cleanAll, Labs: labs, Exec: nodes.Exec})
 }
 
 // labs reads the state records netsim keeps, one per lab.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/nplab/nplab/internal/userns"
 	"hash/crc32"
 	"io"
 	"os"
@@ -233,7 +234,9 @@ func Dir(lab string) (string, error) {
 	if x := os.Getenv(StateDirEnv); x != "" && filepath.IsAbs(x) {
 		return filepath.Join(x, lab), nil
 	}
-	if os.Geteuid() == 0 {
+	// Root of nplab's user namespace (rootless mode) is still the user:
+	// the machine's /var/lib is not theirs to write.
+	if os.Geteuid() == 0 && !userns.Inside() {
 		return filepath.Join("/var/lib/nplab", lab), nil
 	}
 	if x := os.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
