@@ -143,13 +143,16 @@ func TestVersion(t *testing.T) {
 }
 
 // TestHelpShowsSeedAndExamples: --seed is in up's and validate's help, and
-// up's help says it needs root and has examples.
+// up's help says how it runs without root and has examples without sudo.
 func TestHelpShowsSeedAndExamples(t *testing.T) {
 	up, _, _ := runBinary(t, "", "up", "--help")
-	for _, want := range []string{"needs root", "Examples:", "sudo nplab up -f my-lab.yaml", "--seed uint", "-f, --filename strings"} {
+	for _, want := range []string{"Without root it runs in a user namespace", "Examples:", "  nplab up -f my-lab.yaml", "--seed uint", "-f, --filename strings"} {
 		if !strings.Contains(up, want) {
 			t.Errorf("nplab up --help lacks %q:\n%s", want, up)
 		}
+	}
+	if strings.Contains(up, "sudo nplab") {
+		t.Errorf("nplab up --help still asks for sudo:\n%s", up)
 	}
 	validate, _, _ := runBinary(t, "", "validate", "--help")
 	if !strings.Contains(validate, "--seed uint") {

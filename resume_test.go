@@ -149,14 +149,14 @@ func TestUpResume(t *testing.T) {
 		t.Errorf("nplab up --resume does not say what it restored:\n%s", log.String())
 	}
 	// curl through node-2's NodePort, as the printed command does.
-	m := regexp.MustCompile(`ip netns exec (nplab-\S+-client) curl .*?(172\.18\.0\.3:\d+)/hostname`).FindStringSubmatch(log.String())
-	if m == nil {
+	m := regexp.MustCompile(`nplab exec --name (\S+) client -- curl -sS http://(172\.18\.0\.3:\d+)/hostname`).FindStringSubmatch(log.String())
+	if m == nil || m[1] != name {
 		t.Fatalf("no curl command for node-2 in:\n%s", log.String())
 	}
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Log("curl is not installed: the request through the NodePort is left out")
 	} else {
-		body, err := exec.Command("ip", "netns", "exec", m[1], "curl", "-sS", "--max-time", "5", "--retry", "5", "--retry-connrefused", "--retry-delay", "1", "http://"+m[2]+"/hostname").Output()
+		body, err := nplabCmd("exec", "--name", name, "client", "--", "curl", "-sS", "--max-time", "5", "--retry", "5", "--retry-connrefused", "--retry-delay", "1", "http://"+m[2]+"/hostname").Output()
 		if err != nil || !slices.ContainsFunc(pods2, func(p string) bool { return strings.HasPrefix(p, "pod/"+string(body)+" ") }) {
 			t.Errorf("curl %s/hostname after the resume: %q %v; want a pod of %q", m[2], body, err, pods2)
 		}

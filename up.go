@@ -73,10 +73,10 @@ Without root it runs in a user namespace of its own (rootless: enter its
 hosts with nplab exec); as root (sudo), its namespaces are also in the host's
 ip netns list. It never touches the machine's own network namespace.
 
-A lab keeps its objects on disk, as a cluster keeps them in etcd
-(/var/lib/nplab/<name> as root, else ~/.local/state/nplab/<name>). Started again under the same --name after a stop,
-a crash or a reboot, it offers to resume: the same Services, nodePorts,
-ClusterIPs, pods and pod IPs. --resume resumes without asking, --fresh
+A lab keeps its objects on disk, as a cluster keeps them in etcd: in
+/var/lib/nplab/<name> as root, else ~/.local/state/nplab/<name>. Started
+again under the same --name after a stop, a crash or a reboot, it offers to
+resume: the same Services, nodePorts, ClusterIPs, pods and pod IPs. --resume resumes without asking, --fresh
 starts clean; without a terminal to ask on, one of them is needed.`,
 		Example: upExamples,
 		Args:    noFileArgs,
