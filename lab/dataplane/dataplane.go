@@ -38,7 +38,11 @@ func labs() ([]lab.LabInfo, error) {
 			continue // removed since it was listed
 		}
 		if err != nil {
-			return nil, err
+			// An unreadable record (another lab's, being written by
+			// hand or cut short) must not hide every other lab: it
+			// is listed as not running, and clean reports its error.
+			out = append(out, lab.LabInfo{Name: name})
+			continue
 		}
 		out = append(out, lab.LabInfo{Name: name, PID: pid, Running: running})
 	}
