@@ -32,7 +32,10 @@ func main() {
 	if os.Getenv(detachedEnv) == "" {
 		dieWithParent()
 	}
-	if err := newRootCmd().Execute(); err != nil {
+	stop := startProfile() // profile.go
+	err := newRootCmd().Execute()
+	stop()
+	if err != nil {
 		os.Exit(exitCode(err))
 	}
 }

@@ -238,7 +238,7 @@ func (l *Lab) Inject(f Fault) error {
 		if l.dp != nil {
 			err = l.dp.SetPodUnready(f.Pod, unready)
 		} else {
-			err = l.setPodReady(f.Pod, !unready)
+			err = l.setPodReady(f.Pod, !unready, false)
 		}
 		if err == nil {
 			l.recordFault(f, func() { l.forcedUnready[f.Pod] = unready })

@@ -23,7 +23,7 @@ func (c control) PodStarted(pod, node, message string) {
 	c.l.record(Event{Type: EventNotice, Object: "pod/" + pod, Message: message})
 }
 
-func (c control) PodReady(pod string, ready bool) { _ = c.l.setPodReady(pod, ready) }
+func (c control) PodReady(pod string, ready bool) { _ = c.l.setPodReady(pod, ready, true) }
 
 func (c control) PodStopped(pod string) { _ = c.l.podStopped(pod) }
 

@@ -43,7 +43,7 @@ func (l *Lab) podStatus(name string, st plane.PodStatus) error {
 	for _, ev := range containerEvents(out, prev, out.Status.ContainerStatuses, false) {
 		l.emit(ev.t, ref, "%s", ev.msg)
 	}
-	l.afterChange()
+	l.endpointsSoon() // the worker runs afterChange (controller.go)
 	return nil
 }
 

@@ -555,7 +555,7 @@ func TestDataPlaneLifecycle(t *testing.T) {
 	for _, p := range pods {
 		dp.ctl.PodReady(p.Name, true)
 	}
-	l.drain() // the data plane's reports queue work without waiting for it
+	waitIdle(t, l) // the data plane's reports are the controller worker's work
 	if r, _ := readyCount(dp.lastSync()); r != 3 {
 		t.Errorf("after readiness: %d endpoints ready, want 3", r)
 	}

@@ -411,9 +411,10 @@ func (l *Lab) deletePod(name string) error {
 }
 
 // setPodReady sets a pod's readiness (its readiness probe, reported by the
-// data plane, or a fault without one) and updates the endpoints. It does
-// not wait for the data plane.
-func (l *Lab) setPodReady(name string, ready bool) error {
+// data plane, or a fault without one) and updates the endpoints: at once
+// for a fault, on the controller worker for a data plane's report
+// (endpointsSoon). It does not wait for the data plane.
+func (l *Lab) setPodReady(name string, ready, report bool) error {
 	l.mu.Lock()
 	var changed bool
 	_, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
@@ -439,7 +440,11 @@ func (l *Lab) setPodReady(name string, ready bool) error {
 		} else {
 			l.emit(EventPodUnready, "pod/"+name, "pod is not ready")
 		}
-		l.afterChange()
+		if report {
+			l.endpointsSoon() // the worker runs afterChange (controller.go)
+		} else {
+			l.afterChange()
+		}
 	}
 	l.mu.Unlock()
 	return err
