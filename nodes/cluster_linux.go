@@ -46,6 +46,11 @@ type Cluster struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// neighLimit is the kernel's neighbour table cap (0: unknown, as in
+	// rootless mode); neighWarned: the lab was told it may exceed it.
+	neighLimit  int
+	neighWarned bool
+
 	mu         sync.Mutex
 	closed     bool
 	starting   sync.WaitGroup // StartPod calls in flight; Close waits for them
@@ -117,6 +122,9 @@ func New(ctx context.Context, topo plane.Topology, opts plane.Options, ctl plane
 		return nil, fmt.Errorf("lab %q: %w", topo.Lab, planeErr(err))
 	}
 	c.observeKernels()
+	if n, err := netsim.NeighbourLimit(); err == nil {
+		c.neighLimit = n
+	}
 	return c, nil
 }
 

@@ -104,7 +104,7 @@ func endpoints(port uint16, pods ...testPod) []plane.Endpoint {
 }
 
 func nodeAddr(i int, port uint16) netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{172, 18, 0, byte(1 + i)}), port)
+	return netip.AddrPortFrom(plane.NodeIP(i), port)
 }
 
 func send(t testing.TB, c *Cluster, r plane.Request) plane.Reply {

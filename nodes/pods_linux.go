@@ -162,6 +162,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	p.hostNet = hostNet
 	p.inits, p.ctrs = newContainers(obj, specs, c.opts.ProbeScale)
 	c.pods[name] = p // reserve the name and IP while building
+	c.checkNeighbours(nodeName)
 	c.veths[veth] = true
 	c.starting.Add(1) // Close waits for the build
 	c.buildStarted()

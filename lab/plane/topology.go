@@ -35,6 +35,19 @@ const DefaultNodePortRange = "30000-32767"
 // 10.244.N.0/24, so N fits in one byte.
 const MaxNodes = 250
 
+// NodeIP is node-N's address in the default plan: 172.18.0.(1+N), except
+// that the client keeps 172.18.0.100, so node-99 and the nodes after it
+// are one further up (node-99 is 172.18.0.101, node-250 172.18.0.252).
+// Without that hole a lab of 99 nodes or more gave node-99 the client's
+// address, and requests between nodes timed out.
+func NodeIP(n int) netip.Addr {
+	last := 1 + n
+	if last >= int(DefaultClient.As4()[3]) {
+		last++
+	}
+	return netip.AddrFrom4([4]byte{172, 18, 0, byte(last)})
+}
+
 // Topology is the planned shape of a lab's cluster: addresses are derived
 // from the node index, so every run (and every golden file) is the same.
 type Topology struct {
@@ -74,7 +87,7 @@ func DefaultTopology(lab string, n int) Topology {
 	for i := 1; i <= n; i++ {
 		t.Nodes = append(t.Nodes, NodeSpec{
 			Name:    fmt.Sprintf("node-%d", i),
-			IP:      netip.AddrFrom4([4]byte{172, 18, 0, byte(1 + i)}),
+			IP:      NodeIP(i),
 			PodCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24),
 		})
 	}
