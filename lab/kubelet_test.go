@@ -470,7 +470,9 @@ spec:
 `)
 	waitPods(t, r, 20*time.Second, "hostport 1/1 Running", func(rows map[string][]string) bool {
 		for _, e := range r.Events() {
-			if e.Type == lab.EventFailed && strings.Contains(e.Message, "hostPort mappings on") {
+			// The data plane builds pods in the background: a failed
+			// build is a Warning event (a Failed one before that).
+			if (e.Type == lab.EventFailed || e.Type == lab.EventWarning) && strings.Contains(e.Message, "hostPort mappings on") {
 				// A kernel without nf_tables (the VM test's loads no
 				// netfilter modules) cannot DNAT.
 				t.Skipf("this kernel cannot map a hostPort: %s", e.Message)
