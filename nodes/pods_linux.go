@@ -197,7 +197,13 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 		defer func() { <-c.buildSlots }()
 		if err := c.buildPod(ctx, p, notices); err != nil {
 			fail()
-			c.ctl.Warning(nodeName, name, fmt.Sprintf("start pod %s on %s: %v", name, nodeName, planeErr(err)))
+			// As kubelet when a pod's sandbox cannot be made: a
+			// FailedCreatePodSandBox warning, and the pod stays
+			// ContainerCreating (not 0/1 Running).
+			c.ctl.Warning(nodeName, name, fmt.Sprintf("Failed to create pod sandbox: start pod %s on %s: %v", name, nodeName, planeErr(err)))
+			p.mu.Lock()
+			p.reportLocked()
+			p.mu.Unlock()
 		}
 	}()
 	return nil
