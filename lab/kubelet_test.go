@@ -70,6 +70,14 @@ func waitPods(t *testing.T, r *lab.Lab, d time.Duration, what string, cond func(
 	for {
 		rows, table := getPods(t, r)
 		if cond(rows) {
+			// As on a cluster, a pod is Ready before the endpoints
+			// controllers and kube-proxy have caught up (they run on
+			// the controller worker): wait for them too.
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			if err := r.WaitIdle(ctx); err != nil {
+				t.Fatalf("waiting for the controllers after %s: %v", what, err)
+			}
 			return rows
 		}
 		if time.Now().After(deadline) {

@@ -73,6 +73,6 @@
 //
 // Environment: NPLAB_VM_PKGS (package patterns for TestVM instead of ./...,
 // e.g. "./netsim ./nodes"), NPLAB_VM_CACHE (kernel cache directory), NPLAB_VM_TIMEOUT (a
-// Go duration for one boot, default 4m), NPLAB_VM_KEEP=1 (keep the work
+// Go duration for one boot, default 10m), NPLAB_VM_KEEP=1 (keep the work
 // directory with the binaries and the initramfs, and print its path).
 package vmtest

@@ -39,7 +39,7 @@ func Boot(ctx context.Context, k *Kernel, initrd string, opts BootOptions) (*Rep
 		opts.MemoryMB = 1024
 	}
 	if opts.Timeout == 0 {
-		opts.Timeout = 4 * time.Minute
+		opts.Timeout = 10 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()

@@ -60,7 +60,7 @@ func vmSetup(t *testing.T) (context.Context, string, string) {
 }
 
 func vmConfig(t *testing.T, root, work string) Config {
-	timeout := 4 * time.Minute
+	timeout := 10 * time.Minute
 	if s := os.Getenv("NPLAB_VM_TIMEOUT"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
