@@ -109,7 +109,10 @@ func startUp(t *testing.T, lab string, extra ...string) (*exec.Cmd, *lockedLog) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Killed and reaped before clean, which refuses a lab whose
+		// process still runs (a failed test left its lab behind).
 		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
 		_ = nplabCmd("clean", "--name", lab).Run()
 	})
 	log := &lockedLog{}
