@@ -80,6 +80,12 @@ func TestWatchConsistent(t *testing.T) {
 	wg.Wait()
 	waitIdle(t, l)
 	final := l.State()
+	// The data plane's readiness reports run the endpoints controllers on
+	// the controller worker, coalesced (endpointsSoon): once it is idle,
+	// the endpoints, the slices, the data plane's last sync and the State
+	// (endpoints included) are what a recomputation from every object
+	// gives.
+	checkIncremental(t, l, dp, "after the race")
 
 	got := collect(t, w, final.Seq, 10*time.Second)
 	s := w.State.Clone()
