@@ -218,6 +218,11 @@ func (l *Lab) Inject(f Fault) error {
 		if _, ok := l.topo.Node(f.Node); !ok {
 			return &plane.NotFoundError{Kind: "node", Name: f.Node, Lab: l.name}
 		}
+		if f.Kind == FaultImpair {
+			if err := checkImpairment(f.Impairment); err != nil {
+				return fmt.Errorf("impair node %s: %w", f.Node, err)
+			}
+		}
 	default:
 		return fmt.Errorf("unknown fault %q", f.Kind)
 	}
@@ -264,6 +269,21 @@ func (l *Lab) Inject(f Fault) error {
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", f, err)
+	}
+	return nil
+}
+
+// checkImpairment refuses what tc refuses, before anything reaches the
+// data plane (a scenario's decoder checks the same for its YAML; this is
+// for Go callers): negative times, a loss outside 0-100%.
+func checkImpairment(im plane.Impairment) error {
+	switch {
+	case im.Delay < 0:
+		return fmt.Errorf("delay %s: must not be negative", im.Delay)
+	case im.Jitter < 0:
+		return fmt.Errorf("jitter %s: must not be negative", im.Jitter)
+	case !(im.LossPercent >= 0 && im.LossPercent <= 100): // NaN too
+		return fmt.Errorf("loss %g%%: must be from 0%% to 100%%", im.LossPercent)
 	}
 	return nil
 }

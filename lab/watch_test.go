@@ -3,6 +3,7 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"reflect"
 	"sort"
@@ -236,6 +237,21 @@ func TestInjectErrors(t *testing.T) {
 	}
 	if err := l.Inject(Fault{Kind: FaultStopApp, Pod: "nope"}); err == nil || err.Error() != `pods "nope" not found` {
 		t.Errorf("unknown pod: %v", err)
+	}
+	for _, tc := range []struct {
+		im   plane.Impairment
+		want string
+	}{
+		{plane.Impairment{LossPercent: 150}, "impair node node-1: loss 150%: must be from 0% to 100%"},
+		{plane.Impairment{LossPercent: -1}, "impair node node-1: loss -1%: must be from 0% to 100%"},
+		{plane.Impairment{LossPercent: math.NaN()}, "impair node node-1: loss NaN%: must be from 0% to 100%"},
+		{plane.Impairment{Delay: -time.Millisecond}, "impair node node-1: delay -1ms: must not be negative"},
+		{plane.Impairment{Delay: time.Millisecond, Jitter: -time.Millisecond}, "impair node node-1: jitter -1ms: must not be negative"},
+	} {
+		// Bad input is named before anything asks for a data plane.
+		if err := l.Inject(Fault{Kind: FaultImpair, Node: "node-1", Impairment: tc.im}); err == nil || err.Error() != tc.want {
+			t.Errorf("impair %+v: %v, want %q", tc.im, err, tc.want)
+		}
 	}
 	l.Apply("default.yaml", DefaultManifest)
 	waitIdle(t, l)
