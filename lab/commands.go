@@ -205,7 +205,8 @@ func (f Fault) String() string {
 }
 
 // Inject injects a fault. A pod or node the lab does not have is an error
-// naming it; faults other than a pod's deletion and readiness need a data
+// naming it, and so is an impairment tc would refuse (a negative delay or
+// jitter, a loss outside 0-100%); faults other than a pod's deletion and readiness need a data
 // plane (ErrNoDataPlane); an impairment the kernel cannot do wraps
 // plane.ErrNotSupported, with the reason.
 func (l *Lab) Inject(f Fault) error {
