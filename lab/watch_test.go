@@ -192,8 +192,9 @@ func TestWatchClose(t *testing.T) {
 	}
 }
 
-// TestTypedPayloads: allocations, rejections, pods and endpoints carry
-// typed payloads, not just text.
+// TestTypedPayloads: allocations (and their release), rejections, pods
+// (scheduled, readiness), faults and endpoints carry typed payloads, not
+// just text.
 func TestTypedPayloads(t *testing.T) {
 	l, _ := newLab(t, nil)
 	w := l.Watch()
@@ -227,6 +228,80 @@ spec: {type: NodePort, selector: {app: x}, ports: [{port: 80, nodePort: 30080}]}
 	if !alloc || !rej {
 		t.Errorf("allocation payload seen: %v, rejection payload seen: %v", alloc, rej)
 	}
+
+	// Pods: scheduled with a node and an IP, readiness changes; the
+	// endpoints that follow; a fault; allocations released on delete.
+	if err := l.Delete("service", "", "a"); err != nil { // frees 30080 for web
+		t.Fatal(err)
+	}
+	for _, r := range l.Apply("default.yaml", DefaultManifest) {
+		if r.Err != nil {
+			t.Fatal(r)
+		}
+	}
+	waitIdle(t, l)
+	victim := l.State().PodNames()[0]
+	if err := l.Inject(Fault{Kind: FaultPodUnready, Pod: victim}); err != nil {
+		t.Fatal(err)
+	}
+	var scheduled, unready, fault, endpoints int
+	var lastEps []plane.Endpoint // the last EndpointsChanged of web
+	released := map[string]bool{}
+	for _, e := range collect(t, w, l.State().Seq, 5*time.Second) {
+		switch {
+		case e.Type == EventScheduled:
+			if p := e.Pod; p != nil && p.Node != "" && p.IP.IsValid() && p.Deployment == "web" {
+				scheduled++
+			} else {
+				t.Errorf("%v carries pod %+v, want its node, IP and Deployment", e, p)
+			}
+		case e.Type == EventPodUnready:
+			// (ForcedUnready comes with the Fault event that follows.)
+			if p := e.Pod; p != nil && p.Name == victim && !p.Ready && p.Phase == corev1.PodRunning {
+				unready++
+			} else {
+				t.Errorf("%v carries pod %+v, want %s Running and not ready", e, p, victim)
+			}
+		case e.Type == EventFault:
+			if f := e.Fault; f != nil && f.Kind == FaultPodUnready && f.Pod == victim && e.Pod != nil && !e.Pod.Ready && e.Pod.ForcedUnready {
+				fault++
+			} else {
+				t.Errorf("%v carries fault %+v, pod %+v", e, f, e.Pod)
+			}
+		case e.Type == EventEndpoints && e.Object == "endpoints/web":
+			if e.Service == nil || len(e.Service.Ports) == 0 {
+				t.Errorf("%v carries service %+v, want web's ports and endpoints", e, e.Service)
+				continue
+			}
+			endpoints++
+			lastEps = e.Service.Ports[0].Endpoints
+		case e.Alloc != nil && e.Alloc.Released:
+			released[e.Alloc.Kind+" "+e.Alloc.Value] = e.Alloc.Service == "a"
+		}
+	}
+	if scheduled != 3 || unready != 1 || fault != 1 || endpoints == 0 {
+		t.Errorf("events with typed payloads: %d Scheduled (want 3), %d PodUnready (want 1), %d Fault (want 1), %d EndpointsChanged of web (want some)",
+			scheduled, unready, fault, endpoints)
+	}
+	if !released["NodePort 30080"] || len(released) != 2 {
+		t.Errorf("released on deleting service a: %v, want its nodePort 30080 and its clusterIP", released)
+	}
+	if len(lastEps) != 3 || countReady(lastEps) != 2 {
+		t.Errorf("the last EndpointsChanged of web carries %+v, want 2 ready of 3", lastEps)
+	}
+	if ss := l.State().Services["web"]; len(ss.Ports) == 0 || !reflect.DeepEqual(ss.Ports[0].Endpoints, lastEps) {
+		t.Errorf("State: web's endpoints %+v, want the last event's", ss.Ports)
+	}
+}
+
+func countReady(eps []plane.Endpoint) int {
+	n := 0
+	for _, e := range eps {
+		if e.Ready {
+			n++
+		}
+	}
+	return n
 }
 
 // TestInjectErrors: faults name what they concern.
