@@ -145,6 +145,16 @@ func TestFaultsThroughTheLab(t *testing.T) {
 	if f := rep.Flow; strings.TrimSpace(rep.Body) != "far" || f == nil || f.EntryNode != "node-1" || f.Pod != "far" || f.PodNode != "node-2" {
 		t.Fatalf("before any fault: body %q, flow %+v; want far's hostname through node-1", rep.Body, f)
 	}
+	// The reply's flow is the whole hop: who, where it entered, which pod
+	// on which node at which address, the result, bytes each way, how
+	// long, and the source the pod saw (node-1's: Cluster policy
+	// masquerades).
+	far := l.State().Pods["far"]
+	if f := rep.Flow; f.Protocol != "TCP" || f.Client != rep.Local || f.Frontend != tcp.Target || f.Service != "default/far" ||
+		f.Backend != netip.AddrPortFrom(far.IP, 8080) || f.Result != plane.FlowOK || f.Reason != plane.ReasonNone ||
+		f.BytesIn == 0 || f.BytesOut == 0 || f.Duration <= 0 || f.SourceSeen != node1 {
+		t.Errorf("the flow of an answered request: %+v (client %v, pod IP %v)", f, rep.Local, far.IP)
+	}
 
 	t.Run("stop and start the app", func(t *testing.T) {
 		if err := l.Inject(lab.Fault{Kind: lab.FaultStopApp, Pod: "far"}); err != nil {
