@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,6 +139,66 @@ func TestWatchConsistent(t *testing.T) {
 }
 
 func sorted(s []string) []string { sort.Strings(s); return s }
+
+// TestWatchStalledDuringApply: a watcher that stops reading while one
+// Apply makes more events than its buffer holds does not hold that Apply
+// up: it is dropped with ErrFellBehind in the middle of it, and a watcher
+// that reads along gets every event, with no gap.
+func TestWatchStalledDuringApply(t *testing.T) {
+	l, _ := newLab(t, nil)
+	// 1400 NodePort Services: each is applied, gets a clusterIP and a
+	// nodePort, so 4200 events, more than WatchBuffer.
+	var b strings.Builder
+	for i := range 1400 {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d}\nspec: {type: NodePort, selector: {app: x}, ports: [{port: 80}]}\n", i)
+	}
+	stalled := l.Watch()
+	reader := l.Watch()
+	defer reader.Stop()
+	var read []Event
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for e := range reader.Events {
+			read = append(read, e)
+			if len(read) == 4200 {
+				return
+			}
+		}
+	}()
+	done := make(chan []Result)
+	go func() { done <- l.Apply("many.yaml", []byte(b.String())) }()
+	select {
+	case res := <-done:
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatalf("apply: %v", r)
+			}
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Apply blocked behind a watcher that does not read")
+	}
+	n := 0
+	for range stalled.Events {
+		n++
+	}
+	if n != WatchBuffer || !errors.Is(stalled.Err(), ErrFellBehind) {
+		t.Errorf("stalled watcher: read %d events then Err %v; want %d then ErrFellBehind", n, stalled.Err(), WatchBuffer)
+	}
+	select {
+	case <-readerDone:
+	case <-time.After(time.Minute):
+		t.Fatalf("the reading watcher got %d events of 4200", len(read))
+	}
+	for i, e := range read {
+		if e.Seq != reader.State.Seq+1+uint64(i) {
+			t.Fatalf("reading watcher: event %d has Seq %d, want %d", i, e.Seq, reader.State.Seq+1+uint64(i))
+		}
+	}
+	if err := reader.Err(); err != nil {
+		t.Errorf("the reading watcher was dropped: %v", err)
+	}
+}
 
 // TestWatchStalled: a watcher that never reads does not slow the lab; once
 // its buffer is full it is told it fell behind, and a new Watch starts
