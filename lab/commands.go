@@ -21,11 +21,73 @@ import (
 // Send runs one request from a host of the lab ("client", a node or a
 // pod): curl for TCP, nc for UDP and SCTP. The reply carries the flow it
 // made through a node, when there was one.
+//
+// A request to a node whose link is down (or from a node, or a pod on a
+// node, whose link is down) reaches no node, so no node can report it:
+// the lab does, as the Flow of that attempt — the client's result, with
+// plane.ReasonNodeLinkDown and the node named in Detail — on the event
+// stream and in the reply. (The same request typed by hand, with nplab
+// exec, leaves no trace: nothing in the lab sees it.)
 func (l *Lab) Send(ctx context.Context, req plane.Request) (plane.Reply, error) {
 	if l.dp == nil {
 		return plane.Reply{}, ErrNoDataPlane
 	}
-	return l.dp.Send(ctx, req)
+	start := time.Now()
+	rep, err := l.dp.Send(ctx, req)
+	if err == nil && rep.Flow == nil && rep.Result != plane.FlowOK {
+		if f, ok := l.unseenFlow(req, rep, start); ok {
+			control{l}.Flow(f) // the stream and the State, as the data plane's flows
+			rep.Flow = &f
+		}
+	}
+	return rep, err
+}
+
+// unseenFlow is the flow of a request that no node saw because a link on
+// its way was down: the source's node's, or the target node's. It needs a
+// node as its target (a flow is an attempt through a node).
+func (l *Lab) unseenFlow(req plane.Request, rep plane.Reply, start time.Time) (plane.Flow, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	entry, ok := l.topo.NodeByIP(req.Target.Addr())
+	if !ok {
+		return plane.Flow{}, false
+	}
+	src, srcNode := l.topo.Client, req.From
+	if n, ok := l.topo.Node(req.From); ok {
+		src = n.IP
+	} else if p, ok := l.reg.PeekPod(Namespace, req.From); ok {
+		srcNode = p.Spec.NodeName
+		src, _ = netip.ParseAddr(p.Status.PodIP)
+	}
+	down := ""
+	if rt := l.nodeRT[srcNode]; rt != nil && rt.linkDown {
+		down = srcNode
+	} else if rt := l.nodeRT[entry.Name]; rt != nil && rt.linkDown {
+		down = entry.Name
+	}
+	if down == "" {
+		return plane.Flow{}, false
+	}
+	proto := strings.ToUpper(req.Protocol)
+	if proto == "" {
+		proto = "TCP"
+	}
+	client := rep.Local
+	if !client.IsValid() && src.IsValid() {
+		client = netip.AddrPortFrom(src, 0) // the connect failed: no source port
+	}
+	f := plane.Flow{Protocol: proto, Client: client, EntryNode: entry.Name, Frontend: req.Target,
+		Result: rep.Result, Reason: plane.ReasonNodeLinkDown, Detail: down + "'s link is down",
+		Start: start, Duration: time.Since(start)}
+	for _, name := range l.state.ServiceNames() {
+		for _, p := range l.state.Services[name].Ports {
+			if p.NodePort != 0 && uint16(p.NodePort) == req.Target.Port() && string(p.Protocol) == proto {
+				f.Service, f.PortName = Namespace+"/"+name, p.Name
+			}
+		}
+	}
+	return f, true
 }
 
 // Command is the shell command a student can type for the same request
@@ -125,7 +187,7 @@ func (l *Lab) Traffic(ctx context.Context, spec TrafficSpec) (TrafficResult, err
 		target := spec.Targets[i%len(spec.Targets)]
 		wg.Go(func() {
 			defer func() { <-sem }()
-			rep, err := l.dp.Send(ctx, plane.Request{From: spec.From, Protocol: spec.Protocol, Target: target, Message: msg, Timeout: spec.Timeout})
+			rep, err := l.Send(ctx, plane.Request{From: spec.From, Protocol: spec.Protocol, Target: target, Message: msg, Timeout: spec.Timeout})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

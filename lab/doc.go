@@ -120,7 +120,10 @@
 // deleted, endpoints changed, faults ([Fault]), and what the data plane
 // reports: a [plane.Flow] for every attempt through a node — the ones the
 // node's kernel answered included — and the sockets each node's proxy
-// listens on.
+// listens on. An attempt that reaches no node, because the link of the
+// node it was sent to (or from) is down, is a Flow too when [Lab.Send] or
+// [Lab.Traffic] made it: the lab reports it, with
+// plane.ReasonNodeLinkDown.
 //
 // An event also carries the state of the object it names after it
 // happened (a [PodState], [ServiceState] or [NodeState], or Removed), and

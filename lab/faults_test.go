@@ -95,7 +95,8 @@ func faultEvent(t *testing.T, w *lab.Watcher, kind lab.FaultKind) lab.Event {
 // one command surface on real namespaces, is a Fault event carrying the
 // fault and its target's new state, shows in the State, and does to the
 // traffic what it does on a cluster, which the reply's flow explains: a
-// stopped app resets, a node whose link is down says so, a rate limit
+// stopped app resets, a node whose link is down says so (the pod's node
+// on the path, or the entry node itself, which no node sees), a rate limit
 // works where tc's tbf does, delay and loss work or wrap
 // plane.ErrNotSupported naming netem, a deleted pod leaves its Service
 // refusing.
@@ -209,6 +210,41 @@ func TestFaultsThroughTheLab(t *testing.T) {
 			t.Errorf("link-up event: node state %+v; want its link up", e.Node)
 		}
 		sendOK("UDP after the link came up", udp)
+	})
+
+	t.Run("the entry node's own link down", func(t *testing.T) {
+		// No node sees the request: the lab reports it, and the client
+		// still just times out.
+		if err := l.Inject(lab.Fault{Kind: lab.FaultLinkDown, Node: "node-1"}); err != nil {
+			t.Fatal(err)
+		}
+		faultEvent(t, w, lab.FaultLinkDown)
+		req := tcp
+		req.Timeout = time.Second
+		rep, err := l.Send(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := rep.Flow
+		if rep.Result != plane.FlowTimedOut || f == nil || f.Reason != plane.ReasonNodeLinkDown || f.Detail != "node-1's link is down" ||
+			f.EntryNode != "node-1" || f.Service != "default/far" || f.Kernel {
+			t.Errorf("TCP to node-1 with its own link down: the client saw %s, flow %+v; want timed out, a flow saying node-1's link is down", rep.Result, f)
+		}
+		deadline := time.After(5 * time.Second)
+		for seen := false; !seen; {
+			select {
+			case e := <-w.Events:
+				w.State.Apply(e)
+				seen = e.Type == lab.EventFlow && e.Flow != nil && f != nil && *e.Flow == *f
+			case <-deadline:
+				t.Fatal("the flow is not on the stream")
+			}
+		}
+		if err := l.Inject(lab.Fault{Kind: lab.FaultLinkUp, Node: "node-1"}); err != nil {
+			t.Fatal(err)
+		}
+		faultEvent(t, w, lab.FaultLinkUp)
+		sendOK("TCP after node-1's link came up", tcp)
 	})
 
 	t.Run("impair a link", func(t *testing.T) {

@@ -373,7 +373,11 @@ func (l *Lab) serviceStateOf(svc *corev1.Service) ServiceState {
 // FlowString is one line for a flow:
 // "TCP 172.18.0.100:41234 → node-1 172.18.0.2:30080 → pod web-x (node-2) 10.244.2.2:8080: ok, 120 B in, 310 B out, 2ms, pod saw 172.18.0.2".
 func FlowString(f *plane.Flow) string {
-	s := fmt.Sprintf("%s %s → %s %s", f.Protocol, f.Client, f.EntryNode, f.Frontend)
+	client := f.Client.String()
+	if f.Client.Port() == 0 && f.Client.Addr().IsValid() {
+		client = f.Client.Addr().String() // no source port: the connect never left
+	}
+	s := fmt.Sprintf("%s %s → %s %s", f.Protocol, client, f.EntryNode, f.Frontend)
 	if f.HostPort {
 		// "TCP 172.18.0.100:41234 → node-1 172.18.0.2:9090 (hostPort) → pod web (node-1) 10.244.1.2:8080: ok, DNAT by node-1's kernel (CNI portmap), pod saw 172.18.0.100"
 		s += fmt.Sprintf(" (hostPort) → pod %s (%s) %s: %s", f.Pod, f.PodNode, f.Backend, f.Result)

@@ -148,3 +148,69 @@ func TestTrafficRate(t *testing.T) {
 	}
 	t.Logf("sent %d before the context ended", res.Sent)
 }
+
+// TestSendLinkDownFlow: a request that no node can see because a link on
+// its way is down is still a Flow, reported by the lab: in the reply, on
+// the stream and in the State, with the client's result, the reason and
+// the node whose link is down. A request whose links are up but that no
+// node reported gets none made up.
+func TestSendLinkDownFlow(t *testing.T) {
+	l, _ := newSendLab(t, func(_ int, r plane.Request) plane.Reply {
+		return plane.Reply{Result: plane.FlowTimedOut, Local: netip.MustParseAddrPort("172.18.0.100:40000")}
+	})
+	for _, r := range l.Apply("default.yaml", DefaultManifest) {
+		if r.Err != nil {
+			t.Fatal(r)
+		}
+	}
+	waitIdle(t, l)
+	ctx := context.Background()
+	node1 := netip.AddrPortFrom(l.Nodes()[0].IP, 30080)
+	node2 := netip.AddrPortFrom(l.Nodes()[1].IP, 30080)
+	if rep, err := l.Send(ctx, plane.Request{From: plane.ClientHost, Target: node1, Message: "/hostname"}); err != nil || rep.Flow != nil {
+		t.Fatalf("links up, no flow reported: %+v, %v; want no flow made up", rep.Flow, err)
+	}
+	if err := l.Inject(Fault{Kind: FaultLinkDown, Node: "node-1"}); err != nil {
+		t.Fatal(err)
+	}
+	w := l.Watch()
+	defer w.Stop()
+	rep, err := l.Send(ctx, plane.Request{From: plane.ClientHost, Target: node1, Message: "/hostname"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plane.Flow{Protocol: "TCP", Client: rep.Local, EntryNode: "node-1", Frontend: node1, Service: "default/web", PortName: "http",
+		Result: plane.FlowTimedOut, Reason: plane.ReasonNodeLinkDown, Detail: "node-1's link is down"}
+	f := rep.Flow
+	if f == nil {
+		t.Fatal("a request to a node whose link is down: no flow")
+	}
+	got := *f
+	got.Start, got.Duration = time.Time{}, 0
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flow\n got %+v\nwant %+v", got, want)
+	}
+	e := collect(t, w, w.State.Seq+1, 5*time.Second)[0]
+	if e.Type != EventFlow || e.Flow == nil || *e.Flow != *f || e.Object != "service/web" {
+		t.Errorf("event %v (flow %+v), want the reply's flow on service/web", e, e.Flow)
+	}
+	if want := "TCP 172.18.0.100:40000 → node-1 172.18.0.2:30080: timed out (node-1's link is down)"; e.Message != want {
+		t.Errorf("event line %q, want %q", e.Message, want)
+	}
+	k := FlowKey{Service: "default/web", Node: "node-1", Protocol: "TCP", Result: plane.FlowTimedOut}
+	if n := l.State().Flows[k].Count; n != 1 {
+		t.Errorf("State.Flows[%+v] = %d, want 1", k, n)
+	}
+
+	// From a pod on the node whose link is down, to another node.
+	var pod string
+	for _, p := range l.Pods() {
+		if p.Spec.NodeName == "node-1" {
+			pod = p.Name
+		}
+	}
+	rep, err = l.Send(ctx, plane.Request{From: pod, Protocol: "UDP", Target: node2, Message: "hostname"})
+	if err != nil || rep.Flow == nil || rep.Flow.EntryNode != "node-2" || rep.Flow.Detail != "node-1's link is down" || rep.Flow.Protocol != "UDP" {
+		t.Errorf("from %s on node-1 to node-2: %+v, %v; want a flow through node-2 saying node-1's link is down", pod, rep.Flow, err)
+	}
+}

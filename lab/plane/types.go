@@ -141,7 +141,10 @@ const (
 
 // Flow is one attempt through a node: a TCP connection, a UDP flow or an
 // SCTP association that the node's proxy forwarded, or that the node's
-// kernel answered itself (refused, dropped), observed on the node.
+// kernel answered itself (refused, dropped), observed on the node. One
+// that never reached the node, because a link on its way was down, is
+// reported by the control plane for the requests it sent (Reason
+// ReasonNodeLinkDown, Kernel false, no Pod).
 type Flow struct {
 	Protocol string         // "TCP", "UDP", "SCTP"
 	Client   netip.AddrPort // who connected, as the node saw it
