@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"net/netip"
 	"sort"
 	"strings"
@@ -539,6 +540,9 @@ func (l *Lab) Scale(deployment string, replicas int) error {
 func (l *Lab) scale(name string, replicas int) error {
 	if replicas < 0 {
 		return fmt.Errorf("deployment.apps/%s: the replicas count must not be negative (got %d)", name, replicas)
+	}
+	if replicas > math.MaxInt32 { // spec.replicas is an int32: it would wrap
+		return fmt.Errorf("deployment.apps/%s: the replicas count must be at most %d (got %d)", name, math.MaxInt32, replicas)
 	}
 	d, ok := l.reg.GetDeployment(Namespace, name)
 	if !ok {

@@ -423,3 +423,27 @@ func TestApplyObjects(t *testing.T) {
 		t.Errorf("apply an invalid object:\n got %q\nwant %q", got, want)
 	}
 }
+
+// TestScaleErrors: Scale names what is wrong, and a bad count changes
+// nothing (spec.replicas is an int32: a larger count must not wrap).
+func TestScaleErrors(t *testing.T) {
+	l, _ := newLab(t, nil)
+	l.Apply("default.yaml", DefaultManifest)
+	waitIdle(t, l)
+	for _, tc := range []struct {
+		name     string
+		replicas int
+		want     string
+	}{
+		{"nope", 1, `deployments.apps "nope" not found`},
+		{"web", -1, "deployment.apps/web: the replicas count must not be negative (got -1)"},
+		{"web", math.MaxInt32 + 1, "deployment.apps/web: the replicas count must be at most 2147483647 (got 2147483648)"},
+	} {
+		if err := l.Scale(tc.name, tc.replicas); err == nil || err.Error() != tc.want {
+			t.Errorf("Scale(%q, %d) = %v, want %q", tc.name, tc.replicas, err, tc.want)
+		}
+	}
+	if d := l.Deployments()[0]; *d.Spec.Replicas != 3 {
+		t.Errorf("after refused scales: replicas %d, want 3", *d.Spec.Replicas)
+	}
+}
