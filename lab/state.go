@@ -417,7 +417,12 @@ func FlowString(f *plane.Flow) string {
 		s += " (" + why + ")"
 	}
 	if f.Kernel {
-		s += ", answered by the node's kernel"
+		if f.Result == plane.FlowRefused {
+			s += ", answered by the node's kernel"
+		} else {
+			// Nothing answered a drop: say where it happened.
+			s += ", in the node's kernel"
+		}
 	}
 	return s
 }
