@@ -109,7 +109,7 @@ func (p *proxy) serveStream(f *frontend, c net.Conn) {
 
 // resetClose closes c with an RST (SO_LINGER 0) where it can.
 func resetClose(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
