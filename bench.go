@@ -55,9 +55,14 @@ and each path is measured by:
   UDP delivered/s  64-byte datagrams per second the pod received, sent at a
                    fixed rate (--udp-rate), and the percentage lost
   RR p50, p99      round-trip time of a 64-byte request and its answer on a
-                   kept-open connection, in microseconds, with the client's
-                   and the server's threads pinned to one CPU (otherwise it
-                   would measure how long an idle CPU takes to wake up)
+                   kept-open connection, in microseconds, with every thread
+                   of the path pinned to one CPU: the client's, the server's
+                   and the forwarder's (all of nplab's threads, and haproxy's
+                   or socat's). Otherwise it would measure how long an idle
+                   CPU takes to wake up: kernel DNAT runs on the CPU that
+                   sends, a userspace proxy on the other CPU would wake it
+                   twice per round trip. Pinned, a round trip costs what its
+                   work costs, one step after the other
 
 Every figure has its ratio to direct: 0.80x means 80% of direct's
 throughput; for latency, 1.50x means 50% slower. Read the ratios, not the

@@ -93,6 +93,16 @@
 // a transparent SCTP dial fails at once with ErrTransparentSCTP, which
 // wraps ErrNotSupported; an SCTP proxy dials from its own address.
 //
+// # A proxy's sockets
+//
+// A proxy opens a connection for every connection it accepts, and each
+// system call counts. ProxyListen is Listen whose accepted conns have no
+// TCP keep-alive; ProxyDial is DialFrom for TCP that takes its socket
+// from a per-host pool made ahead of time on one thread in the namespace
+// (only socket(2) needs it), and returns that socket as a net.Conn
+// without duplicating it. The host's removal closes the pool, so no
+// pooled socket keeps a removed namespace alive.
+//
 // # Observing attempts the kernel refuses or drops
 //
 // When a Service has no usable endpoint, nothing listens on its nodePort

@@ -667,6 +667,8 @@ type host struct {
 	routes     []Route        // added routes, replayed when a link comes back up
 	devIndex   map[string]int // interfaces netsim made here: name → ifindex
 	nextIndex  int            // the ifindex makeLink asks for next
+
+	pool sockPool // ProxyDial's sockets, made ahead of time
 }
 
 var _ Host = (*host)(nil)
@@ -694,6 +696,7 @@ func (h *host) close() {
 		return
 	}
 	h.closed = true
+	h.pool.close()
 	nsHandles{ns: h.netns, nl: h.nl, raw: h.raw}.close()
 }
 

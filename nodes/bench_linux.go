@@ -19,6 +19,7 @@ import (
 	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
 	"github.com/nplab/nplab/nodes/loadgen"
+	"golang.org/x/sys/unix"
 )
 
 var _ plane.Bencher = (*Cluster)(nil)
@@ -49,7 +50,9 @@ const (
 // new connections per second do not run out of source ports, and
 // GOMAXPROCS is raised by two: the pinned client and server threads of the
 // latency test block in system calls, and must not take the processors
-// the proxy runs on.
+// the proxy runs on. While the latency figure runs, every thread of this
+// process (client, pod server, nplab's proxy) and of a peer is pinned to
+// the client's CPU (pinTasks), and put back after it.
 func (c *Cluster) Bench(ctx context.Context, t plane.BenchTarget, spec plane.BenchSpec) ([]plane.BenchPath, error) {
 	spec = spec.WithDefaults()
 	podNode, err := c.node(t.PodNode)
@@ -147,6 +150,9 @@ type benchPath struct {
 	// setup and teardown, when set, add and remove what the path needs
 	// around each figure.
 	setup, teardown func() error
+	// pids, when set, are the path's forwarder processes (a peer's), whose
+	// threads the latency figure pins with this process's.
+	pids func() []int
 }
 
 type benchFigure int
@@ -188,6 +194,18 @@ func (b *bench) measure(p *benchPath, fig benchFigure) {
 			p.Values[plane.MetricUDPLoss] = ur.LossPercent
 		}
 	case figRR:
+		// Every thread of the path on one CPU: this process's (client,
+		// pod server, nplab's proxy) and the peer's (see pinTasks).
+		pids := []int{0}
+		if p.pids != nil {
+			pids = append(pids, p.pids()...)
+		}
+		restore, err := pinTasks(benchCPU(), pids...)
+		if err != nil {
+			fail(err, plane.MetricRRP50, plane.MetricRRP99)
+			return
+		}
+		defer restore()
 		if rr, err := loadgen.RR(b.enter, p.tcp, d); err != nil {
 			fail(err, plane.MetricRRP50, plane.MetricRRP99)
 		} else {
@@ -325,6 +343,14 @@ backend pod
 	front := netip.AddrPortFrom(n.spec.IP, port)
 	p.tcp, p.udp = front, front
 	var cmds []*exec.Cmd
+	p.pids = func() []int {
+		// `ip netns exec` execs the program: the pid is the peer's.
+		var pids []int
+		for _, cmd := range cmds {
+			pids = append(pids, cmd.Process.Pid)
+		}
+		return pids
+	}
 	var dir string
 	p.teardown = func() error {
 		for _, cmd := range cmds {
@@ -406,6 +432,20 @@ func (b *bench) run(ctx context.Context, h netsim.Host, stdin, name string, args
 		return fmt.Errorf("ip netns exec %s %s %s: %v: %s", h.Namespace(), name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// benchCPU is the CPU the latency figure pins to: the lowest this
+// process may use, the one loadgen.RR pins its client to.
+func benchCPU() int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err == nil {
+		for i := range 1024 {
+			if set.IsSet(i) {
+				return i
+			}
+		}
+	}
+	return 0
 }
 
 func haveProgram(name string) bool {

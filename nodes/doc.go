@@ -205,21 +205,47 @@
 //   - Per TCP connection: accept; one atomic load of the snapshot; the
 //     endpoint pick (no allocation; the chooser's mutex, per service port,
 //     is held for one random draw or round-robin step, and an affinity
-//     lookup); the dial (netsim: socket(2) on a thread in the node's
-//     namespace, connect in the poller); two entries in the proxy's
-//     connection set (its mutex, so Close can end every connection); one
-//     goroutine for the second direction; one plane.Flow reported when the
-//     connection ends. This, and the dial above all, is what a new
-//     connection costs; a profile of BenchmarkForward/newconn shows the
-//     dial's namespace switch and socket set-up first, then accept and
-//     close.
+//     lookup); the dial (netsim.ProxyDial: a socket from the node's pool,
+//     made ahead of time in the node's namespace, then connect in the
+//     poller); two entries in the proxy's connection set (its mutex, so
+//     Close can end every connection); one goroutine for the second
+//     direction; one shutdown(2) to pass the first FIN on (the second
+//     travels with the close); one plane.Flow reported when the
+//     connection ends. Each system call costs ~5 µs on a PVM guest, so
+//     they are what a new connection costs, and the proxy's sockets are
+//     made for it (netsim.ProxyListen, netsim.ProxyDial): no TCP
+//     keep-alive on either side (Go's default is four setsockopt calls
+//     per conn; the client's own keep-alive, if any, passes through), no
+//     namespace switch per dial (only socket(2) needs the namespace; a
+//     pool of 32 is refilled in the background, 32 at a time, on one
+//     thread switched into it), and no net.FileConn (its dup, close and
+//     three queries). strace -f -c of BenchmarkForward/newconn, nplab-proxy
+//     against direct, counts ~30 system calls per connection for the
+//     proxy, down from ~47: accept4 (twice: the second finds the queue
+//     empty), epoll_ctl, getsockname, TCP_NODELAY; connect, SO_ERROR and
+//     getpeername (twice each: once before the wait, as the poller's
+//     readiness was just reset, once after), getsockname (the source the
+//     pod sees); the reads and writes (with one read per direction that
+//     finds nothing and parks); a shutdown; two closes and their
+//     epoll_ctl; plus socket, TCP_NODELAY, fcntl and epoll_ctl for the
+//     pooled socket, off the connection's path.
+//   - Per request/response on a kept-open connection: per direction one
+//     read with the data, one write, one read that finds nothing and parks
+//     the goroutine in the poller, and the poller's epoll_pwait: about
+//     eight system calls per round trip more than direct. With every
+//     thread pinned to one CPU, as nplab bench's latency figure runs it,
+//     that is what the proxy adds to a round trip; unpinned, on an idle
+//     machine, waking the other CPU costs more than the work. No deadline
+//     is set per read and nothing is counted per read: the byte counts
+//     are io.CopyBuffer's totals, taken when the connection ends.
 //   - Per TCP byte: a copy through a pooled 32 KiB buffer, one read and
 //     one write per 32 KiB each way, no allocation. Not splice(2):
 //     between namespaces it cost 25-35% more CPU per MiB
 //     (BenchmarkForward/bulk; a spliced page carries one received
 //     segment, so the proxy sends more, smaller packets than a copy that
 //     fills 64 KiB GSO packets), though on loopback, where segments are
-//     64 KiB, it wins; 128 KiB and 512 KiB buffers cost more than 32 KiB.
+//     64 KiB, it wins; 128, 256 and 512 KiB buffers cost more than
+//     32 KiB (256 KiB: 1.9-2.8x direct's CPU per MiB, against 1.43x).
 //     The copy knows which side failed: a read error from the pod is a
 //     reset (the flow says pod-reset, and the client gets a reset, as
 //     kernel DNAT passes the RST), a failed write is the other side's.

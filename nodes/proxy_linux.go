@@ -403,7 +403,8 @@ func (p *proxy) open(fk frontKey, nodePort bool) (*frontend, error) {
 		if fk.proto == "SCTP" {
 			network = "sctp"
 		}
-		l, err := p.env.host.Listen(ctx, network, fk.addr.String())
+		// Without TCP keep-alive: see netsim.ProxyListen.
+		l, err := netsim.ProxyListen(ctx, p.env.host, network, fk.addr.String())
 		if err != nil {
 			return nil, err
 		}
@@ -527,14 +528,15 @@ func (p *proxy) dial(ctx context.Context, network string, r route, client netip.
 		if err := p.ensureTproxyRoute(client.Addr()); err != nil {
 			return nil, err
 		}
-		c, err := p.env.host.DialFrom(ctx, d)
+		c, err := netsim.ProxyDial(ctx, p.env.host, d)
 		if errors.Is(err, syscall.EADDRINUSE) {
 			d.Local = netip.AddrPortFrom(client.Addr(), 0)
-			c, err = p.env.host.DialFrom(ctx, d)
+			c, err = netsim.ProxyDial(ctx, p.env.host, d)
 		}
 		return c, err
 	}
-	return p.env.host.Dial(ctx, network, r.ep.Addr.String())
+	// A socket made ahead of time, without keep-alive: see netsim.ProxyDial.
+	return netsim.ProxyDial(ctx, p.env.host, netsim.Dial{Network: network, Remote: r.ep.Addr})
 }
 
 // ensureTproxyRoute makes replies to client (from pods matched by the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nplab/nplab/lab/plane"
@@ -109,7 +110,7 @@ func (p *proxy) serveStream(f *frontend, c net.Conn) {
 
 // resetClose closes c with an RST (SO_LINGER 0) where it can.
 func resetClose(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
@@ -121,11 +122,12 @@ func resetClose(c net.Conn) {
 // stream ids. One direction runs on the calling goroutine.
 func relay(client, up net.Conn) (in, out int64, upErr error) {
 	done := make(chan struct{})
+	var ended atomic.Int32 // halves that have read their source's end
 	go func() {
 		defer close(done)
-		in, _ = copyHalf(up, client)
+		in, _ = copyHalf(up, client, &ended)
 	}()
-	out, upErr = copyHalf(client, up)
+	out, upErr = copyHalf(client, up, &ended)
 	<-done
 	_ = client.Close()
 	_ = up.Close()
@@ -135,7 +137,11 @@ func relay(client, up net.Conn) (in, out int64, upErr error) {
 // copyHalf copies src to dst, then half-closes dst's write side (or closes
 // both when the conn cannot half-close, as with SCTP). It returns the
 // bytes copied and the error reading src, if it was not its orderly end.
-func copyHalf(dst, src net.Conn) (int64, error) {
+// ended counts the halves of the relay that reached their source's
+// orderly end: the second needs no shutdown(2), as relay closes both
+// conns at once, and a close passes the FIN on just the same (dst has
+// nothing unread: its own end was read already).
+func copyHalf(dst, src net.Conn, ended *atomic.Int32) (int64, error) {
 	var n int64
 	sm, sok := src.(netsim.MessageConn)
 	dm, dok := dst.(netsim.MessageConn)
@@ -179,6 +185,9 @@ func copyHalf(dst, src net.Conn) (int64, error) {
 	}
 	// Pass the FIN on. (No CloseRead of src: shutdown(SHUT_RD) sends
 	// nothing, and each system call costs here: ~5 us on this VM.)
+	if ended.Add(1) == 2 {
+		return n, nil // relay's close sends it
+	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	} else {

@@ -47,7 +47,8 @@ const (
 	MetricUDPLoss Metric = "udp_loss"
 	// MetricRRP50 and MetricRRP99: the median and 99th percentile of one
 	// request/response round trip on a kept-open TCP connection, in
-	// microseconds, client and pod server pinned to one CPU.
+	// microseconds, with every thread of the path pinned to one CPU:
+	// client, pod server and forwarder (nplab's proxy, a peer).
 	MetricRRP50 Metric = "rr_p50_us"
 	MetricRRP99 Metric = "rr_p99_us"
 )

@@ -13,7 +13,8 @@
 //   - RR: request/response round trips of 64 bytes on a kept-open TCP
 //     connection, with the client's and the server's threads pinned to
 //     one CPU (sched_setaffinity), so the figure measures the path, not
-//     how long an idle CPU takes to wake up.
+//     how long an idle CPU takes to wake up. (`nplab bench` pins the
+//     forwarder's threads to that CPU too: see nodes' pinTasks.)
 //
 // # The wire protocol
 //
