@@ -101,6 +101,21 @@ func TestGetDescribeJSONPath(t *testing.T) {
 	}
 }
 
+// kubectl apply --server-side gets the endpoint's 415 and says so, for an
+// object that does not exist yet as for one that does (it was a NotFound
+// for a new object).
+func TestServerSideApplyIsRefusedClearly(t *testing.T) {
+	k := newLab(t)
+	const want = "error: Server-side apply not available on the server: (the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (nplab does not do server-side apply))\n"
+	for _, when := range []string{"new", "existing"} {
+		out, errOut, code := k.run("", "apply", "--server-side", "-f", docs("frontend-service.yaml"))
+		if code != 1 || out != "" || errOut != want {
+			t.Errorf("%s object: exit %d, out %q, err %q\nwant err %q", when, code, out, errOut, want)
+		}
+		k.ok("apply", "-f", docs("frontend-service.yaml"))
+	}
+}
+
 func TestServerDryRunAllocatesNothing(t *testing.T) {
 	k := newLab(t)
 	before := len(k.l.Services())
