@@ -31,7 +31,9 @@ Everything it prints, errors included, is kubectl's own.`,
 			cfg := ""
 			if !hasKubeconfigFlag(args) {
 				var err error
-				if cfg, err = labKubeconfig(); err != nil {
+				// kubectl's help, completion and client version need no
+				// lab: they work with none running, or several.
+				if cfg, err = labKubeconfig(); err != nil && !needsNoServer(args) {
 					return err
 				}
 			}
@@ -55,6 +57,32 @@ func hasKubeconfigFlag(args []string) bool {
 		}
 	}
 	return false
+}
+
+// needsNoServer reports whether kubectl args only print something of
+// kubectl's own: no arguments or help (kubectl's usage), -h/--help on any
+// command, completion, options, version --client.
+func needsNoServer(args []string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	switch args[0] {
+	case "help", "completion", "options":
+		return true
+	}
+	client := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		switch a {
+		case "-h", "--help":
+			return true
+		case "--client", "--client=true":
+			client = true
+		}
+	}
+	return client && args[0] == "version"
 }
 
 // labKubeconfig is the kubeconfig `nplab kubectl` uses: NPLAB_LAB's lab,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -158,5 +159,95 @@ func TestUpDetachKubectlDown(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(apiserver.DefaultDir, lab+".*"))
 	if len(left) > 0 {
 		t.Errorf("after down: files %v", left)
+	}
+}
+
+// TestKubectlFindsTheLab is how `nplab kubectl` picks its kubeconfig, in a
+// run directory of the test's own (other labs may run on this machine):
+// NPLAB_LAB's lab, else $KUBECONFIG, else the only running lab, with a
+// clear error for none or several. kubectl's own help and client version
+// work whatever runs.
+func TestKubectlFindsTheLab(t *testing.T) {
+	dir := t.TempDir()
+	saved := runDir
+	runDir = func() string { return dir }
+	t.Cleanup(func() { runDir = saved })
+	t.Setenv("NPLAB_LAB", "")
+	t.Setenv("KUBECONFIG", "")
+	t.Setenv("HOME", t.TempDir())
+
+	record := func(name string, pid int) string {
+		t.Helper()
+		cfg := apiserver.KubeconfigPath(dir, name)
+		if err := os.WriteFile(cfg, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeRecord(upRecord{Name: name, PID: pid, Nodes: 3, Started: time.Now(), Kubeconfig: cfg}); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	// nplab runs the command in-process, as a student types it.
+	nplab := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		c := newRootCmd()
+		c.SetArgs(args)
+		c.SetOut(&out)
+		c.SetErr(&out)
+		c.SetIn(strings.NewReader(""))
+		err := c.Execute()
+		return out.String(), err
+	}
+	noServer := func(when string) {
+		t.Helper()
+		for _, args := range [][]string{{"kubectl", "--help"}, {"kubectl"}, {"kubectl", "get", "svc", "-h"}, {"kubectl", "version", "--client"}} {
+			out, err := nplab(args...)
+			if err != nil || !(strings.Contains(out, "kubectl controls the Kubernetes cluster manager") ||
+				strings.Contains(out, "Display one or many resources") || strings.Contains(out, "Client Version: ")) {
+				t.Errorf("%s: nplab %s: %v\n%.300s", when, strings.Join(args, " "), err, out)
+			}
+		}
+	}
+
+	_, err := labKubeconfig()
+	if want := "no lab is running: start one with `nplab up -d` (or name a kubeconfig with --kubeconfig)"; err == nil || err.Error() != want {
+		t.Errorf("no lab: %v, want %q", err, want)
+	}
+	noServer("no lab")
+	if _, err := nplab("kubectl", "get", "svc"); err == nil || !strings.Contains(err.Error(), "no lab is running") {
+		t.Errorf("nplab kubectl get svc with no lab: %v", err)
+	}
+
+	// A record whose process is gone is not a running lab.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	record("gone", dead.Process.Pid)
+	a := record("alpha", os.Getpid())
+	if got, err := labKubeconfig(); err != nil || got != a {
+		t.Errorf("one lab: %q, %v; want %q", got, err, a)
+	}
+
+	b := record("beta", os.Getpid())
+	_, err = labKubeconfig()
+	if want := "2 labs are running (alpha, beta): choose one with NPLAB_LAB=<name> or --kubeconfig"; err == nil || err.Error() != want {
+		t.Errorf("two labs: %v, want %q", err, want)
+	}
+	noServer("two labs")
+
+	t.Setenv("NPLAB_LAB", "beta")
+	if got, err := labKubeconfig(); err != nil || got != b {
+		t.Errorf("NPLAB_LAB=beta: %q, %v; want %q", got, err, b)
+	}
+	t.Setenv("NPLAB_LAB", "nosuch")
+	_, err = labKubeconfig()
+	if want := "NPLAB_LAB=nosuch: lab \"nosuch\" is not running (no " + apiserver.KubeconfigPath(dir, "nosuch") + ")"; err == nil || err.Error() != want {
+		t.Errorf("NPLAB_LAB=nosuch: %v, want %q", err, want)
+	}
+	t.Setenv("NPLAB_LAB", "")
+	t.Setenv("KUBECONFIG", "/elsewhere/config")
+	if got, err := labKubeconfig(); err != nil || got != "/elsewhere/config" {
+		t.Errorf("KUBECONFIG: %q, %v", got, err)
 	}
 }
