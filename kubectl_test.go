@@ -16,14 +16,16 @@ import (
 	"github.com/nplab/nplab/lab/apiserver"
 )
 
-// TestUpDetachKubectlDown is the issue's script: `nplab up -d`, `nplab
-// ls`, the embedded kubectl against the running lab (the docs' 30080
-// conflict, a replaced pod streamed by get -w, the tutorial's create +
-// expose reached with curl from the outside client), the endpoint out of
-// the client's reach, then `nplab down`, and nothing is left.
 // raceNotice is the line a -race build of client-go logs at start.
 var raceNotice = regexp.MustCompile(`(?m)^I\d{4} [^\n]*withrace\.go:\d+\] Data race detection enabled\n`)
 
+// TestUpDetachKubectlDown is the issue's script: `nplab up -d`, `nplab
+// ls`, the embedded kubectl against the running lab (the docs' 30080
+// conflict, a replaced pod streamed by get -w, the tutorial's create +
+// expose reached with curl from the outside client, scale to five pods,
+// delete a pod and traffic follows, edit moves the nodePort live), a
+// kubectl from the PATH with --kubeconfig, the endpoint on 127.0.0.1 only
+// and out of the client's reach, then `nplab down`, and nothing is left.
 func TestUpDetachKubectlDown(t *testing.T) {
 	testenv.RequireRoot(t)
 	if testenv.InVM() {
@@ -145,9 +147,88 @@ func TestUpDetachKubectlDown(t *testing.T) {
 		t.Errorf("after scale --replicas=5, 60 requests reached %d pods: %v", len(pods), pods)
 	}
 
-	// The endpoint is on the host's loopback: the client cannot reach it.
+	// kubectl delete pod: get endpoints changes, and traffic follows (the
+	// deleted pod never answers again, its replacement does).
+	eps := func() string {
+		return must("kubectl", "get", "endpoints", "hello-node", "-o", "jsonpath={.subsets[0].addresses[*].targetRef.name}")
+	}
+	before := eps()
+	gone := strings.Fields(before)[0]
+	must("kubectl", "delete", "pod", gone)
+	must("kubectl", "wait", "--for=jsonpath={.subsets[0].addresses[4].ip}", "endpoints/hello-node", "--timeout=60s")
+	after := eps()
+	if strings.Contains(after, gone) || after == before {
+		t.Errorf("get endpoints after deleting %s: %q, before %q", gone, after, before)
+	}
+	var replacement string
+	for _, n := range strings.Fields(after) {
+		if !strings.Contains(before, n) {
+			replacement = n
+		}
+	}
+	answered := map[string]int{}
+	for i := 0; i < 100 && (i < 30 || answered[replacement] == 0); i++ {
+		b, err := exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sS", "-m", "2", "http://172.18.0.4:"+np+"/hostname").CombinedOutput()
+		if err == nil {
+			answered[string(b)]++
+		}
+	}
+	if answered[gone] > 0 || replacement == "" || answered[replacement] == 0 {
+		t.Errorf("after deleting %s (replaced by %q), the client reached %v", gone, replacement, answered)
+	}
+
+	// kubectl edit through KUBE_EDITOR moves the nodePort live: the new
+	// port answers on every node, the old one is refused.
+	moved := "30081"
+	if np == moved {
+		moved = "30082"
+	}
+	edit := nplabCmd("kubectl", "edit", "svc", "hello-node")
+	edit.Env = append(edit.Env, "NPLAB_LAB="+lab, "HOME="+t.TempDir(), "KUBE_EDITOR=sed -i -e s/"+np+"/"+moved+"/g")
+	if b, err := edit.CombinedOutput(); err != nil || raceNotice.ReplaceAllString(string(b), "") != "service/hello-node edited\n" {
+		t.Errorf("kubectl edit: %v %q", err, b)
+	}
+	for _, node := range []string{"172.18.0.2", "172.18.0.3", "172.18.0.4"} {
+		var b []byte
+		for i := 0; i < 50; i++ {
+			if b, err = exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sS", "-m", "2", "http://"+node+":"+moved+"/hostname").CombinedOutput(); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.HasPrefix(string(b), "hello-node-") {
+			t.Errorf("after edit, %s:%s: %v %s", node, moved, err, b)
+		}
+		if b, err := exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sS", "-m", "2", "http://"+node+":"+np+"/hostname").CombinedOutput(); err == nil {
+			t.Errorf("after edit, the old nodePort %s:%s still answers: %s", node, np, b)
+		}
+	}
+
+	// A kubectl installed separately works with --kubeconfig.
+	if kc, err := exec.LookPath("kubectl"); err == nil {
+		c := exec.Command(kc, "--kubeconfig", cfg, "get", "svc", "hello-node", "-o", "jsonpath={.spec.ports[0].nodePort}")
+		c.Env = append(os.Environ(), "HOME="+t.TempDir())
+		if b, err := c.CombinedOutput(); err != nil || string(b) != moved {
+			t.Errorf("%s --kubeconfig %s get svc: %v %q", kc, cfg, err, b)
+		}
+	} else {
+		t.Log("no kubectl on the PATH: the separately installed kubectl is not tried")
+	}
+
+	// The endpoint is on the host's loopback only: its one listening
+	// socket is bound to 127.0.0.1 (not a wildcard an outside interface
+	// would reach), and the client cannot reach it.
 	rec, _ := readRecord(lab)
 	host := strings.TrimPrefix(rec.Server, "https://")
+	if !strings.HasPrefix(host, "127.0.0.1:") {
+		t.Errorf("the API endpoint is %s, want 127.0.0.1", rec.Server)
+	}
+	port := host[strings.LastIndex(host, ":")+1:]
+	if b, err := exec.Command("ss", "-Htln", "sport = :"+port).CombinedOutput(); err != nil {
+		t.Errorf("ss: %v %s", err, b)
+	} else if f := strings.Fields(string(b)); len(f) < 4 || f[3] != host || strings.Count(string(b), "\n") != 1 {
+		t.Errorf("the sockets listening on port %s: %q, want one, on %s", port, b, host)
+	}
 	if out, err := exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sSk", "-m", "2", "https://"+host+"/api").CombinedOutput(); err == nil {
 		t.Errorf("the client reached the API endpoint: %s", out)
 	}
