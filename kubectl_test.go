@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nplab/nplab/internal/kubectlcmd"
 	"github.com/nplab/nplab/internal/testenv"
+	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/apiserver"
 )
 
@@ -331,4 +333,85 @@ func TestKubectlFindsTheLab(t *testing.T) {
 	if got, err := labKubeconfig(); err != nil || got != "/elsewhere/config" {
 		t.Errorf("KUBECONFIG: %q, %v", got, err)
 	}
+}
+
+// TestValidateAgreesWithKubectl is the evidence for issue 10's "consider
+// whether nplab validate should run the embedded kubectl against an
+// in-process server": for the docs' manifests and the default lab, what
+// validate prints (package lab/kubectl) is what the real kubectl prints
+// against the lab's API, byte for byte — the apply lines, the errors and
+// the get svc,pods -o wide tables (same seed, same clock) — except in one
+// case the lab's package doc records on purpose: the same object twice in
+// one file (the docs' backend-pods.yaml) is kubectl create's AlreadyExists
+// in validate and up, where kubectl apply patches the first one.
+func TestValidateAgreesWithKubectl(t *testing.T) {
+	t.Setenv("HOME", t.TempDir()) // kubectl's discovery cache
+	docs := filepath.Join("lab", "testdata", "docs")
+	def := filepath.Join(t.TempDir(), "default.yaml")
+	if err := os.WriteFile(def, lab.DefaultManifest, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const seed = 7
+	start := time.Now()
+
+	// validate, and kubectl apply then get against a served lab made the
+	// same way (controllers paused and synced once, as validate does).
+	both := func(t *testing.T, files ...string) (vOut, vErr, kOut, kErr string) {
+		var out, errOut bytes.Buffer
+		err := runValidate(&out, &errOut, strings.NewReader(""), &validateOptions{files: files, portRange: "30000-32767", nodes: 3, seed: seed})
+		if code := exitCode(err); code != 1 {
+			t.Errorf("validate: exit %d, want 1 (something is rejected)", code)
+		}
+		l, err := lab.New(lab.Config{Name: "agree", Rand: seededRand(seed), Now: func() time.Time { return start }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		l.PauseControllers()
+		e, err := apiserver.Serve(l, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		kubectl := func(args ...string) (string, string, int) {
+			var out, errOut bytes.Buffer
+			code := kubectlcmd.Run(kubectlcmd.Options{Args: args, Kubeconfig: e.Kubeconfig, In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+			return out.String(), raceNotice.ReplaceAllString(errOut.String(), ""), code
+		}
+		args := []string{"apply"}
+		for _, f := range files {
+			args = append(args, "-f", f)
+		}
+		applied, kErr, code := kubectl(args...)
+		if code != 1 {
+			t.Errorf("kubectl apply: exit %d, want 1", code)
+		}
+		l.SyncOnce()
+		tables, _, _ := kubectl("get", "svc,pods", "-o", "wide")
+		return out.String(), errOut.String(), applied + "\n" + tables, kErr
+	}
+
+	t.Run("same", func(t *testing.T) {
+		var files []string
+		for _, f := range []string{"frontend-service.yaml", "backend-service.yaml", "nodeport-service.yaml", "backend-service-300081.yaml"} {
+			files = append(files, filepath.Join(docs, f))
+		}
+		vOut, vErr, kOut, kErr := both(t, append(files, def)...)
+		if kOut != vOut {
+			t.Errorf("stdout differs:\nvalidate:\n%s\nkubectl:\n%s", vOut, kOut)
+		}
+		if kErr != vErr {
+			t.Errorf("stderr differs:\nvalidate:\n%s\nkubectl:\n%s", vErr, kErr)
+		}
+	})
+	t.Run("the same pod twice", func(t *testing.T) {
+		_, vErr, _, kErr := both(t, filepath.Join(docs, "backend-pods.yaml"))
+		if want := `Error from server (AlreadyExists): error when creating "lab/testdata/docs/backend-pods.yaml": pods "backend" already exists` + "\n"; vErr != want {
+			t.Errorf("validate: %q, want %q", vErr, want)
+		}
+		// kubectl apply patched the first pod, and the update was refused.
+		if want := `The Pod "backend" is invalid: spec: Forbidden: pod updates may not change fields other than`; !strings.HasPrefix(kErr, want) {
+			t.Errorf("kubectl: %q, want %q...", kErr, want)
+		}
+	})
 }
