@@ -328,10 +328,26 @@ func TestKubectlFindsTheLab(t *testing.T) {
 	if want := "NPLAB_LAB=nosuch: lab \"nosuch\" is not running (no " + apiserver.KubeconfigPath(dir, "nosuch") + ")"; err == nil || err.Error() != want {
 		t.Errorf("NPLAB_LAB=nosuch: %v, want %q", err, want)
 	}
+	// export KUBECONFIG=<a lab's>, as nplab up prints it, picks that lab.
 	t.Setenv("NPLAB_LAB", "")
-	t.Setenv("KUBECONFIG", "/elsewhere/config")
-	if got, err := labKubeconfig(); err != nil || got != "/elsewhere/config" {
-		t.Errorf("KUBECONFIG: %q, %v", got, err)
+	t.Setenv("KUBECONFIG", a)
+	if got, err := labKubeconfig(); err != nil || got != a {
+		t.Errorf("KUBECONFIG=%s: %q, %v", a, got, err)
+	}
+	stopped := apiserver.KubeconfigPath(dir, "stopped")
+	t.Setenv("KUBECONFIG", stopped)
+	_, err = labKubeconfig()
+	if want := "KUBECONFIG=" + stopped + ": lab \"stopped\" is not running (nplab ls lists the running labs)"; err == nil || err.Error() != want {
+		t.Errorf("KUBECONFIG of a stopped lab: %v, want %q", err, want)
+	}
+	// A student's own cluster in $KUBECONFIG is not what nplab kubectl
+	// talks to: with one lab running, it is that lab.
+	if err := os.Remove(recordPath("beta")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "config"))
+	if got, err := labKubeconfig(); err != nil || got != a {
+		t.Errorf("KUBECONFIG of another cluster, one lab running: %q, %v; want the lab's %q", got, err, a)
 	}
 }
 
