@@ -82,11 +82,38 @@ func TestGetDescribeJSONPath(t *testing.T) {
 		!regexp.MustCompile(`(?m)^web +NodePort +10\.\S+ +<none> +80:30080/TCP,80:30080/UDP +\S+ +app=web$`).MatchString(out) {
 		t.Errorf("get svc -o wide:\n%s", out)
 	}
+	// kubectl's describe, line by line (the addresses vary).
 	out = k.ok("describe", "svc", "web")
-	for _, want := range []string{"Name:", "web", "NodePort:", "30080/TCP", "Endpoints:", "Type:                     NodePort"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("describe svc web lacks %q:\n%s", want, out)
-		}
+	ip, eps := `10\.\d+\.\d+\.\d+`, `10\.244\.\d+\.\d+:%d,10\.244\.\d+\.\d+:%d,10\.244\.\d+\.\d+:%d`
+	want := regexp.MustCompile(`^Name:                     web
+Namespace:                default
+Labels:                   <none>
+Annotations:              <none>
+Selector:                 app=web
+Type:                     NodePort
+IP Family Policy:         SingleStack
+IP Families:              IPv4
+IP:                       ` + ip + `
+IPs:                      ` + ip + `
+Port:                     http  80/TCP
+TargetPort:               8080/TCP
+NodePort:                 http  30080/TCP
+Endpoints:                ` + strings.ReplaceAll(eps, "%d", "8080") + `
+Port:                     udp  80/UDP
+TargetPort:               8081/UDP
+NodePort:                 udp  30080/UDP
+Endpoints:                ` + strings.ReplaceAll(eps, "%d", "8081") + `
+Session Affinity:         None
+External Traffic Policy:  Cluster
+Internal Traffic Policy:  Cluster
+Events:
+  Type    Reason     Age   From   Message
+  ----    ------     ----  ----   -------
+  Normal  ClusterIP  \S+ +nplab  clusterIP ` + ip + ` allocated
+  Normal  NodePort   \S+ +nplab  nodePort 30080 \(TCP port 80, UDP port 80\) allocated
+$`)
+	if !want.MatchString(out) {
+		t.Errorf("describe svc web:\n%s", out)
 	}
 	if out := k.ok("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"); out != "30080" {
 		t.Errorf("jsonpath: %q", out)
