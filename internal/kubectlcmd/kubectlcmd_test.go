@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -225,4 +226,33 @@ func TestExplainNodePort(t *testing.T) {
 			t.Errorf("explain lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestEveryResourceIsServed: discovery lists the issue's resources (kubectl
+// api-resources), and kubectl gets each: the default namespace, the
+// controllers' endpoints and endpointslices, the lab's events.
+func TestEveryResourceIsServed(t *testing.T) {
+	k := newLab(t)
+	k.l.Apply("default.yaml", lab.DefaultManifest)
+	_ = k.l.WaitIdle(t.Context())
+	out := k.ok("api-resources", "--no-headers", "-o", "name")
+	want := "namespaces\nnodes\nservices\nendpoints\npods\nevents\ndeployments.apps\nendpointslices.discovery.k8s.io\n"
+	if got := strings.Join(sortedLines(out), "\n") + "\n"; got != strings.Join(sortedLines(want), "\n")+"\n" {
+		t.Errorf("api-resources:\n%s\nwant\n%s", out, want)
+	}
+	if out := k.ok("get", "ns"); !regexp.MustCompile(`(?m)^default +Active +\S+$`).MatchString(out) {
+		t.Errorf("get ns:\n%s", out)
+	}
+	if out := k.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[*].addresses[0]}"); len(strings.Fields(out)) != 3 {
+		t.Errorf("get endpointslices of web: %q, want the 3 pods' addresses", out)
+	}
+	if out := k.ok("get", "events", "--field-selector", "involvedObject.name=web"); !strings.Contains(out, "nodePort 30080 (TCP port 80, UDP port 80) allocated") {
+		t.Errorf("get events:\n%s", out)
+	}
+}
+
+func sortedLines(s string) []string {
+	lines := strings.Fields(s)
+	sort.Strings(lines)
+	return lines
 }
