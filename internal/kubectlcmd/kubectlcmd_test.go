@@ -183,6 +183,20 @@ func TestScaleDeleteEdit(t *testing.T) {
 		t.Errorf("endpoints did not change: %q → %q", eps, after)
 	}
 
+	// kubectl patch, each patch type the endpoint takes, in this order.
+	for _, p := range [][2]string{
+		{"json", `[{"op":"replace","path":"/spec/ports/0/nodePort","value":30091}]`},
+		{"merge", `{"metadata":{"labels":{"tier":"web"}}}`},
+		{"strategic", `{"spec":{"ports":[{"port":80,"protocol":"TCP","nodePort":30080}]}}`},
+	} {
+		if out := k.ok("patch", "svc", "web", "--type="+p[0], "-p", p[1]); out != "service/web patched\n" {
+			t.Errorf("patch --type=%s: %q", p[0], out)
+		}
+	}
+	if out := k.ok("get", "svc", "web", "-o", "jsonpath={.metadata.labels.tier} {.spec.ports[0].nodePort}"); out != "web 30080" {
+		t.Errorf("after the patches: %q", out)
+	}
+
 	// kubectl edit through KUBE_EDITOR changes the nodePort.
 	t.Setenv("KUBE_EDITOR", "sed -i -e s/30080/30123/g")
 	if out := k.ok("edit", "svc", "web"); out != "service/web edited\n" {
