@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,9 +20,11 @@ func newKubectlCmd() *cobra.Command {
 		Use:   "kubectl [ARGS...]",
 		Short: "kubectl itself, against a running lab",
 		Long: `Run kubectl (k8s.io/kubectl, built in) against a running lab. Its
-kubeconfig is the lab named by NPLAB_LAB, else $KUBECONFIG when set, else the
-only running lab's (/run/nplab/<lab>.kubeconfig; without root,
-$XDG_RUNTIME_DIR/nplab/<lab>.kubeconfig); --kubeconfig wins over all.
+kubeconfig is the lab named by NPLAB_LAB, else $KUBECONFIG when it is a lab's
+(as nplab up prints it), else the only running lab's
+(/run/nplab/<lab>.kubeconfig; without root,
+$XDG_RUNTIME_DIR/nplab/<lab>.kubeconfig); --kubeconfig wins over all. A
+$KUBECONFIG of another cluster is not used: nplab kubectl is for labs.
 Everything it prints, errors included, is kubectl's own.`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -31,7 +34,9 @@ Everything it prints, errors included, is kubectl's own.`,
 			cfg := ""
 			if !hasKubeconfigFlag(args) {
 				var err error
-				if cfg, err = labKubeconfig(); err != nil {
+				// kubectl's help, completion and client version need no
+				// lab: they work with none running, or several.
+				if cfg, err = labKubeconfig(); err != nil && !needsNoServer(args) {
 					return err
 				}
 			}
@@ -57,8 +62,35 @@ func hasKubeconfigFlag(args []string) bool {
 	return false
 }
 
+// needsNoServer reports whether kubectl args only print something of
+// kubectl's own: no arguments or help (kubectl's usage), -h/--help on any
+// command, completion, options, version --client.
+func needsNoServer(args []string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	switch args[0] {
+	case "help", "completion", "options":
+		return true
+	}
+	client := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		switch a {
+		case "-h", "--help":
+			return true
+		case "--client", "--client=true":
+			client = true
+		}
+	}
+	return client && args[0] == "version"
+}
+
 // labKubeconfig is the kubeconfig `nplab kubectl` uses: NPLAB_LAB's lab,
-// else $KUBECONFIG, else the only running lab's.
+// else $KUBECONFIG when it is a lab's kubeconfig, else the only running
+// lab's.
 func labKubeconfig() (string, error) {
 	if name := os.Getenv("NPLAB_LAB"); name != "" {
 		p := apiserver.KubeconfigPath(runDir(), name)
@@ -67,7 +99,15 @@ func labKubeconfig() (string, error) {
 		}
 		return p, nil
 	}
-	if env := os.Getenv("KUBECONFIG"); env != "" {
+	// $KUBECONFIG counts when it is a lab's (`export KUBECONFIG=...` as
+	// nplab up prints it picks one of several labs); a student's own
+	// cluster in it must not be what `nplab kubectl` changes.
+	if env := os.Getenv("KUBECONFIG"); env != "" && filepath.Dir(filepath.Clean(env)) == filepath.Clean(runDir()) &&
+		strings.HasSuffix(env, ".kubeconfig") {
+		if _, err := os.Stat(env); err != nil {
+			name := strings.TrimSuffix(filepath.Base(env), ".kubeconfig")
+			return "", fmt.Errorf("KUBECONFIG=%s: lab %q is not running (nplab ls lists the running labs)", env, name)
+		}
 		return env, nil
 	}
 	labs, err := runningLabs()

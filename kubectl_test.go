@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -11,18 +12,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nplab/nplab/internal/kubectlcmd"
 	"github.com/nplab/nplab/internal/testenv"
+	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/apiserver"
 )
+
+// raceNotice is the line a -race build of client-go logs at start.
+var raceNotice = regexp.MustCompile(`(?m)^I\d{4} [^\n]*withrace\.go:\d+\] Data race detection enabled\n`)
 
 // TestUpDetachKubectlDown is the issue's script: `nplab up -d`, `nplab
 // ls`, the embedded kubectl against the running lab (the docs' 30080
 // conflict, a replaced pod streamed by get -w, the tutorial's create +
-// expose reached with curl from the outside client), the endpoint out of
-// the client's reach, then `nplab down`, and nothing is left.
-// raceNotice is the line a -race build of client-go logs at start.
-var raceNotice = regexp.MustCompile(`(?m)^I\d{4} [^\n]*withrace\.go:\d+\] Data race detection enabled\n`)
-
+// expose reached with curl from the outside client, scale to five pods,
+// delete a pod and traffic follows, edit moves the nodePort live), a
+// kubectl from the PATH with --kubeconfig, the endpoint on 127.0.0.1 only
+// and out of the client's reach, then `nplab down`, and nothing is left.
 func TestUpDetachKubectlDown(t *testing.T) {
 	testenv.RequireRoot(t)
 	if testenv.InVM() {
@@ -144,9 +149,88 @@ func TestUpDetachKubectlDown(t *testing.T) {
 		t.Errorf("after scale --replicas=5, 60 requests reached %d pods: %v", len(pods), pods)
 	}
 
-	// The endpoint is on the host's loopback: the client cannot reach it.
+	// kubectl delete pod: get endpoints changes, and traffic follows (the
+	// deleted pod never answers again, its replacement does).
+	eps := func() string {
+		return must("kubectl", "get", "endpoints", "hello-node", "-o", "jsonpath={.subsets[0].addresses[*].targetRef.name}")
+	}
+	before := eps()
+	gone := strings.Fields(before)[0]
+	must("kubectl", "delete", "pod", gone)
+	must("kubectl", "wait", "--for=jsonpath={.subsets[0].addresses[4].ip}", "endpoints/hello-node", "--timeout=60s")
+	after := eps()
+	if strings.Contains(after, gone) || after == before {
+		t.Errorf("get endpoints after deleting %s: %q, before %q", gone, after, before)
+	}
+	var replacement string
+	for _, n := range strings.Fields(after) {
+		if !strings.Contains(before, n) {
+			replacement = n
+		}
+	}
+	answered := map[string]int{}
+	for i := 0; i < 100 && (i < 30 || answered[replacement] == 0); i++ {
+		b, err := exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sS", "-m", "2", "http://172.18.0.4:"+np+"/hostname").CombinedOutput()
+		if err == nil {
+			answered[string(b)]++
+		}
+	}
+	if answered[gone] > 0 || replacement == "" || answered[replacement] == 0 {
+		t.Errorf("after deleting %s (replaced by %q), the client reached %v", gone, replacement, answered)
+	}
+
+	// kubectl edit through KUBE_EDITOR moves the nodePort live: the new
+	// port answers on every node, the old one is refused.
+	moved := "30081"
+	if np == moved {
+		moved = "30082"
+	}
+	edit := nplabCmd("kubectl", "edit", "svc", "hello-node")
+	edit.Env = append(edit.Env, "NPLAB_LAB="+lab, "HOME="+t.TempDir(), "KUBE_EDITOR=sed -i -e s/"+np+"/"+moved+"/g")
+	if b, err := edit.CombinedOutput(); err != nil || raceNotice.ReplaceAllString(string(b), "") != "service/hello-node edited\n" {
+		t.Errorf("kubectl edit: %v %q", err, b)
+	}
+	for _, node := range []string{"172.18.0.2", "172.18.0.3", "172.18.0.4"} {
+		var b []byte
+		for i := 0; i < 50; i++ {
+			if b, err = exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sS", "-m", "2", "http://"+node+":"+moved+"/hostname").CombinedOutput(); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.HasPrefix(string(b), "hello-node-") {
+			t.Errorf("after edit, %s:%s: %v %s", node, moved, err, b)
+		}
+		if b, err := exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sS", "-m", "2", "http://"+node+":"+np+"/hostname").CombinedOutput(); err == nil {
+			t.Errorf("after edit, the old nodePort %s:%s still answers: %s", node, np, b)
+		}
+	}
+
+	// A kubectl installed separately works with --kubeconfig.
+	if kc, err := exec.LookPath("kubectl"); err == nil {
+		c := exec.Command(kc, "--kubeconfig", cfg, "get", "svc", "hello-node", "-o", "jsonpath={.spec.ports[0].nodePort}")
+		c.Env = append(os.Environ(), "HOME="+t.TempDir())
+		if b, err := c.CombinedOutput(); err != nil || string(b) != moved {
+			t.Errorf("%s --kubeconfig %s get svc: %v %q", kc, cfg, err, b)
+		}
+	} else {
+		t.Log("no kubectl on the PATH: the separately installed kubectl is not tried")
+	}
+
+	// The endpoint is on the host's loopback only: its one listening
+	// socket is bound to 127.0.0.1 (not a wildcard an outside interface
+	// would reach), and the client cannot reach it.
 	rec, _ := readRecord(lab)
 	host := strings.TrimPrefix(rec.Server, "https://")
+	if !strings.HasPrefix(host, "127.0.0.1:") {
+		t.Errorf("the API endpoint is %s, want 127.0.0.1", rec.Server)
+	}
+	port := host[strings.LastIndex(host, ":")+1:]
+	if b, err := exec.Command("ss", "-Htln", "sport = :"+port).CombinedOutput(); err != nil {
+		t.Errorf("ss: %v %s", err, b)
+	} else if f := strings.Fields(string(b)); len(f) < 4 || f[3] != host || strings.Count(string(b), "\n") != 1 {
+		t.Errorf("the sockets listening on port %s: %q, want one, on %s", port, b, host)
+	}
 	if out, err := exec.Command("ip", "netns", "exec", "nplab-"+lab+"-client", "curl", "-sSk", "-m", "2", "https://"+host+"/api").CombinedOutput(); err == nil {
 		t.Errorf("the client reached the API endpoint: %s", out)
 	}
@@ -159,4 +243,191 @@ func TestUpDetachKubectlDown(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("after down: files %v", left)
 	}
+}
+
+// TestKubectlFindsTheLab is how `nplab kubectl` picks its kubeconfig, in a
+// run directory of the test's own (other labs may run on this machine):
+// NPLAB_LAB's lab, else $KUBECONFIG, else the only running lab, with a
+// clear error for none or several. kubectl's own help and client version
+// work whatever runs.
+func TestKubectlFindsTheLab(t *testing.T) {
+	dir := t.TempDir()
+	saved := runDir
+	runDir = func() string { return dir }
+	t.Cleanup(func() { runDir = saved })
+	t.Setenv("NPLAB_LAB", "")
+	t.Setenv("KUBECONFIG", "")
+	t.Setenv("HOME", t.TempDir())
+
+	record := func(name string, pid int) string {
+		t.Helper()
+		cfg := apiserver.KubeconfigPath(dir, name)
+		if err := os.WriteFile(cfg, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeRecord(upRecord{Name: name, PID: pid, Nodes: 3, Started: time.Now(), Kubeconfig: cfg}); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	// nplab runs the command in-process, as a student types it.
+	nplab := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		c := newRootCmd()
+		c.SetArgs(args)
+		c.SetOut(&out)
+		c.SetErr(&out)
+		c.SetIn(strings.NewReader(""))
+		err := c.Execute()
+		return out.String(), err
+	}
+	noServer := func(when string) {
+		t.Helper()
+		for _, args := range [][]string{{"kubectl", "--help"}, {"kubectl"}, {"kubectl", "get", "svc", "-h"}, {"kubectl", "version", "--client"}} {
+			out, err := nplab(args...)
+			if err != nil || !(strings.Contains(out, "kubectl controls the Kubernetes cluster manager") ||
+				strings.Contains(out, "Display one or many resources") || strings.Contains(out, "Client Version: ")) {
+				t.Errorf("%s: nplab %s: %v\n%.300s", when, strings.Join(args, " "), err, out)
+			}
+		}
+	}
+
+	_, err := labKubeconfig()
+	if want := "no lab is running: start one with `nplab up -d` (or name a kubeconfig with --kubeconfig)"; err == nil || err.Error() != want {
+		t.Errorf("no lab: %v, want %q", err, want)
+	}
+	noServer("no lab")
+	if _, err := nplab("kubectl", "get", "svc"); err == nil || !strings.Contains(err.Error(), "no lab is running") {
+		t.Errorf("nplab kubectl get svc with no lab: %v", err)
+	}
+
+	// A record whose process is gone is not a running lab.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	record("gone", dead.Process.Pid)
+	a := record("alpha", os.Getpid())
+	if got, err := labKubeconfig(); err != nil || got != a {
+		t.Errorf("one lab: %q, %v; want %q", got, err, a)
+	}
+
+	b := record("beta", os.Getpid())
+	_, err = labKubeconfig()
+	if want := "2 labs are running (alpha, beta): choose one with NPLAB_LAB=<name> or --kubeconfig"; err == nil || err.Error() != want {
+		t.Errorf("two labs: %v, want %q", err, want)
+	}
+	noServer("two labs")
+
+	t.Setenv("NPLAB_LAB", "beta")
+	if got, err := labKubeconfig(); err != nil || got != b {
+		t.Errorf("NPLAB_LAB=beta: %q, %v; want %q", got, err, b)
+	}
+	t.Setenv("NPLAB_LAB", "nosuch")
+	_, err = labKubeconfig()
+	if want := "NPLAB_LAB=nosuch: lab \"nosuch\" is not running (no " + apiserver.KubeconfigPath(dir, "nosuch") + ")"; err == nil || err.Error() != want {
+		t.Errorf("NPLAB_LAB=nosuch: %v, want %q", err, want)
+	}
+	// export KUBECONFIG=<a lab's>, as nplab up prints it, picks that lab.
+	t.Setenv("NPLAB_LAB", "")
+	t.Setenv("KUBECONFIG", a)
+	if got, err := labKubeconfig(); err != nil || got != a {
+		t.Errorf("KUBECONFIG=%s: %q, %v", a, got, err)
+	}
+	stopped := apiserver.KubeconfigPath(dir, "stopped")
+	t.Setenv("KUBECONFIG", stopped)
+	_, err = labKubeconfig()
+	if want := "KUBECONFIG=" + stopped + ": lab \"stopped\" is not running (nplab ls lists the running labs)"; err == nil || err.Error() != want {
+		t.Errorf("KUBECONFIG of a stopped lab: %v, want %q", err, want)
+	}
+	// A student's own cluster in $KUBECONFIG is not what nplab kubectl
+	// talks to: with one lab running, it is that lab.
+	if err := os.Remove(recordPath("beta")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "config"))
+	if got, err := labKubeconfig(); err != nil || got != a {
+		t.Errorf("KUBECONFIG of another cluster, one lab running: %q, %v; want the lab's %q", got, err, a)
+	}
+}
+
+// TestValidateAgreesWithKubectl is the evidence for issue 10's "consider
+// whether nplab validate should run the embedded kubectl against an
+// in-process server": for the docs' manifests and the default lab, what
+// validate prints (package lab/kubectl) is what the real kubectl prints
+// against the lab's API, byte for byte — the apply lines, the errors and
+// the get svc,pods -o wide tables (same seed, same clock) — except in one
+// case the lab's package doc records on purpose: the same object twice in
+// one file (the docs' backend-pods.yaml) is kubectl create's AlreadyExists
+// in validate and up, where kubectl apply patches the first one.
+func TestValidateAgreesWithKubectl(t *testing.T) {
+	t.Setenv("HOME", t.TempDir()) // kubectl's discovery cache
+	docs := filepath.Join("lab", "testdata", "docs")
+	def := filepath.Join(t.TempDir(), "default.yaml")
+	if err := os.WriteFile(def, lab.DefaultManifest, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const seed = 7
+	start := time.Now()
+
+	// validate, and kubectl apply then get against a served lab made the
+	// same way (controllers paused and synced once, as validate does).
+	both := func(t *testing.T, files ...string) (vOut, vErr, kOut, kErr string) {
+		var out, errOut bytes.Buffer
+		err := runValidate(&out, &errOut, strings.NewReader(""), &validateOptions{files: files, portRange: "30000-32767", nodes: 3, seed: seed})
+		if code := exitCode(err); code != 1 {
+			t.Errorf("validate: exit %d, want 1 (something is rejected)", code)
+		}
+		l, err := lab.New(lab.Config{Name: "agree", Rand: seededRand(seed), Now: func() time.Time { return start }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		l.PauseControllers()
+		e, err := apiserver.Serve(l, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		kubectl := func(args ...string) (string, string, int) {
+			var out, errOut bytes.Buffer
+			code := kubectlcmd.Run(kubectlcmd.Options{Args: args, Kubeconfig: e.Kubeconfig, In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+			return out.String(), raceNotice.ReplaceAllString(errOut.String(), ""), code
+		}
+		args := []string{"apply"}
+		for _, f := range files {
+			args = append(args, "-f", f)
+		}
+		applied, kErr, code := kubectl(args...)
+		if code != 1 {
+			t.Errorf("kubectl apply: exit %d, want 1", code)
+		}
+		l.SyncOnce()
+		tables, _, _ := kubectl("get", "svc,pods", "-o", "wide")
+		return out.String(), errOut.String(), applied + "\n" + tables, kErr
+	}
+
+	t.Run("same", func(t *testing.T) {
+		var files []string
+		for _, f := range []string{"frontend-service.yaml", "backend-service.yaml", "nodeport-service.yaml", "backend-service-300081.yaml"} {
+			files = append(files, filepath.Join(docs, f))
+		}
+		vOut, vErr, kOut, kErr := both(t, append(files, def)...)
+		if kOut != vOut {
+			t.Errorf("stdout differs:\nvalidate:\n%s\nkubectl:\n%s", vOut, kOut)
+		}
+		if kErr != vErr {
+			t.Errorf("stderr differs:\nvalidate:\n%s\nkubectl:\n%s", vErr, kErr)
+		}
+	})
+	t.Run("the same pod twice", func(t *testing.T) {
+		_, vErr, _, kErr := both(t, filepath.Join(docs, "backend-pods.yaml"))
+		if want := `Error from server (AlreadyExists): error when creating "lab/testdata/docs/backend-pods.yaml": pods "backend" already exists` + "\n"; vErr != want {
+			t.Errorf("validate: %q, want %q", vErr, want)
+		}
+		// kubectl apply patched the first pod, and the update was refused.
+		if want := `The Pod "backend" is invalid: spec: Forbidden: pod updates may not change fields other than`; !strings.HasPrefix(kErr, want) {
+			t.Errorf("kubectl: %q, want %q...", kErr, want)
+		}
+	})
 }

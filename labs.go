@@ -31,7 +31,9 @@ import (
 // runDir is where the running labs' records, kubeconfigs and logs are:
 // /run/nplab as root; a rootless user's own directory otherwise (outside
 // the lab's private /run, so the user's shell sees them).
-func runDir() string { return userns.RunDir() }
+// (A variable, so a test can point it at a directory of its own: other
+// labs may run on the machine.)
+var runDir = userns.RunDir
 
 func init() { subcommands = append(subcommands, newLsCmd, newDownCmd) }
 
@@ -136,7 +138,7 @@ func newDownCmd() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "down --name LAB",
-		Short: "Stop a running lab, as Ctrl-C does (everything it created is removed)",
+		Short: "Stop a running lab, as Ctrl-C does (its namespaces are removed; its objects are kept for up --resume)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -191,10 +192,15 @@ func testUpStopsOn(t *testing.T, sig syscall.Signal) {
 	}
 	// On a pipe, progress is plain milestone lines, no escape codes.
 	for _, want := range []string{"Namespaces ready: 3 nodes, the client and the bridge (", "Pods ready: 3/3 (",
-		"service/web", "80:30080/TCP,80:30080/UDP", "nplab exec --name " + lab + " client -- curl"} {
+		"service/web", "80:30080/TCP,80:30080/UDP", "nplab exec --name " + lab + " client -- curl",
+		"export KUBECONFIG=/run/nplab/" + lab + ".kubeconfig\n", "\n$ nplab kubectl get svc\n"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("nplab up output lacks %q:\n%s", want, log.String())
 		}
+	}
+	// The first `nplab kubectl get svc`: kubectl's table, from the lab's API.
+	if !regexp.MustCompile(`(?m)^web +NodePort +10\.\S+ +<none> +80:30080/TCP,80:30080/UDP +\S+$`).MatchString(log.String()) {
+		t.Errorf("nplab up printed no kubectl get svc table:\n%s", log.String())
 	}
 
 	if err := cmd.Process.Signal(sig); err != nil {
@@ -209,8 +215,10 @@ func testUpStopsOn(t *testing.T, sig syscall.Signal) {
 	if added := newHostLinks(t, linksBefore); len(added) != 0 {
 		t.Errorf("after %s, the host's own namespace has new links %v", sig, added)
 	}
-	if _, err := os.Stat("/run/nplab/" + lab + ".json"); !os.IsNotExist(err) {
-		t.Errorf("after %s the lab's state file is still there (stat: %v)", sig, err)
+	for _, f := range []string{".json", ".kubeconfig", ".up.json"} {
+		if _, err := os.Stat("/run/nplab/" + lab + f); !os.IsNotExist(err) {
+			t.Errorf("after %s the lab's %s file is still there (stat: %v)", sig, f, err)
+		}
 	}
 	if !strings.Contains(log.String(), "Lab \""+lab+"\" removed.") {
 		t.Errorf("nplab up did not say it removed the lab:\n%s", log.String())

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -82,11 +83,38 @@ func TestGetDescribeJSONPath(t *testing.T) {
 		!regexp.MustCompile(`(?m)^web +NodePort +10\.\S+ +<none> +80:30080/TCP,80:30080/UDP +\S+ +app=web$`).MatchString(out) {
 		t.Errorf("get svc -o wide:\n%s", out)
 	}
+	// kubectl's describe, line by line (the addresses vary).
 	out = k.ok("describe", "svc", "web")
-	for _, want := range []string{"Name:", "web", "NodePort:", "30080/TCP", "Endpoints:", "Type:                     NodePort"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("describe svc web lacks %q:\n%s", want, out)
-		}
+	ip, eps := `10\.\d+\.\d+\.\d+`, `10\.244\.\d+\.\d+:%d,10\.244\.\d+\.\d+:%d,10\.244\.\d+\.\d+:%d`
+	want := regexp.MustCompile(`^Name:                     web
+Namespace:                default
+Labels:                   <none>
+Annotations:              <none>
+Selector:                 app=web
+Type:                     NodePort
+IP Family Policy:         SingleStack
+IP Families:              IPv4
+IP:                       ` + ip + `
+IPs:                      ` + ip + `
+Port:                     http  80/TCP
+TargetPort:               8080/TCP
+NodePort:                 http  30080/TCP
+Endpoints:                ` + strings.ReplaceAll(eps, "%d", "8080") + `
+Port:                     udp  80/UDP
+TargetPort:               8081/UDP
+NodePort:                 udp  30080/UDP
+Endpoints:                ` + strings.ReplaceAll(eps, "%d", "8081") + `
+Session Affinity:         None
+External Traffic Policy:  Cluster
+Internal Traffic Policy:  Cluster
+Events:
+  Type    Reason     Age   From   Message
+  ----    ------     ----  ----   -------
+  Normal  ClusterIP  \S+ +nplab  clusterIP ` + ip + ` allocated
+  Normal  NodePort   \S+ +nplab  nodePort 30080 \(TCP port 80, UDP port 80\) allocated
+$`)
+	if !want.MatchString(out) {
+		t.Errorf("describe svc web:\n%s", out)
 	}
 	if out := k.ok("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"); out != "30080" {
 		t.Errorf("jsonpath: %q", out)
@@ -98,6 +126,21 @@ func TestGetDescribeJSONPath(t *testing.T) {
 	out = k.ok("get", "nodes", "-o", "wide")
 	if !strings.Contains(out, "172.18.0.2") || strings.Count(out, "Ready") != 3 {
 		t.Errorf("get nodes -o wide:\n%s", out)
+	}
+}
+
+// kubectl apply --server-side gets the endpoint's 415 and says so, for an
+// object that does not exist yet as for one that does (it was a NotFound
+// for a new object).
+func TestServerSideApplyIsRefusedClearly(t *testing.T) {
+	k := newLab(t)
+	const want = "error: Server-side apply not available on the server: (the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (nplab does not do server-side apply))\n"
+	for _, when := range []string{"new", "existing"} {
+		out, errOut, code := k.run("", "apply", "--server-side", "-f", docs("frontend-service.yaml"))
+		if code != 1 || out != "" || errOut != want {
+			t.Errorf("%s object: exit %d, out %q, err %q\nwant err %q", when, code, out, errOut, want)
+		}
+		k.ok("apply", "-f", docs("frontend-service.yaml"))
 	}
 }
 
@@ -138,6 +181,20 @@ func TestScaleDeleteEdit(t *testing.T) {
 	after := k.ok("get", "endpoints", "web", "-o", "jsonpath={.subsets[0].addresses[*].targetRef.name}")
 	if strings.Contains(after, victim) || after == eps {
 		t.Errorf("endpoints did not change: %q → %q", eps, after)
+	}
+
+	// kubectl patch, each patch type the endpoint takes, in this order.
+	for _, p := range [][2]string{
+		{"json", `[{"op":"replace","path":"/spec/ports/0/nodePort","value":30091}]`},
+		{"merge", `{"metadata":{"labels":{"tier":"web"}}}`},
+		{"strategic", `{"spec":{"ports":[{"port":80,"protocol":"TCP","nodePort":30080}]}}`},
+	} {
+		if out := k.ok("patch", "svc", "web", "--type="+p[0], "-p", p[1]); out != "service/web patched\n" {
+			t.Errorf("patch --type=%s: %q", p[0], out)
+		}
+	}
+	if out := k.ok("get", "svc", "web", "-o", "jsonpath={.metadata.labels.tier} {.spec.ports[0].nodePort}"); out != "web 30080" {
+		t.Errorf("after the patches: %q", out)
 	}
 
 	// kubectl edit through KUBE_EDITOR changes the nodePort.
@@ -183,4 +240,33 @@ func TestExplainNodePort(t *testing.T) {
 			t.Errorf("explain lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestEveryResourceIsServed: discovery lists the issue's resources (kubectl
+// api-resources), and kubectl gets each: the default namespace, the
+// controllers' endpoints and endpointslices, the lab's events.
+func TestEveryResourceIsServed(t *testing.T) {
+	k := newLab(t)
+	k.l.Apply("default.yaml", lab.DefaultManifest)
+	_ = k.l.WaitIdle(t.Context())
+	out := k.ok("api-resources", "--no-headers", "-o", "name")
+	want := "namespaces\nnodes\nservices\nendpoints\npods\nevents\ndeployments.apps\nendpointslices.discovery.k8s.io\n"
+	if got := strings.Join(sortedLines(out), "\n") + "\n"; got != strings.Join(sortedLines(want), "\n")+"\n" {
+		t.Errorf("api-resources:\n%s\nwant\n%s", out, want)
+	}
+	if out := k.ok("get", "ns"); !regexp.MustCompile(`(?m)^default +Active +\S+$`).MatchString(out) {
+		t.Errorf("get ns:\n%s", out)
+	}
+	if out := k.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[*].addresses[0]}"); len(strings.Fields(out)) != 3 {
+		t.Errorf("get endpointslices of web: %q, want the 3 pods' addresses", out)
+	}
+	if out := k.ok("get", "events", "--field-selector", "involvedObject.name=web"); !strings.Contains(out, "nodePort 30080 (TCP port 80, UDP port 80) allocated") {
+		t.Errorf("get events:\n%s", out)
+	}
+}
+
+func sortedLines(s string) []string {
+	lines := strings.Fields(s)
+	sort.Strings(lines)
+	return lines
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -72,14 +73,42 @@ func TestCreateConflictAndDryRun(t *testing.T) {
 	if n := len(l.Services()); n != 2 { // kubernetes and frontend-service
 		t.Errorf("after a dry run the lab has %d services, want 2", n)
 	}
-	if used := l.NodePortRange(); used.Size == 0 {
-		t.Fatal("no range")
-	}
 	// Strict field validation.
 	code, body = do(t, ts, "POST", "/api/v1/namespaces/default/services?fieldValidation=Strict", "application/json",
 		strings.Replace(other, `"port":80`, `"port":80,"nodeport":1`, 1))
 	if code != 400 || !strings.Contains(body, `strict decoding error: unknown field \"spec.ports[0].nodeport\"`) {
 		t.Errorf("strict: %d %s", code, body)
+	}
+}
+
+// A server dry run never allocates a nodePort (the upstream e2e's
+// "should not allocate a nodePort on dry run"): in a range of two ports,
+// any number of dry runs leave both for real creates.
+func TestDryRunNeverAllocates(t *testing.T) {
+	l, err := lab.New(lab.Config{Name: "t", NodePortRange: "30000-30001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ts := httptest.NewServer(New(l, "tok"))
+	t.Cleanup(ts.Close)
+	svc := func(name string) string {
+		return strings.ReplaceAll(strings.ReplaceAll(frontend, "frontend-service", name), `,"nodePort":30080`, "")
+	}
+	for i := 0; i < 5; i++ {
+		code, body := do(t, ts, "POST", "/api/v1/namespaces/default/services?dryRun=All", "application/json", svc("dry"))
+		if code != 201 || !regexp.MustCompile(`"nodePort":3000[01]`).MatchString(body) {
+			t.Fatalf("dry run %d: %d %s", i, code, body)
+		}
+	}
+	for _, name := range []string{"a", "b"} {
+		if code, body := do(t, ts, "POST", "/api/v1/namespaces/default/services", "application/json", svc(name)); code != 201 {
+			t.Fatalf("create %s after the dry runs: %d %s", name, code, body)
+		}
+	}
+	code, body := do(t, ts, "POST", "/api/v1/namespaces/default/services", "application/json", svc("c"))
+	if code < 400 || !strings.Contains(body, "range is full") {
+		t.Errorf("a third Service in a range of two: %d %s", code, body)
 	}
 }
 
@@ -92,9 +121,13 @@ func TestPatchScaleAndWatch(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"nodePort":30090`) {
 		t.Fatalf("patch: %d %s", code, body)
 	}
-	code, body = do(t, ts, "PATCH", "/api/v1/namespaces/default/services/web", "application/apply-patch+yaml", `{}`)
-	if code != 415 {
-		t.Errorf("apply patch: %d %s", code, body)
+	// Server-side apply is a 415 whether the object exists or not (kubectl
+	// apply --server-side of a new object sends the same PATCH).
+	for _, name := range []string{"web", "not-there-yet"} {
+		code, body = do(t, ts, "PATCH", "/api/v1/namespaces/default/services/"+name+"?fieldManager=kubectl", "application/apply-patch+yaml", `{}`)
+		if code != 415 || !strings.Contains(body, `"reason":"UnsupportedMediaType"`) {
+			t.Errorf("server-side apply of %s: %d %s", name, code, body)
+		}
 	}
 
 	req, _ := http.NewRequest("GET", ts.URL+"/api/v1/namespaces/default/pods?watch=true&resourceVersion=1", nil)

@@ -381,6 +381,13 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, res *resource, na
 		return
 	}
 	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	// The patch type first, as kube-apiserver checks it before it reads
+	// the object: server-side apply of an object that does not exist yet
+	// is the same 415 as of one that does, not a NotFound.
+	if err := checkPatchType(ct); err != nil {
+		writeErr(w, err)
+		return
+	}
 	for attempt := 0; ; attempt++ {
 		live, err := s.get(res, name)
 		if err != nil {
@@ -419,7 +426,24 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, res *resource, na
 	}
 }
 
+// checkPatchType refuses a patch type the endpoint does not apply with
+// 415 Unsupported Media Type, which kubectl reports ("Server-side apply
+// not available on the server") instead of a patch it cannot make.
+func checkPatchType(contentType string) error {
+	switch types.PatchType(contentType) {
+	case types.StrategicMergePatchType, types.MergePatchType, types.JSONPatchType:
+		return nil
+	}
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure,
+		Code: http.StatusUnsupportedMediaType, Reason: metav1.StatusReasonUnsupportedMediaType,
+		Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: %s, %s, %s (nplab does not do server-side apply)",
+			types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType)}}
+}
+
 func applyPatch(contentType string, live, patch []byte, dataStruct runtime.Object) ([]byte, error) {
+	if err := checkPatchType(contentType); err != nil {
+		return nil, err
+	}
 	var out []byte
 	var err error
 	switch types.PatchType(contentType) {
@@ -432,11 +456,6 @@ func applyPatch(contentType string, live, patch []byte, dataStruct runtime.Objec
 		if p, err = jsonpatch.DecodePatch(patch); err == nil {
 			out, err = p.Apply(live)
 		}
-	default:
-		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure,
-			Code: http.StatusUnsupportedMediaType, Reason: metav1.StatusReasonUnsupportedMediaType,
-			Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: %s, %s, %s (nplab does not do server-side apply)",
-				types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType)}}
 	}
 	if err != nil {
 		return nil, apierrors.NewBadRequest(err.Error())
