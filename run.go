@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -127,6 +129,17 @@ func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *s
 	opts := scenarios.Options{
 		Check: student != nil, Student: student,
 		LabName: o.name, Seed: o.seed, ControlPlaneOnly: o.controlPlaneOnly, ProbeScale: o.probeScale,
+	}
+	if noUserNamespace != nil {
+		// Not root, and no user namespace to be root in (rootless.go):
+		// the data plane is what this machine lacks, and why.
+		why := strings.Join(strings.Fields(noUserNamespace.Error()), " ")
+		opts.Probe = func(n scenarios.Need) error {
+			if n == scenarios.NeedDataPlane {
+				return errors.New(why)
+			}
+			return scenarios.Probe(n)
+		}
 	}
 	if !o.json {
 		fmt.Fprintf(stdout, "%s: %s\n", sc.Name, sc.Title)
