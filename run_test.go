@@ -233,6 +233,33 @@ func TestRunActionsDataPlane(t *testing.T) {
 	}
 }
 
+// Wrong expectations about the data plane exit 1 and print what was
+// observed: a wait that times out says what it saw last, and traffic the
+// pods and nodes that answered.
+func TestRunWrongTrafficDataPlane(t *testing.T) {
+	testenv.RequireRoot(t)
+	stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", "--name", "w"+randName(7), cliData+"wrong-traffic.yaml")
+	if code != exitFailed {
+		t.Errorf("exit status %d, want %d\n%s%s", code, exitFailed, stdout, stderr)
+	}
+	for _, want := range []string{
+		"✗ 1. web gets two endpoints (it has one pod) [wait]\n" +
+			"    ✗ wait\n" +
+			"      expected: within 2s: service web: 2 ready endpoints\n" +
+			"      observed: after 2s: type NodePort, nodePort 30080; 1 ready endpoint\n",
+		"✗ 2. Only pods on node-2 answer (web-1 runs on node-1) [traffic]\n" +
+			"    ✗ reaches app=web\n" +
+			"      expected: answers from pods of app=web, only pods on node-2\n" +
+			"      observed: 5 requests: 5 ok (web-1 5 on node-1); on other nodes: web-1 on node-1\n" +
+			"      hint: Under Cluster, node-2 forwards to the pod wherever it runs.\n",
+		"FAIL: 2 of 3 steps failed; the first, step 1 (web gets two endpoints (it has one pod)): wait\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the output lacks\n%s\ngot:\n%s", want, stdout)
+		}
+	}
+}
+
 func TestListAndShow(t *testing.T) {
 	stdout, _, code := runCLI(t, "list")
 	if code != 0 {
