@@ -73,8 +73,12 @@ Exit status, always with a one-line reason:
   0  every check passed
   1  a check failed
   2  the scenario is invalid (file, line and key)
-  3  this machine cannot run it (not root; no SCTP or netem where a step
-     needs them, naming the missing module)`,
+  3  this machine cannot run it (not root, and no user namespace allowed
+     either; no SCTP or netem where a step needs them, naming the missing
+     module)
+
+Without root, run (and check) runs the lab in a user namespace of its own,
+as "nplab up" does.`,
 		Example: `  nplab run collision
   nplab run my-lesson.yaml --json
   nplab run basics --junit basics.xml`,
