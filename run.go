@@ -98,6 +98,10 @@ as "nplab up" does.`,
 // report and returns the exit status as an exitError.
 func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *scenarioOptions, student []lab.File) error {
 	sc, err := scenarios.Open(arg)
+	if err == nil && student != nil && !hasTask(sc) {
+		// Nothing would grade the student's files: say so rather than pass.
+		err = fmt.Errorf("%s has no task step, so nplab check has nothing to grade your files with (nplab list: collision, docs-examples and others have tasks)", sc.Name)
+	}
 	if err != nil {
 		// Every error (file:line: key: what), then the one-line reason;
 		// --json and --junit say the same.
@@ -186,4 +190,14 @@ func writeJUnit(file string, rep *scenarios.Report) error {
 		return err
 	}
 	return f.Close()
+}
+
+// hasTask reports whether a scenario has a task step (what check grades).
+func hasTask(sc *scenarios.Scenario) bool {
+	for _, st := range sc.Steps {
+		if st.Task != nil {
+			return true
+		}
+	}
+	return false
 }

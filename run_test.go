@@ -260,6 +260,16 @@ func TestRunWrongTrafficDataPlane(t *testing.T) {
 	}
 }
 
+// nplab check of a scenario with no task grades nothing: exit 2 saying
+// so, not a PASS that ignored the student's files.
+func TestCheckWithoutTask(t *testing.T) {
+	_, stderr, code := runCLI(t, "check", "--control-plane-only", "basics", "-f", cliData+"student-good.yaml")
+	want := "invalid scenario: basics has no task step, so nplab check has nothing to grade your files with (nplab list: collision, docs-examples and others have tasks)\n"
+	if code != exitInvalid || stderr != want {
+		t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, exitInvalid, want)
+	}
+}
+
 func TestListAndShow(t *testing.T) {
 	stdout, _, code := runCLI(t, "list")
 	if code != 0 {
