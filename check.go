@@ -19,7 +19,8 @@ none goes to the first task). Each check is reported with what was expected
 and observed, and the scenario's hint where it fails.
 
 A student file that does not parse is a failed check (exit 1) with kubectl's
-parse error as what was observed. Exit statuses are those of "nplab run".`,
+parse error as what was observed. Exit statuses are those of "nplab run";
+a scenario with no task step is exit 2 (there is nothing to grade).`,
 		Example: `  nplab check collision -f backend-service.yaml`,
 		Args:    scenarioArg,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -39,13 +39,33 @@ func buildsLab(cmd *cobra.Command) bool {
 // reexecRootless is the root command's PersistentPreRunE: for a command
 // that builds a lab, when not root, it runs this program again in a user
 // namespace and ends with that run's exit status.
+//
+// Where the system allows no user namespace, `nplab run` and `nplab check`
+// go on in this process instead of failing: a scenario that needs no data
+// plane (the bands lesson) runs on the control plane alone, and one that
+// does ends with exit status 3 (this machine cannot run it) and this
+// reason, in its report as any other missing need.
 func reexecRootless(cmd *cobra.Command, _ []string) error {
 	if !buildsLab(cmd) || !userns.Needed() {
 		return nil
 	}
 	code, err := userns.Run(userns.Options{Args: os.Args[1:]})
 	if err != nil {
+		if scenarioCommands[cmd.Name()] && cmd.Parent() != nil && cmd.Parent().Parent() == nil {
+			noUserNamespace = err
+			return nil
+		}
 		return err
 	}
 	return exitError{code}
 }
+
+// scenarioCommands report a machine that cannot run a scenario as their
+// exit status 3, so they run on without a user namespace (see
+// reexecRootless).
+var scenarioCommands = map[string]bool{"run": true, "check": true}
+
+// noUserNamespace is why `nplab run` or `nplab check`, started without
+// root, could not run again in a user namespace (nil: it did not need to,
+// or it did).
+var noUserNamespace error

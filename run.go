@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -71,8 +73,12 @@ Exit status, always with a one-line reason:
   0  every check passed
   1  a check failed
   2  the scenario is invalid (file, line and key)
-  3  this machine cannot run it (not root; no SCTP or netem where a step
-     needs them, naming the missing module)`,
+  3  this machine cannot run it (not root, and no user namespace allowed
+     either; no SCTP or netem where a step needs them, naming the missing
+     module)
+
+Without root, run (and check) runs the lab in a user namespace of its own,
+as "nplab up" does.`,
 		Example: `  nplab run collision
   nplab run my-lesson.yaml --json
   nplab run basics --junit basics.xml`,
@@ -92,6 +98,10 @@ Exit status, always with a one-line reason:
 // report and returns the exit status as an exitError.
 func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *scenarioOptions, student []lab.File) error {
 	sc, err := scenarios.Open(arg)
+	if err == nil && student != nil && !hasTask(sc) {
+		// Nothing would grade the student's files: say so rather than pass.
+		err = fmt.Errorf("%s has no task step, so nplab check has nothing to grade your files with (nplab list: collision, docs-examples and others have tasks)", sc.Name)
+	}
 	if err != nil {
 		// Every error (file:line: key: what), then the one-line reason;
 		// --json and --junit say the same.
@@ -127,6 +137,17 @@ func runScenario(ctx context.Context, stdout, stderr io.Writer, arg string, o *s
 	opts := scenarios.Options{
 		Check: student != nil, Student: student,
 		LabName: o.name, Seed: o.seed, ControlPlaneOnly: o.controlPlaneOnly, ProbeScale: o.probeScale,
+	}
+	if noUserNamespace != nil {
+		// Not root, and no user namespace to be root in (rootless.go):
+		// the data plane is what this machine lacks, and why.
+		why := strings.Join(strings.Fields(noUserNamespace.Error()), " ")
+		opts.Probe = func(n scenarios.Need) error {
+			if n == scenarios.NeedDataPlane {
+				return errors.New(why)
+			}
+			return scenarios.Probe(n)
+		}
 	}
 	if !o.json {
 		fmt.Fprintf(stdout, "%s: %s\n", sc.Name, sc.Title)
@@ -169,4 +190,14 @@ func writeJUnit(file string, rep *scenarios.Report) error {
 		return err
 	}
 	return f.Close()
+}
+
+// hasTask reports whether a scenario has a task step (what check grades).
+func hasTask(sc *scenarios.Scenario) bool {
+	for _, st := range sc.Steps {
+		if st.Task != nil {
+			return true
+		}
+	}
+	return false
 }

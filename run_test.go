@@ -189,6 +189,87 @@ func TestRunLessonsDataPlane(t *testing.T) {
 	}
 }
 
+// The actions no built-in lesson uses, run for real: traffic from a node,
+// from a pod by name and from a selector's first ready pod, to a Service's
+// name and its ClusterIP port, paced by a rate; the stop-app, start-app,
+// delete-pod, impair (a tbf rate) and clear-impair faults. The last step
+// impairs a link with netem loss: where the kernel lacks sch_netem the run
+// exits 3 naming the module, in the VM it passes.
+func TestRunActionsDataPlane(t *testing.T) {
+	testenv.RequireRoot(t)
+	file := filepath.Join(t.TempDir(), "actions.xml")
+	stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", "--name", "a"+randName(7), "--junit", file, cliData+"actions.yaml")
+	netem := scenarios.Probe(scenarios.NeedNetem)
+	last := stdout[strings.LastIndex(strings.TrimRight(stdout, "\n"), "\n")+1:]
+	switch {
+	case netem == nil && code != exitPass:
+		t.Errorf("exit status %d, want 0\n%s%s", code, stdout, stderr)
+	case netem != nil && (code != exitUnsupported || !strings.HasPrefix(last, "CANNOT RUN HERE: this machine cannot run step 14: it needs netem: ") || !strings.Contains(last, "sch_netem")):
+		t.Errorf("without sch_netem (%v): exit status %d, last line %q; want 3, naming step 14 and the module\n%s%s", netem, code, last, stdout, stderr)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suites struct {
+		Suites []struct {
+			Failures int `xml:"failures,attr"`
+			Cases    []struct {
+				Name string  `xml:"name,attr"`
+				Time float64 `xml:"time,attr"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &suites); err != nil || len(suites.Suites) != 1 || len(suites.Suites[0].Cases) != 15 {
+		t.Fatalf("JUnit file: %v, want one suite of 15 cases:\n%s", err, b)
+	}
+	if f := suites.Suites[0].Failures; f != 0 {
+		t.Errorf("%d steps failed:\n%s", f, stdout)
+	}
+	// 10 requests at 20 a second, one at a time: 9 intervals of 50ms at
+	// least (a lower bound only: a busy machine makes it slower).
+	if c := suites.Suites[0].Cases[2]; c.Time < 0.45 {
+		t.Errorf("step %q took %.3fs: 10 requests at rate 20 take at least 0.45s", c.Name, c.Time)
+	}
+}
+
+// Wrong expectations about the data plane exit 1 and print what was
+// observed: a wait that times out says what it saw last, and traffic the
+// pods and nodes that answered.
+func TestRunWrongTrafficDataPlane(t *testing.T) {
+	testenv.RequireRoot(t)
+	stdout, stderr, code := runCLI(t, "run", "--probe-scale", "0.05", "--name", "w"+randName(7), cliData+"wrong-traffic.yaml")
+	if code != exitFailed {
+		t.Errorf("exit status %d, want %d\n%s%s", code, exitFailed, stdout, stderr)
+	}
+	for _, want := range []string{
+		"✗ 1. web gets two endpoints (it has one pod) [wait]\n" +
+			"    ✗ wait\n" +
+			"      expected: within 2s: service web: 2 ready endpoints\n" +
+			"      observed: after 2s: type NodePort, nodePort 30080; 1 ready endpoint\n",
+		"✗ 2. Only pods on node-2 answer (web-1 runs on node-1) [traffic]\n" +
+			"    ✗ reaches app=web\n" +
+			"      expected: answers from pods of app=web, only pods on node-2\n" +
+			"      observed: 5 requests: 5 ok (web-1 5 on node-1); on other nodes: web-1 on node-1\n" +
+			"      hint: Under Cluster, node-2 forwards to the pod wherever it runs.\n",
+		"FAIL: 2 of 3 steps failed; the first, step 1 (web gets two endpoints (it has one pod)): wait\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the output lacks\n%s\ngot:\n%s", want, stdout)
+		}
+	}
+}
+
+// nplab check of a scenario with no task grades nothing: exit 2 saying
+// so, not a PASS that ignored the student's files.
+func TestCheckWithoutTask(t *testing.T) {
+	_, stderr, code := runCLI(t, "check", "--control-plane-only", "basics", "-f", cliData+"student-good.yaml")
+	want := "invalid scenario: basics has no task step, so nplab check has nothing to grade your files with (nplab list: collision, docs-examples and others have tasks)\n"
+	if code != exitInvalid || stderr != want {
+		t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, exitInvalid, want)
+	}
+}
+
 func TestListAndShow(t *testing.T) {
 	stdout, _, code := runCLI(t, "list")
 	if code != 0 {

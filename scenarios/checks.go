@@ -340,7 +340,7 @@ func stateCheckName(c *StateCheck) string {
 		props = append(props, "nodePort in the "+c.Band+" band")
 	}
 	if c.Endpoints != nil {
-		props = append(props, fmt.Sprintf("%d ready endpoints", *c.Endpoints))
+		props = append(props, readyEndpoints(*c.Endpoints))
 	}
 	if c.Type != "" {
 		props = append(props, "type "+c.Type)
@@ -467,7 +467,7 @@ func checkState(state lab.State, c *StateCheck) CheckResult {
 					}
 				}
 			}
-			seen = append(seen, fmt.Sprintf("%d ready endpoints", n))
+			seen = append(seen, readyEndpoints(n))
 			if n != *c.Endpoints {
 				res.Pass = false
 			}
@@ -581,4 +581,12 @@ func orDash(s string) string {
 		return "no node"
 	}
 	return s
+}
+
+// readyEndpoints is "1 ready endpoint", "3 ready endpoints".
+func readyEndpoints(n int) string {
+	if n == 1 {
+		return "1 ready endpoint"
+	}
+	return fmt.Sprintf("%d ready endpoints", n)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nplab/nplab/lab"
 )
@@ -103,6 +104,57 @@ func TestCheckCollisionFakeDataPlane(t *testing.T) {
 			}
 			if tt.status == Fail && !strings.Contains(out.String(), "hint: The Service must be named backend-service") {
 				t.Errorf("no hint:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// Every task of every lesson has checks of its own that fail until the
+// student has done the work, and pass once it is done. In a terminal UI
+// (Options.Interactive) a task applies nothing: a task whose step checked
+// nothing (its checks all in a later step) would pass on `c` before the
+// student did anything, and Session.Await would return at once. Here a
+// student goes through each lesson: at each task, the check fails; the
+// student applies the solution in the lab; Await sees the task pass.
+func TestLessonTasksNeedTheStudent(t *testing.T) {
+	for _, name := range Lessons {
+		t.Run(name, func(t *testing.T) {
+			sc, err := Builtin(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			s, err := NewSession(ctx, sc, Options{Interactive: true, Start: startFake, Seed: 1,
+				Probe: func(Need) error { return nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := 0; s.More(); i++ {
+				s.Next(ctx)
+				st := sc.Steps[i]
+				if st.Task == nil {
+					continue
+				}
+				r := s.Recheck(ctx, i)
+				var out bytes.Buffer
+				WriteStep(&out, r)
+				if r.Status != Fail || len(r.Checks) == 0 {
+					t.Errorf("step %d: task %q is done before the student did anything (%s, %d checks):\n%s", i+1, st.Name, r.Status, len(r.Checks), out.String())
+				}
+				for _, res := range s.Lab().ApplyFiles(files(st.Task.Solution)...) {
+					if res.Err != nil {
+						t.Fatalf("step %d: the solution: %v", i+1, res.Err)
+					}
+				}
+				actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				r = s.Await(actx, i, 10*time.Millisecond)
+				cancel()
+				if r.Status != Pass {
+					out.Reset()
+					WriteStep(&out, r)
+					t.Errorf("step %d: task %q does not pass once the student applied its solution:\n%s", i+1, st.Name, out.String())
+				}
 			}
 		})
 	}

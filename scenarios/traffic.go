@@ -108,7 +108,10 @@ func (obs *trafficObs) record(state lab.State, rep plane.Reply, err error) {
 	obs.sent++
 	obs.perResult[rep.Result]++
 	if rep.Result != plane.FlowOK {
-		if rep.Err != nil && len(obs.errs) < 3 && !slices.Contains(obs.errs, rep.Err.Error()) {
+		// "refused", "dropped" and "timed out" say it all; the error of
+		// one that ended otherwise is what says why.
+		if quiet := rep.Result == plane.FlowRefused || rep.Result == plane.FlowDropped || rep.Result == plane.FlowTimedOut; !quiet &&
+			rep.Err != nil && len(obs.errs) < 3 && !slices.Contains(obs.errs, rep.Err.Error()) {
 			obs.errs = append(obs.errs, rep.Err.Error())
 		}
 		return
