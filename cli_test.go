@@ -67,6 +67,10 @@ func TestFlagErrorsComeFirst(t *testing.T) {
 		{[]string{"nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab"; did you mean -f nosuch.yaml?`},
 		{[]string{"check", "basics", "mine.yaml"}, `error: unknown command "mine.yaml" for "nplab check"; did you mean -f mine.yaml?`},
 		{[]string{"up", "frobnicate"}, `error: unknown command "frobnicate" for "nplab up"`},
+		// A typo of a command or of a lesson gets cobra's suggestion.
+		{[]string{"upp"}, "error: unknown command \"upp\" for \"nplab\"\n\nDid you mean this?\n\tup\n\nRun 'nplab --help' for usage."},
+		{[]string{"kubeclt", "get", "svc"}, "error: unknown command \"kubeclt\" for \"nplab\"\n\nDid you mean this?\n\tkubectl\n\nRun 'nplab --help' for usage."},
+		{[]string{"show", "colision"}, `error: no built-in scenario "colision"; did you mean collision? (the built-in ones: basics, own-port, collision, bands, protocols, readiness, traffic-policy, load-balancer, every-node, docs-examples)`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -148,6 +148,13 @@ func unexpectedArg(cmd *cobra.Command, arg string) error {
 	if looksLikeFile(arg) && cmd.Flags().Lookup("filename") != nil {
 		return fmt.Errorf("%s; did you mean -f %s?", msg, arg)
 	}
+	// A typo of a command ("nplab upp"), suggested as cobra does.
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(arg); len(s) > 0 {
+		return fmt.Errorf("%s\n\nDid you mean this?\n\t%s\n\nRun '%s --help' for usage.", msg, strings.Join(s, "\n\t"), cmd.CommandPath())
+	}
 	return errors.New(msg)
 }
 

@@ -88,6 +88,9 @@ func Open(nameOrFile string) (*Scenario, error) {
 	}
 	sc, err := Load(nameOrFile)
 	if errors.Is(err, fs.ErrNotExist) && !strings.ContainsAny(nameOrFile, "/.") {
+		if m := Suggest(nameOrFile); m != "" {
+			return nil, fmt.Errorf("no built-in scenario %q and no file of that name; did you mean %s? (nplab list shows the built-in ones)", nameOrFile, m)
+		}
 		return nil, fmt.Errorf("no built-in scenario %q and no file of that name (nplab list shows the built-in ones)", nameOrFile)
 	}
 	return sc, err
