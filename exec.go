@@ -23,7 +23,8 @@ func newExecCmd() *cobra.Command {
 (node-1), a pod (by its name) or the outside client (client), as
 "ip netns exec nplab-<lab>-<host>" does, with or without root. Its input,
 output, terminal and exit status are the command's own. The lab is --name,
-else the only running lab (nplab ls lists them).`,
+else the one NPLAB_LAB names (as for nplab kubectl), else the only running
+lab (nplab ls lists them).`,
 		Example: `  nplab exec client -- curl -sS http://172.18.0.2:30080/hostname
   nplab exec node-1 -- ss -ltnu
   nplab exec --name mine client -- bash       # a shell in the client`,
@@ -43,6 +44,9 @@ else the only running lab (nplab ls lists them).`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			host, argv := args[0], args[1:]
+			if name == "" {
+				name = os.Getenv("NPLAB_LAB") // as nplab kubectl picks its lab
+			}
 			if name != "" {
 				if err := checkLabName(name); err != nil {
 					return err
@@ -67,7 +71,7 @@ else the only running lab (nplab ls lists them).`,
 			return lab.Exec(rec.Name, host, argv)
 		},
 	}
-	cmd.Flags().StringVar(&name, "name", "", "the lab (default: the only running lab)")
+	cmd.Flags().StringVar(&name, "name", "", "the lab (default: $NPLAB_LAB, else the only running lab)")
 	return cmd
 }
 
@@ -106,7 +110,7 @@ func execLab(name string) (upRecord, error) {
 	for _, l := range labs {
 		names = append(names, l.Name)
 	}
-	return upRecord{}, fmt.Errorf("%d labs are running (%s): choose one with --name LAB", len(labs), strings.Join(names, ", "))
+	return upRecord{}, fmt.Errorf("%d labs are running (%s): choose one with --name LAB or NPLAB_LAB=LAB", len(labs), strings.Join(names, ", "))
 }
 
 func hasLab(labs []upRecord, name string) bool {

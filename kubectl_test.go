@@ -131,6 +131,10 @@ func TestUpDetachKubectlDown(t *testing.T) {
 	if !strings.HasPrefix(string(body), "hello-node-") {
 		t.Errorf("curl node-1:%s/hostname from the client: %v %s", np, err, body)
 	}
+	// nplab exec finds the lab NPLAB_LAB names, as nplab kubectl does.
+	if out := must("exec", "client", "--", "curl", "-sS", "-m", "5", "http://172.18.0.3:"+np+"/hostname"); !strings.HasPrefix(out, "hello-node-") {
+		t.Errorf("NPLAB_LAB=%s nplab exec client -- curl node-2:%s/hostname: %q", lab, np, out)
+	}
 
 	// kubectl scale: the fan-out reaches five pods.
 	if out := must("kubectl", "scale", "deployment", "hello-node", "--replicas=5"); out != "deployment.apps/hello-node scaled\n" {
