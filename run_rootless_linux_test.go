@@ -54,7 +54,7 @@ func TestRunRootlessDisabled(t *testing.T) {
 	if err := json.NewDecoder(strings.NewReader(out)).Decode(&rep); err != nil {
 		t.Fatalf("no JSON object on stdout: %v\n%s", err, out)
 	}
-	if rep.Status != "unsupported" || !strings.HasPrefix(rep.Reason, "this machine cannot run this scenario: it needs dataplane: ") {
+	if rep.Status != "unsupported" || !strings.HasPrefix(rep.Reason, "this machine cannot run this scenario: it needs a lab of real namespaces: ") {
 		t.Errorf("status %q, reason %q; want unsupported, for want of the data plane", rep.Status, rep.Reason)
 	}
 	for _, want := range []string{"user.max_user_namespaces = 0", "sudo"} {

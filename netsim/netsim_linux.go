@@ -31,13 +31,15 @@ func New(lab string) (Network, error) {
 	st, err := readState(lab)
 	switch {
 	case err == nil:
+		// A live owner first: its lab is running, not left over, and
+		// nplab clean would refuse it.
+		if pid, ok := runningOwner(st); ok {
+			return nil, fmt.Errorf("lab %q is already running (pid %d): stop it first, or use another lab name", lab, pid)
+		}
 		for _, name := range st.Namespaces {
 			if namespaceExists(name) {
 				return nil, fmt.Errorf("lab %q already exists (its namespace %q is still there); if it is left over from a lab that was killed, remove it with: nplab clean --name %s", lab, name, lab)
 			}
-		}
-		if pid, ok := runningOwner(st); ok {
-			return nil, fmt.Errorf("lab %q already exists (process %d is running it); if it is left over from a lab that was killed, remove it with: nplab clean --name %s", lab, pid, lab)
 		}
 	case errors.Is(err, os.ErrNotExist):
 	default:

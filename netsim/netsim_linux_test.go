@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -778,7 +779,26 @@ func TestNewRefuses(t *testing.T) {
 	addHost(t, n, "a")
 	_, err := New(n.Lab())
 	if err == nil || !strings.Contains(err.Error(), "already exists") || !strings.Contains(err.Error(), "nplab clean --name "+n.Lab()) {
-		t.Errorf("New of a running lab: %v, want already exists and nplab clean advice", err)
+		t.Errorf("New of a lab this process left: %v, want already exists and nplab clean advice", err)
+	}
+
+	// A lab another live process runs is not left over, and nplab clean
+	// would refuse it: the error says it runs, with the pid.
+	testenv.RequireRoot(t)
+	sleep := exec.Command("sleep", "30")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	other := labName(t)
+	b, _ := json.Marshal(labState{Lab: other, PID: sleep.Process.Pid})
+	if err := os.WriteFile(statePath(other), append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(statePath(other)) })
+	want := fmt.Sprintf("lab %q is already running (pid %d): stop it first, or use another lab name", other, sleep.Process.Pid)
+	if _, err := New(other); err == nil || err.Error() != want {
+		t.Errorf("New of a lab process %d runs: %v, want %q", sleep.Process.Pid, err, want)
 	}
 }
 

@@ -104,7 +104,7 @@ func New(ctx context.Context, topo plane.Topology, opts plane.Options, ctl plane
 	}
 	netw, err := netsim.New(topo.Lab)
 	if err != nil {
-		return nil, fmt.Errorf("lab %q: %w", topo.Lab, planeErr(err))
+		return nil, planeErr(err) // netsim.New's errors name the lab
 	}
 	topo.Nodes = append([]plane.NodeSpec(nil), topo.Nodes...)
 	c := &Cluster{

@@ -21,7 +21,11 @@ func (e *UnsupportedError) Error() string {
 	if e.Step > 0 {
 		where = fmt.Sprintf("step %d", e.Step)
 	}
-	return fmt.Sprintf("this machine cannot run %s: it needs %s: %s", where, e.Need, e.Reason)
+	need := string(e.Need)
+	if e.Need == NeedDataPlane {
+		need = "a lab of real namespaces"
+	}
+	return fmt.Sprintf("this machine cannot run %s: it needs %s: %s", where, need, e.Reason)
 }
 
 // Probe reports why this machine lacks a need (nil: it has it). It is
