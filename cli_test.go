@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -143,6 +144,33 @@ func TestVersion(t *testing.T) {
 	}
 	if !regexp.MustCompile(`^nplab \S+, commit \S+.*, go1\.\d+`).MatchString(stdout) || strings.Count(stdout, "\n") != 1 {
 		t.Errorf("nplab --version printed %q; want one line: nplab VERSION, commit ..., goX", stdout)
+	}
+}
+
+// TestVersionOf: what --version prints for the builds a student makes. The
+// test binary records no commit (go test does not), so the commit lines
+// are checked on the build information go build writes in a git clone
+// (go version -m shows it).
+func TestVersionOf(t *testing.T) {
+	clone := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/nplab/nplab", Version: "v0.0.0-20261201050400-538c083b56d5"},
+		Settings: []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "538c083b56d540839d17edbd0a4b4b301059db34"},
+			{Key: "vcs.time", Value: "2026-12-01T05:04:00Z"}, {Key: "vcs.modified", Value: "false"}}}
+	edited := *clone
+	edited.Settings = append(slices.Clone(clone.Settings[:3]), debug.BuildSetting{Key: "vcs.modified", Value: "true"})
+	tagged := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/nplab/nplab", Version: "v1.2.3"}}
+	goRun := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/nplab/nplab", Version: "(devel)"}}
+	for _, tt := range []struct {
+		info *debug.BuildInfo
+		want string
+	}{
+		{clone, "nplab v0.0.0-20261201050400-538c083b56d5, commit 538c083b56d540839d17edbd0a4b4b301059db34 (2026-12-01T05:04:00Z), go1.26.8"},
+		{&edited, "nplab v0.0.0-20261201050400-538c083b56d5, commit 538c083b56d540839d17edbd0a4b4b301059db34 (2026-12-01T05:04:00Z) with uncommitted changes, go1.26.8"},
+		{tagged, "nplab v1.2.3, commit unknown (Go records it only for go build or go install in a git clone; not for go run, go test or -buildvcs=false), go1.26.8"},
+		{goRun, "nplab (devel), commit unknown (Go records it only for go build or go install in a git clone; not for go run, go test or -buildvcs=false), go1.26.8"},
+	} {
+		if got := versionOf(tt.info); got != tt.want {
+			t.Errorf("versionOf(%s):\n got %s\nwant %s", tt.info.Main.Version, got, tt.want)
+		}
 	}
 }
 

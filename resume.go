@@ -33,7 +33,7 @@ func (o *upOptions) chooseResume(cmd *cobra.Command) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
-	if labRunning(o.name) {
+	if _, ok := runningLab(o.name); ok {
 		return false, dir, nil
 	}
 	stored := lab.HasStoredLab(dir)
@@ -67,18 +67,22 @@ func (o *upOptions) chooseResume(cmd *cobra.Command) (bool, string, error) {
 	return false, dir, lab.RemoveStoredLab(dir)
 }
 
-// labRunning reports whether a lab of that name runs on this machine.
-func labRunning(name string) bool {
-	labs, err := lab.Labs()
-	if err != nil {
-		return false
-	}
-	for _, l := range labs {
-		if l.Name == name && l.Running {
-			return true
+// runningLab reports whether a lab of that name runs on this machine, and
+// its process: a root lab's state file under /run/nplab, or the record a
+// lab keeps in the user's run directory (a rootless lab's only trace: the
+// state file of a lab in a user namespace is in that namespace's /run).
+func runningLab(name string) (pid int, ok bool) {
+	if labs, err := lab.Labs(); err == nil {
+		for _, l := range labs {
+			if l.Name == name && l.Running {
+				return l.PID, true
+			}
 		}
 	}
-	return false
+	if rec, err := readRecord(name); err == nil && alive(rec.PID) { // labs.go
+		return rec.PID, true
+	}
+	return 0, false
 }
 
 // changedShape is what a resumed lab is started with: the flags the user

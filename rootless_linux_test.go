@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -336,6 +337,15 @@ func TestRootlessDetached(t *testing.T) {
 	}
 	if out, err := u.cmd("exec", "--name", lab, "client", "--", "true").CombinedOutput(); err != nil {
 		t.Errorf("nplab exec client -- true: %v\n%s", err, out)
+	}
+	// A second lab of that name is refused as running, naming its
+	// process, in the foreground or not; not told it was stopped and may
+	// be resumed (a running lab's objects are stored as it runs).
+	want := fmt.Sprintf("error: lab %q is already running (pid %d): stop it first, or start this one with another --name\n", lab, r.PID)
+	for _, args := range [][]string{{"up", "--name", lab}, {"up", "-d", "--name", lab}} {
+		if out, err := u.cmd(args...).CombinedOutput(); err == nil || string(out) != want {
+			t.Errorf("nplab %s while it runs: %v, printed %q; want exit 1 and %q", strings.Join(args, " "), err, out, want)
+		}
 	}
 	if out, err := u.cmd("down", "--name", lab).CombinedOutput(); err != nil {
 		t.Fatalf("nplab down: %v\n%s", err, out)

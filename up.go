@@ -123,6 +123,12 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	if err != nil {
 		return err
 	}
+	// A lab of that name that still runs is not left over, nor stopped:
+	// say so before asking whether to resume it (its objects are stored
+	// as it runs).
+	if pid, ok := runningLab(o.name); ok { // resume.go
+		return fmt.Errorf("lab %q is already running (pid %d): stop it first, or start this one with another --name", o.name, pid)
+	}
 	// Resume or not: asked here, before the lab goes to the background.
 	resume, stateDir, err := o.chooseResume(cmd)
 	if err != nil {
@@ -140,17 +146,6 @@ func runUp(cmd *cobra.Command, o *upOptions) error {
 	}
 	if len(files) == 0 && !resume {
 		files = []lab.File{{Name: "default.yaml", Data: lab.DefaultManifest}}
-	}
-	// A lab of that name that still runs is not left over.
-	if labs, err := lab.Labs(); err == nil {
-		for _, l := range labs {
-			if l.Name == o.name && l.Running {
-				return fmt.Errorf("lab %q is already running (pid %d): stop it first, or start this one with another --name", o.name, l.PID)
-			}
-		}
-	}
-	if rec, err := readRecord(o.name); err == nil && alive(rec.PID) { // a rootless lab's (labs.go)
-		return fmt.Errorf("lab %q is already running (pid %d): stop it first, or start this one with another --name", o.name, rec.PID)
 	}
 
 	// Ctrl-C, kill, a closed terminal or ssh session, Ctrl-\: every way a
