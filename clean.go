@@ -31,7 +31,7 @@ $XDG_RUNTIME_DIR/nplab.`,
 		Example: `  sudo nplab clean --name demo
   sudo nplab clean --all
   nplab clean --all          # without root: your rootless labs' records`,
-		Args: cobra.NoArgs,
+		Args: nameArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (name == "") == !all {
 				return errors.New("name one lab with --name LAB, or use --all")

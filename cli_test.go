@@ -68,6 +68,10 @@ func TestFlagErrorsComeFirst(t *testing.T) {
 		{[]string{"nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab"; did you mean -f nosuch.yaml?`},
 		{[]string{"check", "basics", "mine.yaml"}, `error: unknown command "mine.yaml" for "nplab check"; did you mean -f mine.yaml?`},
 		{[]string{"up", "frobnicate"}, `error: unknown command "frobnicate" for "nplab up"`},
+		// A lab named without --name, a number that is not one.
+		{[]string{"clean", "demo"}, `error: unknown command "demo" for "nplab clean"; did you mean --name demo?`},
+		{[]string{"down", "demo"}, `error: unknown command "demo" for "nplab down"; did you mean --name demo?`},
+		{[]string{"up", "--nodes", "1x"}, `error: invalid argument "1x" for "--nodes" flag: not a whole number`},
 		// A typo of a command or of a lesson gets cobra's suggestion.
 		{[]string{"upp"}, "error: unknown command \"upp\" for \"nplab\"\n\nDid you mean this?\n\tup\n\nRun 'nplab --help' for usage."},
 		{[]string{"kubeclt", "get", "svc"}, "error: unknown command \"kubeclt\" for \"nplab\"\n\nDid you mean this?\n\tkubectl\n\nRun 'nplab --help' for usage."},

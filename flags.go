@@ -169,3 +169,23 @@ func looksLikeFile(arg string) bool {
 	_, err := os.Stat(arg)
 	return err == nil
 }
+
+// nameArgs is cobra.NoArgs for commands that take a lab by --name, with a
+// hint for the name given bare ("nplab clean demo").
+func nameArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	return fmt.Errorf("unknown command %q for %q; did you mean --name %s?", args[0], cmd.CommandPath(), args[0])
+}
+
+// numberFlagError words a flag that wants a number and got something else
+// as a student reads it, not as strconv does ("parsing "1x": invalid
+// syntax").
+func numberFlagError(_ *cobra.Command, err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, ": strconv.Parse"); i >= 0 {
+		return errors.New(msg[:i] + ": not a whole number")
+	}
+	return err
+}

@@ -139,7 +139,7 @@ func newDownCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down --name LAB",
 		Short: "Stop a running lab, as Ctrl-C does (its namespaces are removed; its objects are kept for up --resume)",
-		Args:  cobra.NoArgs,
+		Args:  nameArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" {
 				return errors.New("name the lab to stop with --name LAB (nplab ls lists them)")

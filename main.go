@@ -69,6 +69,7 @@ its events (as "nplab up" does, and with its flags).`,
 		Args:    noFileArgs,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(numberFlagError) // every command inherits it
 	// Not root: a command that builds a lab runs again in a user namespace
 	// (rootless.go), once its flags have been checked.
 	root.PersistentPreRunE = reexecRootless
