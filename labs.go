@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -107,7 +108,7 @@ func runningLabs() ([]upRecord, error) {
 func newLsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "ls",
-		Short: "List the running labs",
+		Short: "List the running labs, and the stopped ones whose objects are kept for up --resume",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			labs, err := runningLabs()
@@ -115,9 +116,32 @@ func newLsCmd() *cobra.Command {
 				return err
 			}
 			printLabs(cmd.OutOrStdout(), labs, time.Now())
+			// Labs stopped with their objects kept (up's persistence):
+			// nothing else would tell a student they can come back.
+			stored, err := lab.StoredLabs()
+			if err != nil {
+				return err
+			}
+			printStopped(cmd.OutOrStdout(), labs, stored)
 			return nil
 		},
 	}
+}
+
+// printStopped names the stored labs that are not running, and how to
+// resume or forget one.
+func printStopped(w io.Writer, running []upRecord, stored []string) {
+	var stopped []string
+	for _, name := range stored {
+		if !slices.ContainsFunc(running, func(r upRecord) bool { return r.Name == name }) {
+			stopped = append(stopped, name)
+		}
+	}
+	if len(stopped) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nStopped, objects kept: %s\n", strings.Join(stopped, ", "))
+	fmt.Fprintln(w, "(nplab up --name NAME --resume brings one back; --fresh forgets it)")
 }
 
 func printLabs(w io.Writer, labs []upRecord, now time.Time) {

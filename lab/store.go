@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -504,6 +507,29 @@ func StateDir(name string) (string, error) { return store.Dir(name) }
 
 // HasStoredLab reports whether dir holds a lab that can be resumed.
 func HasStoredLab(dir string) bool { return store.Exists(dir) }
+
+// StoredLabs lists the labs whose objects are stored where this user's
+// labs keep them (see StateDir), running or not, sorted by name.
+func StoredLabs() ([]string, error) {
+	probe, err := store.Dir("x")
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(filepath.Dir(probe))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && store.Exists(filepath.Join(filepath.Dir(probe), e.Name())) {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
 
 // RemoveStoredLab deletes the stored lab in dir (`nplab up --fresh`).
 func RemoveStoredLab(dir string) error { return store.Remove(dir) }
