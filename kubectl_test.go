@@ -248,7 +248,7 @@ func TestUpDetachKubectlDown(t *testing.T) {
 		t.Errorf("after down: files %v", left)
 	}
 	// Its objects are kept for up --resume, and ls says so.
-	if out := must("ls"); !regexp.MustCompile(`(?m)^Stopped, objects kept: (.*, )?` + lab + `(,|$)`).MatchString(out) || !strings.Contains(out, "--resume") {
+	if out := must("ls"); !regexp.MustCompile(`(?m)^Stopped, objects kept: (.*, )?`+lab+`(,|$)`).MatchString(out) || !strings.Contains(out, "--resume") {
 		t.Errorf("ls after down, want %s among the stopped labs:\n%s", lab, out)
 	}
 }
