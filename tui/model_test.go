@@ -762,3 +762,46 @@ func TestSelectionStaysInView(t *testing.T) {
 		t.Errorf("no sign of the rows above:\n%s", v)
 	}
 }
+
+// A pod on the entry node itself sees the node's pod-side address
+// (10.244.N.1), not its node IP: MASQUERADE takes the address of the
+// interface the packet leaves by. The explanation and the fan-out say so,
+// as the real data plane reports it.
+func TestExplainMasqueradeToALocalPod(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	n1, _ := h.m.state.Node("node-1")
+	gw := n1.PodCIDR.Addr().Next()
+	if gw.String() != "10.244.1.1" {
+		t.Fatalf("node-1's pod-side address is %s", gw)
+	}
+	local := h.flow("node-1", h.podOn("node-1"), "TCP", plane.FlowOK)
+	local.Flow.SourceSeen = gw
+	h.events(local)
+	h.key("enter")
+	v := strings.Join(h.m.explainLines(*h.m.explain, 200), "\n")
+	for _, want := range []string{"MASQUERADE → its source becomes 10.244.1.1, node-1's own address on its pod network",
+		"it saw 10.244.1.1, the entry node's address on its pod network", "opened its own to 10.244.1.2:8080 from 10.244.1.1"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, v)
+		}
+	}
+	if strings.Contains(v, "becomes 172.18.0.2") {
+		t.Errorf("the explanation says the pod saw the node IP:\n%s", v)
+	}
+	h.key("esc")
+	// A pod on another node sees the entry node's IP.
+	remote := h.flow("node-1", h.podOn("node-2"), "TCP", plane.FlowOK)
+	h.events(remote)
+	h.key("enter")
+	v = strings.Join(h.m.explainLines(*h.m.explain, 200), "\n")
+	if !strings.Contains(v, "its source becomes 172.18.0.2 (node-1's eth0") || !strings.Contains(v, "it saw 172.18.0.2, the entry node, not the client") {
+		t.Errorf("remote pod explanation:\n%s", v)
+	}
+	h.key("esc")
+	if got := m2s(h.m.fanoutLines()); !strings.Contains(got, "pods saw: the entry node's IP (node-1): SNAT; its pod-side address for a pod on it (node-1 10.244.1.1)") {
+		t.Errorf("fan-out source line:\n%s", got)
+	}
+}
+
+func m2s(lines []string) string { return strings.Join(lines, "\n") }

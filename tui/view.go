@@ -722,13 +722,16 @@ func (m Model) sawLine(f fanout) string {
 		return "pods saw: (no traffic yet: t sends to the selected node, T to every node)"
 	}
 	slices.SortFunc(all, func(a, b netip.Addr) int { return a.Compare(b) })
-	var nodes, other []string
+	var nodes, gws, other []string
 	client := false
 	for _, a := range all {
-		name := ""
+		name, gw := "", ""
 		for _, n := range m.state.Nodes {
 			if n.IP == a {
 				name = n.Name
+			}
+			if a == podGateway(m.state, n.Name) {
+				gw = n.Name
 			}
 		}
 		switch {
@@ -736,6 +739,8 @@ func (m Model) sawLine(f fanout) string {
 			client = true
 		case name != "":
 			nodes = append(nodes, name)
+		case gw != "":
+			gws = append(gws, gw+" "+a.String())
 		default:
 			other = append(other, a.String())
 		}
@@ -743,6 +748,12 @@ func (m Model) sawLine(f fanout) string {
 	var parts []string
 	if len(nodes) > 0 {
 		parts = append(parts, "the entry node's IP ("+strings.Join(nodes, ", ")+"): SNAT")
+	}
+	if len(gws) > 0 {
+		// MASQUERADE takes the address of the interface the packet leaves
+		// by: for a pod on the entry node itself, the node's side of the
+		// pod network (10.244.N.1).
+		parts = append(parts, "its pod-side address for a pod on it ("+strings.Join(gws, ", ")+")")
 	}
 	if client {
 		parts = append(parts, "the client's "+m.state.Client.String()+": no SNAT")
