@@ -45,23 +45,54 @@ func (m Model) View() string {
 }
 
 func (m Model) pickerView() []string {
-	out := []string{m.th.title.Render(" nplab · choose a lesson"), ""}
-	for i, e := range m.cfg.Entries {
+	head := []string{m.th.title.Render(" nplab · choose a lesson"), ""}
+	foot := []string{"", " ↑/↓ choose  ⏎ start  q quit"}
+	if len(m.cfg.Entries) == 0 {
+		return append(append(head, "  (no lessons)"), foot...)
+	}
+	nameW := 0
+	for _, e := range m.cfg.Entries {
+		nameW = max(nameW, len([]rune(e.Name)))
+	}
+	indent := strings.Repeat(" ", nameW+3)
+	line := func(i int) string {
+		e := m.cfg.Entries[i]
 		mark := "  "
-		name := fmt.Sprintf("%-12s %s", e.Name, e.Title)
+		name := fmt.Sprintf("%-*s %s", nameW, e.Name, e.Title)
 		if i == m.pick {
 			mark = "▸ "
 			name = m.th.sel.Render(name)
 		}
-		out = append(out, mark+name)
-		for _, l := range wrap(e.Summary, m.width-17) {
-			out = append(out, "               "+m.th.dim.Render(l))
+		return mark + name
+	}
+	var full []string
+	for i, e := range m.cfg.Entries {
+		full = append(full, line(i))
+		for _, l := range wrap(e.Summary, m.width-len(indent)-2) {
+			full = append(full, indent+m.th.dim.Render(l))
 		}
 	}
-	if len(m.cfg.Entries) == 0 {
-		out = append(out, "  (no lessons)")
+	if len(head)+len(full)+len(foot) <= m.height {
+		return append(append(head, full...), foot...)
 	}
-	return append(out, "", " ↑/↓ choose  ⏎ start  q quit")
+	// Too short for every summary (80×24 with the built-in lessons): one
+	// line per lesson, kept in view around the selection, and the chosen
+	// one's summary under the list.
+	var list []string
+	for i := range m.cfg.Entries {
+		list = append(list, line(i))
+	}
+	summary := append([]string{""}, wrap(m.cfg.Entries[m.pick].Summary, m.width-4)...)
+	for i := range summary {
+		if summary[i] != "" {
+			summary[i] = "  " + m.th.dim.Render(summary[i])
+		}
+	}
+	room := m.height - len(head) - len(foot) - len(summary)
+	if room < 3 {
+		summary, room = nil, m.height-len(head)-len(foot)
+	}
+	return append(append(append(head, scroll(list, room)...), summary...), foot...)
 }
 
 func (m Model) startingView() []string {

@@ -15,6 +15,7 @@ import (
 	"github.com/nplab/nplab/internal/golden"
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/scenarios"
 )
 
 // The golden screens: a fixed lab (seeded, fixed clock), a fixed event
@@ -181,5 +182,37 @@ func TestNoColorMakesThePlainTheme(t *testing.T) {
 	m := New(Config{})
 	if got := m.th.ok.Render("●"); got != "●" {
 		t.Errorf("under NO_COLOR the ok style draws %q", got)
+	}
+}
+
+// The picker with the built-in lessons fits 80×24: whichever lesson is
+// chosen, it is on the screen with its summary, and so is the way out.
+func TestPickerFitsWithTheBuiltInLessons(t *testing.T) {
+	var entries []Entry
+	for _, name := range scenarios.Lessons {
+		sc, err := scenarios.Builtin(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, ScenarioEntry(sc, "demo", nil))
+	}
+	entries = append(entries, FreeLab(nil))
+	for _, sz := range [][2]int{{80, 24}, {120, 40}, {60, 15}} {
+		h := newHarness(t, Config{Entries: entries})
+		h.send(bt.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+		for i, e := range entries {
+			v := h.m.View()
+			lines := strings.Split(v, "\n")
+			if len(lines) > sz[1] {
+				t.Errorf("%dx%d: %d lines", sz[0], sz[1], len(lines))
+			}
+			if !strings.Contains(v, "▸ "+e.Name+" ") || !strings.Contains(v, "q quit") {
+				t.Errorf("%dx%d: lesson %d (%s) or the keys are not on the screen:\n%s", sz[0], sz[1], i, e.Name, v)
+			}
+			if first := strings.Join(strings.Fields(e.Summary)[:2], " "); !strings.Contains(v, first) {
+				t.Errorf("%dx%d: the summary of %s is not shown:\n%s", sz[0], sz[1], e.Name, v)
+			}
+			h.key("down")
+		}
 	}
 }
