@@ -799,7 +799,7 @@ func TestExplainMasqueradeToALocalPod(t *testing.T) {
 		t.Errorf("remote pod explanation:\n%s", v)
 	}
 	h.key("esc")
-	if got := m2s(h.m.fanoutLines()); !strings.Contains(got, "pods saw: the entry node's IP (node-1): SNAT; its pod-side address for a pod on it (node-1 10.244.1.1)") {
+	if got := m2s(h.m.fanoutLines(200)); !strings.Contains(got, "pods saw: the entry node's IP (node-1): SNAT; its pod-side address for a pod on it (node-1 10.244.1.1)") {
 		t.Errorf("fan-out source line:\n%s", got)
 	}
 }

@@ -157,7 +157,7 @@ func (m Model) wideView(w, h int) []string {
 	leftW := max(44, w*37/100)
 	rightW := w - leftW
 	topo, svcs := m.topologyLines(leftW-2), m.serviceLines(leftW-2)
-	fan, lesson := m.fanoutLines(), m.lessonLines(rightW-2, true)
+	fan, lesson := m.fanoutLines(rightW-2), m.lessonLines(rightW-2, true)
 	// The top row gets what its panes need (at least 12 rows); the events
 	// get the rest, at least 5.
 	need := max(len(topo)+len(svcs), len(fan)+len(lesson)) + 4
@@ -174,7 +174,7 @@ func (m Model) wideView(w, h int) []string {
 
 func (m Model) narrowView(w, h int) []string {
 	topo := m.topologyLines(w - 2)
-	fan := m.fanoutLines()
+	fan := m.fanoutLines(w - 2)
 	if m.focus == paneServices || m.focus == paneLesson {
 		// Reading the services or the lesson: they take the topology's
 		// rows; the fan-out stays, to watch what a key does.
@@ -625,28 +625,84 @@ func (m Model) fanout() fanout {
 	return f
 }
 
-func (m Model) fanoutLines() []string {
+// fanoutLines is the fan-out table, fitted to w cells: with a deleted
+// pod's column or a fourth pod the bars get shorter, then go (the counts
+// stay), then failure columns with nothing in them fold away, so the
+// refused, dropped and timed-out counts stay on the screen.
+func (m Model) fanoutLines(w int) []string {
 	s := m.state
 	if _, ok := s.Services[m.svcSel]; !ok {
 		return []string{"no Service yet: press a to apply a manifest"}
 	}
 	f := m.fanout()
-	var maxCell int64 = 1
-	for _, row := range f.ok {
-		for _, c := range row {
-			maxCell = max(maxCell, c)
-		}
-	}
 	shown := failCols[:3]
 	for _, row := range f.fail {
 		if row["error"] > 0 {
 			shown = failCols
 		}
 	}
-	head := []string{"entry \\ pod"}
-	for _, p := range f.pods {
-		head = append(head, shortPod(s, p))
+	var table []string
+	for _, try := range []fanStyle{{bar: 5, pct: true}, {bar: 2, pct: true}, {pct: true}, {}, {fold: true}, {fold: true, short: true}} {
+		cs := shown
+		if try.fold {
+			cs = nil
+			for _, c := range shown {
+				for _, row := range f.fail {
+					if row[c.name] > 0 {
+						cs = append(cs, c)
+						break
+					}
+				}
+			}
+		}
+		table = m.fanoutTable(f, cs, try)
+		if maxWidth(table) <= w {
+			break
+		}
 	}
+	out := append(table, m.sawLine(f))
+	if other := m.otherProtocols(); other != "" {
+		out = append(out, other)
+	}
+	return out
+}
+
+// fanStyle is how compact the fan-out table is drawn.
+type fanStyle struct {
+	bar   int  // bar cells (0: counts only)
+	pct   bool // each pod's share in the total row
+	fold  bool // failure columns with no count folded away
+	short bool // pods by their own suffix (44jcr) when they share a Deployment
+}
+
+// fanoutTable is the counts: a row per entry node, a column per pod and
+// per failure column in shown, and the totals.
+func (m Model) fanoutTable(f fanout, shown []struct {
+	name    string
+	results []plane.FlowResult
+}, st fanStyle) []string {
+	barW := st.bar
+	s := m.state
+	var maxCell int64 = 1
+	for _, row := range f.ok {
+		for _, c := range row {
+			maxCell = max(maxCell, c)
+		}
+	}
+	head := []string{"entry \\ pod"}
+	var names []string
+	deps := map[string]bool{}
+	for _, p := range f.pods {
+		n := shortPod(s, p)
+		names = append(names, n)
+		deps[n[:max(0, strings.LastIndex(n, "-"))]] = true
+	}
+	if st.short && len(deps) == 1 && !deps[""] {
+		for i, n := range names {
+			names[i] = n[strings.LastIndex(n, "-")+1:]
+		}
+	}
+	head = append(head, names...)
 	for _, c := range shown {
 		head = append(head, c.name)
 	}
@@ -654,7 +710,7 @@ func (m Model) fanoutLines() []string {
 	for _, n := range s.Nodes {
 		row := []string{n.Name}
 		for _, p := range f.pods {
-			row = append(row, m.bar(f.ok[n.Name][p], maxCell))
+			row = append(row, m.bar(f.ok[n.Name][p], maxCell, barW))
 		}
 		for _, c := range shown {
 			row = append(row, m.failCell(f.fail[n.Name][c.name]))
@@ -672,7 +728,7 @@ func (m Model) fanoutLines() []string {
 	tot := []string{fmt.Sprintf("total %d", f.total)}
 	for _, p := range f.pods {
 		cell := fmt.Sprint(perPod[p])
-		if okTotal > 0 {
+		if okTotal > 0 && st.pct {
 			cell += fmt.Sprintf(" (%d%%)", perPod[p]*100/okTotal)
 		}
 		tot = append(tot, cell)
@@ -684,12 +740,7 @@ func (m Model) fanoutLines() []string {
 		}
 		tot = append(tot, m.failCell(n))
 	}
-	rows = append(rows, tot)
-	out := append(cols(rows), m.sawLine(f))
-	if other := m.otherProtocols(); other != "" {
-		out = append(out, other)
-	}
-	return out
+	return cols(append(rows, tot))
 }
 
 // otherProtocols counts the selected service's flows of the protocols not
@@ -722,14 +773,17 @@ func (m Model) otherProtocols() string {
 	return "also " + strings.Join(parts, "; ") + " · p shows them"
 }
 
-// bar is one fan-out cell: a bar that grows with the count, then the count.
-func (m Model) bar(n, most int64) string {
+// bar is one fan-out cell: a bar of up to width cells that grows with the
+// count, then the count.
+func (m Model) bar(n, most int64, width int) string {
 	if n == 0 {
 		return "·"
 	}
-	const width = 5
-	cells := int((n*width + most - 1) / most)
-	return m.th.ok.Render(fmt.Sprintf("%-5s", strings.Repeat("█", cells))) + fmt.Sprintf(" %3d", n)
+	if width <= 0 {
+		return fmt.Sprint(n)
+	}
+	cells := int((n*int64(width) + most - 1) / most)
+	return m.th.ok.Render(fmt.Sprintf("%-*s", width, strings.Repeat("█", cells))) + fmt.Sprintf(" %3d", n)
 }
 
 func (m Model) failCell(n int64) string {

@@ -216,3 +216,52 @@ func TestPickerFitsWithTheBuiltInLessons(t *testing.T) {
 		}
 	}
 }
+
+// After x the fan-out has a column more (the deleted pod keeps its
+// counts, its replacement gets some): the table narrows its bars so the
+// refused, dropped and timed-out columns stay on the screen at 80×24 and
+// 120×40.
+func TestFanoutKeepsFailuresInView(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	gone := h.podOn("node-1")
+	var evs []lab.Event
+	for _, n := range []string{"node-1", "node-2", "node-3"} {
+		for _, p := range h.m.state.PodNames() {
+			evs = append(evs, h.flow(n, p, "TCP", plane.FlowOK))
+		}
+	}
+	h.events(evs...)
+	h.selectRow("pod/" + gone)
+	h.key("x")
+	if len(h.m.state.Pods) != 3 {
+		t.Fatalf("%d pods after x", len(h.m.state.Pods))
+	}
+	evs = nil
+	for _, p := range h.m.state.PodNames() {
+		evs = append(evs, h.flow("node-2", p, "TCP", plane.FlowOK))
+	}
+	evs = append(evs, h.flow("node-1", "", "TCP", plane.FlowTimedOut), h.flow("node-3", "", "TCP", plane.FlowRefused),
+		h.flow("node-3", "", "TCP", plane.FlowDropped))
+	h.events(evs...)
+	for _, sz := range sizes {
+		h.send(bt.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+		v := h.m.View()
+		head := ""
+		for _, line := range strings.Split(v, "\n") {
+			if strings.Contains(line, `entry \ pod`) {
+				head = line
+			}
+		}
+		// Four pods and three failure columns: the pods go by their own
+		// suffix.
+		for _, want := range []string{gone[strings.LastIndex(gone, "-")+1:], "refused", "dropped", "timeout"} {
+			if !strings.Contains(head, want+" ") {
+				t.Errorf("%dx%d: the fan-out's header lacks %q: %q", sz[0], sz[1], want, head)
+			}
+		}
+		if strings.Count(v, "✗ 1") < 6 {
+			t.Errorf("%dx%d: the failure counts are not all on the screen:\n%s", sz[0], sz[1], v)
+		}
+	}
+}
