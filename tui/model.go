@@ -476,7 +476,9 @@ func (m *Model) setStatus(s string, isErr bool) { m.status, m.statErr = s, isErr
 func errorText(err error) string {
 	switch {
 	case errors.Is(err, plane.ErrNotSupported):
-		return "not possible on this kernel: " + err.Error() + " (delay and loss need the netem qdisc: modprobe sch_netem, or run in the course VM)"
+		// The sentence first: the status line is one line, and the error
+		// after it is long.
+		return "not possible on this kernel: delay and loss need the netem qdisc (modprobe sch_netem, or use the course VM): " + err.Error()
 	case errors.Is(err, lab.ErrNoDataPlane):
 		return "this lab has no data plane: pods do not really run here, so there is no traffic and no link to break"
 	}

@@ -189,6 +189,12 @@ func TestNetemMissingIsSaidPlainly(t *testing.T) {
 	if got := errorText(err); !strings.Contains(got, "netem") || !strings.Contains(got, "not possible on this kernel") {
 		t.Errorf("errorText = %q", got)
 	}
+	// What an 80-column status line shows of it says why.
+	m := New(Config{Renderer: PlainRenderer()})
+	m.setStatus(errorText(err), true)
+	if got := fit(m.statusLine(), 72); !strings.Contains(got, "need the netem qdisc") {
+		t.Errorf("an 80-column status line cuts the reason: %q", got)
+	}
 }
 
 func TestTrafficNeedsANodePortForTheProtocol(t *testing.T) {
