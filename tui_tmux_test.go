@@ -289,6 +289,9 @@ func TestFanoutTotalsReadsTheScreen(t *testing.T) {
 	if len(got) != 3 || got["web-44jcr"] != 5 || got["web-8fn4z"] != 2 || got["web-qfgwq"] != 5 {
 		t.Errorf("fanoutTotals = %v", got)
 	}
+	if f := fanoutFailures(string(b)); f["refused"] != 1 || f["dropped"] != 0 || f["timeout"] != 1 {
+		t.Errorf("fanoutFailures = %v", f)
+	}
 	if !screenAllReady("lab demo · 3 nodes · 3/3 pods ready") || screenAllReady("2/3 pods ready") || screenAllReady("0/0 pods ready") {
 		t.Error("screenAllReady misreads the header")
 	}
@@ -318,4 +321,65 @@ func zombieStatus(pid int) (int, bool) {
 		return 128 + w&0x7f, true
 	}
 	return w >> 8, true
+}
+
+// TestTUILinkDownInTheFanout takes node-1's link down with d and sends
+// to it with t: no node sees those requests, and the fan-out still counts
+// every one as a failure in node-1's row, as plainly as a success; d again
+// and t reach the pods.
+func TestTUILinkDownInTheFanout(t *testing.T) {
+	lab := "d" + randName(5)
+	u := startTmux(t, lab, "tui", "free")
+	u.waitScreen("every pod ready", 90*time.Second, screenAllReady)
+	u.waitText("▸ node-1", 10*time.Second) // the first row is selected
+	u.keys("d")
+	u.waitText("▼ down", 20*time.Second)
+	u.keys("t")
+	s := u.waitText("30 sent to node-1 never reached it", 60*time.Second)
+	failed := 0
+	for _, c := range fanoutFailures(s) {
+		failed += c
+	}
+	if failed != 30 {
+		t.Errorf("the fan-out's failure columns add up to %d, want the 30 requests:\n%s", failed, s)
+	}
+	u.keys("d")
+	u.waitScreen("node-1 up again", 20*time.Second, func(s string) bool { return !strings.Contains(s, "▼ down") })
+	u.keys("t")
+	u.waitScreen("requests to node-1 answered", 60*time.Second, func(s string) bool {
+		n := 0
+		for _, c := range fanoutTotals(s) {
+			n += c
+		}
+		return n > 0
+	})
+	u.keys("q")
+	if code := u.paneDead(60 * time.Second); code != 0 {
+		t.Errorf("q: exit status %d", code)
+	}
+	u.noNamespacesLeft()
+}
+
+// fanoutFailures reads the fan-out pane's failure columns: each one's
+// total ("✗ 16" is 16), from the header and the "total" row.
+func fanoutFailures(s string) map[string]int {
+	var head, total []string
+	for _, line := range strings.Split(s, "\n") {
+		cells := paneCells(line)
+		switch {
+		case len(cells) > 0 && cells[0] == `entry \ pod`:
+			head = cells
+		case len(cells) > 0 && strings.HasPrefix(cells[0], "total ") && head != nil:
+			total = cells
+		}
+	}
+	out := map[string]int{}
+	for i := 1; i < len(head) && i < len(total); i++ {
+		switch head[i] {
+		case "refused", "dropped", "timeout", "error":
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(total[i], "✗")))
+			out[head[i]] = n
+		}
+	}
+	return out
 }

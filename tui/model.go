@@ -119,6 +119,10 @@ type Model struct {
 	status  string
 	statErr bool
 
+	// unseen counts the attempts of t and T that no node saw (sent to a
+	// node whose link is down): the fan-out shows them with the rest.
+	unseen map[unseenKey]map[string]map[string]int64
+
 	step    int
 	hints   int // hints shown of the current step
 	checks  map[int][]CheckResult
@@ -195,7 +199,7 @@ func New(cfg Config) Model {
 	m := Model{
 		cfg: cfg, ctx: ctx, owner: &owner{}, th: newTheme(r), keys: newKeyMap(),
 		help: help.New(), width: 80, height: 24, proto: "TCP",
-		checks: map[int][]CheckResult{}, checked: map[int]error{},
+		checks: map[int][]CheckResult{}, checked: map[int]error{}, unseen: map[unseenKey]map[string]map[string]int64{},
 		rearm: waitEvents,
 	}
 	m.help.Styles.ShortKey = m.th.key
@@ -263,7 +267,17 @@ type (
 		err  error
 	}
 	closedMsg struct{ err error }
+	// trafficMsg ends a burst: its summary, and the attempts no node saw
+	// (node → fan-out column → count) for the service and protocol.
+	trafficMsg struct {
+		doneMsg
+		service, proto string
+		unseen         map[string]map[string]int64
+	}
 )
+
+// unseenKey is a service and protocol's fan-out, for Model.unseen.
+type unseenKey struct{ service, proto string }
 
 // prepareStart makes what a start of m.entry reports through: its
 // progress channel and the context q cancels. New calls it for Open (Init
@@ -427,6 +441,20 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.setStatus(msg.text, false)
 		}
 		return m, nil
+	case trafficMsg:
+		for node, cols := range msg.unseen {
+			k := unseenKey{msg.service, msg.proto}
+			if m.unseen[k] == nil {
+				m.unseen[k] = map[string]map[string]int64{}
+			}
+			if m.unseen[k][node] == nil {
+				m.unseen[k][node] = map[string]int64{}
+			}
+			for col, n := range cols {
+				m.unseen[k][node][col] += n
+			}
+		}
+		return m.Update(msg.doneMsg)
 	case checkMsg:
 		m.busy = max(0, m.busy-1)
 		m.checks[msg.step] = msg.results
@@ -713,15 +741,68 @@ func (m Model) traffic(nodes []lab.NodeState) (tea.Model, tea.Cmd) {
 		targets = append(targets, netip.AddrPortFrom(n.IP, uint16(port)))
 		names = append(names, n.Name)
 	}
-	l, ctx, proto := m.lab, m.ctx, m.proto
+	l, ctx, proto, svcName := m.lab, m.ctx, m.proto, svc.Name
 	label := fmt.Sprintf("%d %s requests to %s:%d", burst, proto, strings.Join(names, ","), port)
 	return m.act("sending "+label, func() tea.Msg {
-		res, err := l.Traffic(ctx, lab.TrafficSpec{Protocol: proto, Targets: targets, Count: burst, Concurrency: 8, Timeout: 2 * time.Second})
+		res, unseen, err := sendBurst(ctx, l, proto, targets, nodes)
 		if err != nil && res.Sent == 0 {
 			return doneMsg{err: err}
 		}
-		return doneMsg{text: label + ": " + resultSummary(res)}
+		return trafficMsg{doneMsg: doneMsg{text: label + ": " + resultSummary(res)}, service: svcName, proto: proto, unseen: unseen}
 	})
+}
+
+// sendBurst is lab.Traffic's burst (burst requests from the client over
+// targets, 8 at a time, 2s each) request by request, so that it knows
+// which attempts no node saw: a request to a node whose link is down has
+// no flow, and would be missing from the fan-out. unseen counts those by
+// the node they were sent to and the fan-out column of their result.
+func sendBurst(ctx context.Context, l *lab.Lab, proto string, targets []netip.AddrPort, nodes []lab.NodeState) (lab.TrafficResult, map[string]map[string]int64, error) {
+	res := lab.TrafficResult{PerPod: map[string]int{}, PerResult: map[plane.FlowResult]int{}, PerNode: map[string]int{}}
+	unseen := map[string]map[string]int64{}
+	msg := "hostname"
+	if proto == "TCP" {
+		msg = "/hostname"
+	}
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		first error
+		sem   = make(chan struct{}, 8)
+	)
+	for i := 0; i < burst && ctx.Err() == nil; i++ {
+		target, node := targets[i%len(targets)], nodes[i%len(nodes)].Name
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rep, err := l.Send(ctx, plane.Request{From: plane.ClientHost, Protocol: proto, Target: target, Message: msg, Timeout: 2 * time.Second})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				return
+			}
+			res.Sent++
+			res.PerResult[rep.Result]++
+			if f := rep.Flow; f != nil {
+				res.PerNode[f.EntryNode]++
+				if f.Pod != "" && rep.Result == plane.FlowOK {
+					res.PerPod[f.Pod]++
+				}
+				return
+			}
+			if col := failColumn(rep.Result); col != "" {
+				if unseen[node] == nil {
+					unseen[node] = map[string]int64{}
+				}
+				unseen[node][col]++
+			}
+		})
+	}
+	wg.Wait()
+	return res, unseen, first
 }
 
 func resultSummary(res lab.TrafficResult) string {

@@ -579,6 +579,20 @@ type fanout struct {
 	fail  map[string]map[string]int64 // node → failure column → count
 	saw   map[string][]netip.Addr     // pod → sources seen
 	total int64
+	// unseen is how many of the failures no node saw (the client sent to
+	// unseenNodes and got no answer: a link down).
+	unseen      int64
+	unseenNodes []string
+}
+
+// failColumn is the fan-out's failure column of a result ("" for ok).
+func failColumn(r plane.FlowResult) string {
+	for _, col := range failCols {
+		if slices.Contains(col.results, r) {
+			return col.name
+		}
+	}
+	return ""
 }
 
 func (m Model) fanout() fanout {
@@ -612,15 +626,29 @@ func (m Model) fanout() fanout {
 			}
 			continue
 		}
-		for _, col := range failCols {
-			if slices.Contains(col.results, k.Result) {
-				if f.fail[k.Node] == nil {
-					f.fail[k.Node] = map[string]int64{}
-				}
-				f.fail[k.Node][col.name] += c.Count
+		if col := failColumn(k.Result); col != "" {
+			if f.fail[k.Node] == nil {
+				f.fail[k.Node] = map[string]int64{}
+			}
+			f.fail[k.Node][col] += c.Count
+		}
+	}
+	// What the client saw of attempts no node saw: counted the same way,
+	// and said under the table.
+	for node, cs := range m.unseen[unseenKey{svc.Name, m.proto}] {
+		for col, n := range cs {
+			if f.fail[node] == nil {
+				f.fail[node] = map[string]int64{}
+			}
+			f.fail[node][col] += n
+			f.total += n
+			f.unseen += n
+			if !slices.Contains(f.unseenNodes, node) {
+				f.unseenNodes = append(f.unseenNodes, node)
 			}
 		}
 	}
+	slices.Sort(f.unseenNodes)
 	f.pods = sortedKeys(pods)
 	return f
 }
@@ -661,6 +689,9 @@ func (m Model) fanoutLines(w int) []string {
 		}
 	}
 	out := append(table, m.sawLine(f))
+	if f.unseen > 0 {
+		out = append(out, fmt.Sprintf("✗ %d sent to %s never reached it (link down?): counted by the client", f.unseen, strings.Join(f.unseenNodes, ", ")))
+	}
 	if other := m.otherProtocols(); other != "" {
 		out = append(out, other)
 	}

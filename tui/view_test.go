@@ -265,3 +265,37 @@ func TestFanoutKeepsFailuresInView(t *testing.T) {
 		}
 	}
 }
+
+// A request to a node whose link is down reaches no node, so no flow
+// says it timed out; the burst's own count of it goes into the fan-out,
+// in the node's row, with a line saying where it comes from.
+func TestFanoutCountsWhatNoNodeSaw(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	h.events(h.flow("node-2", h.podOn("node-2"), "TCP", plane.FlowOK))
+	h.send(trafficMsg{doneMsg: doneMsg{text: "30 TCP requests to node-1:30080: 30 timed out"}, service: "web", proto: "TCP",
+		unseen: map[string]map[string]int64{"node-1": {"timeout": 30}}})
+	v := m2s(h.m.fanoutLines(120))
+	for _, want := range []string{"total 31", "✗ 30", "✗ 30 sent to node-1 never reached it (link down?)"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("fan-out lacks %q:\n%s", want, v)
+		}
+	}
+	var row string
+	for _, line := range strings.Split(v, "\n") {
+		if strings.HasPrefix(line, "node-1 ") {
+			row = line
+		}
+	}
+	if !strings.HasSuffix(row, "✗ 30") {
+		t.Errorf("node-1's row does not end in its timeouts: %q", row)
+	}
+	if h.m.status != "30 TCP requests to node-1:30080: 30 timed out" || h.m.busy != 0 {
+		t.Errorf("status %q busy %d", h.m.status, h.m.busy)
+	}
+	// Another protocol's fan-out does not show them.
+	h.key("p")
+	if v := m2s(h.m.fanoutLines(120)); strings.Contains(v, "never reached") {
+		t.Errorf("UDP's fan-out shows TCP's unseen attempts:\n%s", v)
+	}
+}
