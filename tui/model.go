@@ -162,12 +162,30 @@ func (o *owner) add(l *lab.Lab) bool {
 	return true
 }
 
-// closeAll waits for starts in flight and closes every lab, returning the
-// first error.
+// begin registers a start that is about to run; false means the UI has
+// ended and nothing may be started. It is called by the start command
+// itself, not when the command is made: Bubble Tea may end without running
+// a command it was given, and a start counted but never run would keep
+// closeAll waiting for ever.
+func (o *owner) begin() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.wg.Add(1)
+	return true
+}
+
+// closeAll stops new starts, waits for those in flight (a lab one of them
+// finishes from now on is closed by add) and closes every lab, returning
+// the first error.
 func (o *owner) closeAll() error {
-	o.wg.Wait()
 	o.mu.Lock()
 	o.closed = true
+	o.mu.Unlock()
+	o.wg.Wait()
+	o.mu.Lock()
 	labs := o.labs
 	o.labs = nil
 	o.mu.Unlock()
@@ -292,10 +310,12 @@ func (m *Model) prepareStart() {
 // spinner.
 func (m Model) startCmds() tea.Cmd {
 	ch, ctx, entry, own := m.progCh, m.startCtx, m.entry, m.owner
-	own.wg.Add(1)
 	start := func() tea.Msg {
-		defer own.wg.Done()
 		defer close(ch)
+		if !own.begin() {
+			return startedMsg{err: errors.New("the UI ended before the lab started")}
+		}
+		defer own.wg.Done()
 		report := func(s string) {
 			select {
 			case ch <- s:

@@ -191,3 +191,4 @@ func TestRunPanicInACommandRemovesTheLab(t *testing.T) {
 		t.Error("a panic in a command left the lab running")
 	}
 }
+
