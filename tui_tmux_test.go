@@ -383,3 +383,42 @@ func fanoutFailures(s string) map[string]int {
 	}
 	return out
 }
+
+// TestTUICommandLineErrors: nplab tui's mistakes are one line before the
+// screen is taken, including nplab up's flags that the UI's lab has no use
+// for (they used to be accepted and ignored) and -f - (stdin is the
+// keyboard). Without a terminal it says so instead of hanging.
+func TestTUICommandLineErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tui", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`},
+		{[]string{"tui", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit`},
+		{[]string{"tui", "-d"}, `error: --detach is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --detach ... for that)`},
+		{[]string{"tui", "--resume"}, `error: --resume is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --resume ... for that)`},
+		{[]string{"tui", "-f", "-"}, `error: -f -: the terminal UI reads its keys from stdin, so manifests cannot come from there; give files or a directory (or use nplab up -f -)`},
+		{[]string{"tui", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
+		{[]string{"tui", "basics", "-f", "lab/testdata/default.yaml"}, `error: give a lesson or scenario, or manifests with -f, not both`},
+		{[]string{"tui", "basic"}, `error: no lesson "basic" and no such file (lessons: basics, own-port, collision, bands, protocols, readiness, traffic-policy, load-balancer, every-node, docs-examples, free)`},
+		// (Its own lab name: were the terminal not checked, a lab would start.)
+		{[]string{"tui", "free", "--name", "tf" + randName(5)}, `error: nplab tui needs a terminal for its input and output (nplab up runs a lab without one and logs its events)`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			stdout, stderr, code := runBinary(t, "", tt.args...)
+			if code != 1 || stderr != tt.want+"\n" || stdout != "" {
+				t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit 1, no stdout, stderr %q", code, stdout, stderr, tt.want)
+			}
+		})
+	}
+	// -f takes a directory, as nplab up's does: the UI starts on its
+	// files (here it stops at the missing terminal, after reading them).
+	if _, stderr, _ := runBinary(t, "", "tui", "-f", "lab/testdata/docs", "--name", "tf"+randName(5)); !strings.Contains(stderr, "needs a terminal") {
+		t.Errorf("tui -f DIR: %q", stderr)
+	}
+	// nplab up's help still has -d; the UI's does not.
+	if out, _, _ := runBinary(t, "", "tui", "--help"); strings.Contains(out, "--detach") || strings.Contains(out, "--resume") {
+		t.Errorf("nplab tui --help offers nplab up's flags:\n%s", out)
+	}
+}
