@@ -191,4 +191,3 @@ func TestRunPanicInACommandRemovesTheLab(t *testing.T) {
 		t.Error("a panic in a command left the lab running")
 	}
 }
-
