@@ -654,9 +654,9 @@ func (m Model) fanout() fanout {
 }
 
 // fanoutLines is the fan-out table, fitted to w cells: with a deleted
-// pod's column or a fourth pod the bars get shorter, then go (the counts
-// stay), then failure columns with nothing in them fold away, so the
-// refused, dropped and timed-out counts stay on the screen.
+// pod's column or a fourth pod the bars get shorter; failure columns with nothing in them fold away before the bars
+// go, and pods go by their suffix last, so the refused, dropped and
+// timed-out counts stay on the screen.
 func (m Model) fanoutLines(w int) []string {
 	s := m.state
 	if _, ok := s.Services[m.svcSel]; !ok {
@@ -670,7 +670,9 @@ func (m Model) fanoutLines(w int) []string {
 		}
 	}
 	var table []string
-	for _, try := range []fanStyle{{bar: 5, pct: true}, {bar: 2, pct: true}, {pct: true}, {}, {fold: true}, {fold: true, short: true}} {
+	// Bars go last but one: they are what shows the fan-out growing.
+	for _, try := range []fanStyle{{bar: 5, pct: true}, {bar: 2, pct: true}, {bar: 5, pct: true, fold: true}, {bar: 2, pct: true, fold: true},
+		{pct: true, fold: true}, {fold: true}, {fold: true, short: true}} {
 		cs := shown
 		if try.fold {
 			cs = nil

@@ -299,3 +299,26 @@ func TestFanoutCountsWhatNoNodeSaw(t *testing.T) {
 		t.Errorf("UDP's fan-out shows TCP's unseen attempts:\n%s", v)
 	}
 }
+
+// With four pods and no failure yet, the empty failure columns fold
+// away before the bars do: the bars are what shows the fan-out growing.
+func TestFanoutKeepsBarsBeforeEmptyColumns(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	if err := l.Scale("web", 4); err != nil {
+		t.Fatal(err)
+	}
+	h.pump()
+	var evs []lab.Event
+	for _, p := range h.m.state.PodNames() {
+		evs = append(evs, h.flow("node-1", p, "TCP", plane.FlowOK))
+	}
+	h.events(evs...)
+	got := m2s(h.m.fanoutLines(78))
+	if !strings.Contains(got, "█") || strings.Contains(got, "refused") || maxWidth(h.m.fanoutLines(78)) > 78 {
+		t.Errorf("fan-out at 78 cells:\n%s", got)
+	}
+	if wide := m2s(h.m.fanoutLines(120)); !strings.Contains(wide, "refused  dropped  timeout") {
+		t.Errorf("fan-out at 120 cells folds its columns:\n%s", wide)
+	}
+}
