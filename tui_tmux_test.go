@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -421,4 +422,59 @@ func TestTUICommandLineErrors(t *testing.T) {
 	if out, _, _ := runBinary(t, "", "tui", "--help"); strings.Contains(out, "--detach") || strings.Contains(out, "--resume") {
 		t.Errorf("nplab tui --help offers nplab up's flags:\n%s", out)
 	}
+}
+
+// TestPlainNplabOnAPipeRunsUp: plain nplab with stdin and stdout not a
+// terminal keeps nplab up's behaviour (the default lab, events logged as
+// lines), so pipes and CI work; SIGTERM removes it.
+func TestPlainNplabOnAPipeRunsUp(t *testing.T) {
+	testenv.RequireRoot(t)
+	lab := "p" + randName(5)
+	cmd := nplabCmd("--name", lab, "--nodes", "1", "--ready-timeout", "20s")
+	cmd.Stdin = strings.NewReader("")
+	out := &syncLines{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		_ = nplabCmd("clean", "--name", lab).Run()
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "Events (") {
+		if time.Now().After(deadline) {
+			t.Fatalf("plain nplab on a pipe did not log events as nplab up does:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := out.String(); !strings.Contains(s, fmt.Sprintf("Starting lab %q", lab)) || strings.Contains(s, "\x1b[?1049h") {
+		t.Errorf("not nplab up's output, or a full-screen UI:\n%s", s)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := waitExit(t, cmd, 30*time.Second); err != nil {
+		t.Logf("exit: %v", err)
+	}
+	if ns := labNamespaces(t, lab); len(ns) > 0 {
+		t.Errorf("namespaces left: %v", ns)
+	}
+}
+
+// syncLines is a command's output, read while it writes.
+type syncLines struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncLines) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncLines) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -811,3 +811,22 @@ func TestExplainMasqueradeToALocalPod(t *testing.T) {
 }
 
 func m2s(lines []string) string { return strings.Join(lines, "\n") }
+
+// Under --proxy-mode roundrobin the service chain step says round robin
+// (IPVS rr), not iptables' random probabilities.
+func TestExplainRoundRobin(t *testing.T) {
+	l := defaultLab(t)
+	entry := Entry{Name: "rr", Title: "rr", Start: func(context.Context, func(string)) (*lab.Lab, Lesson, error) {
+		return l, freeLesson{"free", "free lab", ""}, nil
+	}}
+	h := newHarness(t, Config{Open: &entry, ProxyMode: plane.ProxyRoundRobin})
+	h.events(h.flow("node-1", h.podOn("node-2"), "TCP", plane.FlowOK))
+	h.key("enter")
+	v := strings.Join(h.m.explainLines(*h.m.explain, 200), "\n")
+	if !strings.Contains(v, "round robin over 3 ready endpoints (IPVS rr") || strings.Contains(v, "--probability") {
+		t.Errorf("round-robin explanation:\n%s", v)
+	}
+	if !strings.Contains(h.m.fanoutTitle(), "roundrobin") {
+		t.Errorf("fan-out title %q", h.m.fanoutTitle())
+	}
+}
