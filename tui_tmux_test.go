@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -477,4 +478,41 @@ func (s *syncLines) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestTUIOpensAFileAndManifests: nplab tui FILE opens a scenario file at
+// its first step, and nplab tui -f DIR a free lab of the directory's
+// manifests, with a rejection's exact error in the events pane.
+func TestTUIOpensAFileAndManifests(t *testing.T) {
+	testenv.RequireRoot(t)
+	file := filepath.Join(t.TempDir(), "my-basics.yaml")
+	out, err := nplabCmd("show", "basics").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("FILE", func(t *testing.T) {
+		lab := "f" + randName(5)
+		u := startTmux(t, lab, "tui", file)
+		u.waitText("nplab · basics · step 1/", 90*time.Second)
+		u.keys("q")
+		if code := u.paneDead(60 * time.Second); code != 0 {
+			t.Errorf("q: exit status %d", code)
+		}
+		u.noNamespacesLeft()
+	})
+	t.Run("-f DIR", func(t *testing.T) {
+		lab := "m" + randName(5)
+		u := startTmux(t, lab, "tui", "-f", "lab/testdata/docs")
+		// backend-service-300081.yaml asks for a nodePort out of range.
+		u.waitText("Invalid value: 300081", 90*time.Second)
+		u.waitText("Lesson · free lab", 10*time.Second)
+		u.keys("q")
+		if code := u.paneDead(60 * time.Second); code != 0 {
+			t.Errorf("q: exit status %d", code)
+		}
+		u.noNamespacesLeft()
+	})
 }

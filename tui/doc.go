@@ -40,7 +40,8 @@
 //   - Lesson: the step's text, its checks (✓/✗ with expected and
 //     observed), hints one at a time.
 //
-// Enter on a flow explains it hop by hop in kube-proxy's iptables terms,
+// Enter on an event that is not a flow shows it in full (a rejection's
+// error is longer than a line). Enter on a flow explains it hop by hop in kube-proxy's iptables terms,
 // with the chain names a real cluster would have, and says where nplab's
 // userspace proxy differs.
 //

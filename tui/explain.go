@@ -30,7 +30,7 @@ func sepChain(svcPort, proto, ep string) string {
 
 func flowTitle(f *plane.Flow) string {
 	if f == nil {
-		return ""
+		return "the event in full"
 	}
 	return fmt.Sprintf("%s %s → %s %s", f.Protocol, f.Client, f.EntryNode, f.Frontend)
 }
@@ -39,6 +39,11 @@ func flowTitle(f *plane.Flow) string {
 // would have put in the node's kernel, then what nplab did instead.
 func (m Model) explainLines(e lab.Event, w int) []string {
 	f := e.Flow
+	if f == nil {
+		// Not a flow: the event in full, wrapped.
+		out := wrap(fmt.Sprintf("%s %s %s", e.Time.Format("15:04:05"), e.Type, e.Object), w)
+		return append(append(out, ""), wrap(m.eventText(e), w)...)
+	}
 	s := m.state
 	var out []string
 	n := 0

@@ -1175,7 +1175,19 @@ func (m Model) selectedPod() (lab.PodState, bool) {
 
 // flowToExplain is the selected event when it is a flow, else the newest
 // flow of the selected service, else the newest flow.
+//
+// In the events pane the selected event is shown whatever it is: a
+// rejection's exact error is longer than a line of the pane.
 func (m Model) flowToExplain() *lab.Event {
+	if m.focus == paneEvents && len(m.log) > 0 {
+		e := m.log[len(m.log)-1]
+		for i := range m.log {
+			if m.log[i].Seq == m.evSel {
+				e = m.log[i]
+			}
+		}
+		return &e
+	}
 	if m.evSel != 0 {
 		for i := range m.log {
 			if m.log[i].Seq == m.evSel && m.log[i].Flow != nil {

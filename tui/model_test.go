@@ -830,3 +830,33 @@ func TestExplainRoundRobin(t *testing.T) {
 		t.Errorf("fan-out title %q", h.m.fanoutTitle())
 	}
 }
+
+// A rejection's exact error is longer than a line of the events pane:
+// Enter on it there shows it in full, wrapped, at 80×24.
+func TestEnterShowsAnEventInFull(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	h.send(bt.WindowSizeMsg{Width: 80, Height: 24})
+	text := `The Service "backend-service" is invalid: spec.ports[0].nodePort: Invalid value: 300081: provided port is not in the valid range. The range of valid ports is 30000-32767`
+	h.events(lab.Event{Type: lab.EventRejected, Object: "service/backend-service", Message: text, Rejection: &lab.Rejection{Text: text}})
+	if strings.Contains(h.m.View(), "30000-32767") {
+		t.Fatal("the events pane shows the whole error already; this test needs a longer one")
+	}
+	h.m.focus = paneEvents
+	h.key("enter")
+	v := h.m.View()
+	if h.m.explain == nil || !strings.Contains(v, "30000-32767") || !strings.Contains(v, "the event in full") {
+		t.Errorf("enter on a rejection:\n%s", v)
+	}
+	if got := strings.Join(strings.Fields(strings.Join(h.m.explainLines(*h.m.explain, 78), " ")), " "); !strings.HasSuffix(got, text) {
+		t.Errorf("the event in full: %q", got)
+	}
+	h.key("esc")
+	// Elsewhere Enter still explains the newest flow, and says so when
+	// there is none.
+	h.m.focus = paneTopology
+	h.key("enter")
+	if h.m.explain != nil || !strings.Contains(h.m.status, "no flow to explain") {
+		t.Errorf("enter in the topology pane without flows: %q", h.m.status)
+	}
+}

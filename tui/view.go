@@ -968,5 +968,6 @@ func (m Model) fullHelpLines(w int) []string {
 		out = append(out, wrapHang(fmt.Sprintf("%-19s", names[i]), strings.Join(parts, " · "), w)...)
 	}
 	return append(out, "", "Esc closes an explanation and goes back to following the newest event.",
-		"Enter explains the selected flow (Tab to the events pane, ↑/↓ to pick one).")
+		"Enter explains the newest flow; in the events pane (Tab, ↑/↓) the selected",
+		"one, or shows the selected event in full (a rejection's whole error).")
 }

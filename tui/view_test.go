@@ -82,7 +82,7 @@ func TestGoldenExplain(t *testing.T) {
 	// The oldest TCP flow: node-1 to a pod on node-2... found by walking
 	// down from the newest.
 	for i := 0; i < 40; i++ {
-		if e := h.m.flowToExplain(); e != nil && e.Flow.Result == plane.FlowOK && e.Flow.PodNode != e.Flow.EntryNode && e.Flow.Protocol == "TCP" {
+		if e := h.m.flowToExplain(); e != nil && e.Flow != nil && e.Flow.Result == plane.FlowOK && e.Flow.PodNode != e.Flow.EntryNode && e.Flow.Protocol == "TCP" {
 			break
 		}
 		h.key("down")
