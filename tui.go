@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nplab/nplab/lab"
-	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/scenarios"
 	"github.com/nplab/nplab/tui"
 )
@@ -20,11 +19,11 @@ func init() { subcommands = append(subcommands, newTUICmd) }
 
 // lessonEntries are the picker's built-in lessons, before "free lab",
 // each on a lab named labName.
-func lessonEntries(labName string) []tui.Entry {
+func lessonEntries(labName string, start func(context.Context, lab.Config) (*lab.Lab, error)) []tui.Entry {
 	var out []tui.Entry
 	for _, name := range scenarios.Lessons {
 		if sc, err := scenarios.Builtin(name); err == nil {
-			out = append(out, tui.ScenarioEntry(sc, labName, startServed))
+			out = append(out, tui.ScenarioEntry(sc, labName, start))
 		}
 	}
 	return out
@@ -32,12 +31,12 @@ func lessonEntries(labName string) []tui.Entry {
 
 // scenarioFile opens `nplab tui FILE`: a scenario file, with its errors
 // (file, line, key) before anything is built.
-func scenarioFile(path, labName string) (tui.Entry, error) {
+func scenarioFile(path, labName string, start func(context.Context, lab.Config) (*lab.Lab, error)) (tui.Entry, error) {
 	sc, err := scenarios.Load(path)
 	if err != nil {
 		return tui.Entry{}, err
 	}
-	return tui.ScenarioEntry(sc, labName, startServed), nil
+	return tui.ScenarioEntry(sc, labName, start), nil
 }
 
 func newTUICmd() *cobra.Command {
@@ -60,63 +59,102 @@ lesson picker. Quitting (q, Ctrl-C, SIGTERM, a closed terminal) removes the lab.
 	}
 	o.addFlags(cmd)
 	_ = cmd.Flags().MarkHidden("ready-timeout") // the UI shows pods getting ready
+	// The UI's lab lives as long as the UI and is not stored: these are
+	// nplab up's (runTUI says so if they are given).
+	for _, f := range upOnlyFlags {
+		_ = cmd.Flags().MarkHidden(f)
+	}
 	return cmd
 }
+
+// upOnlyFlags are flags of nplab up that the terminal UI has no use for.
+var upOnlyFlags = []string{"detach", "resume", "fresh"}
 
 // runDefault is plain `nplab`: the lesson picker on a terminal, `nplab up`
 // (events logged as lines) when stdin or stdout is not one, so pipes and
 // CI keep working.
 func runDefault(cmd *cobra.Command, o *upOptions) error {
-	if term.IsTerminal(os.Stdin.Fd()) && term.IsTerminal(os.Stdout.Fd()) {
+	// -d, --resume and --fresh ask for nplab up's lab, on a terminal too.
+	if o.detach || o.resume || o.fresh {
+		return runUp(cmd, o)
+	}
+	if isTerminal(os.Stdin) && isTerminal(os.Stdout) {
 		return runTUI(cmd, o, "")
 	}
 	return runUp(cmd, o)
 }
 
 func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
+	for _, name := range upOnlyFlags {
+		if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+			return fmt.Errorf("--%s is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --%s ... for that)", name, name)
+		}
+	}
+	// The flags, in nplab up's words, before the screen is taken.
+	mode, err := o.check()
+	if err != nil {
+		return err
+	}
+	if len(o.files) > 0 && arg != "" {
+		return errors.New("give a lesson or scenario, or manifests with -f, not both")
+	}
+	for _, f := range o.files {
+		if f == "-" {
+			return errors.New(`-f -: the terminal UI reads its keys from stdin, so manifests cannot come from there; give files or a directory (or use nplab up -f -)`)
+		}
+	}
+	// Read every manifest first (files and directories, as nplab up): a
+	// missing one costs nothing.
+	files, err := readManifests(o.files, nil)
+	if err != nil {
+		return err
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("nplab tui creates network namespaces and needs root: run it with sudo")
 	}
-	mode, err := plane.ParseProxyMode(o.proxyMode)
-	if err != nil {
-		return fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
+	start := startServed
+	if o.seed != 0 {
+		start = func(ctx context.Context, cfg lab.Config) (*lab.Lab, error) {
+			if cfg.Rand == nil {
+				cfg.Rand = seededRand(o.seed)
+			}
+			return startServed(ctx, cfg)
+		}
 	}
 	newLab := func(ctx context.Context) (*lab.Lab, error) {
-		return startServed(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode})
+		return start(ctx, lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange, ProxyMode: mode})
 	}
-	entries := append(lessonEntries(o.name), tui.FreeLab(newLab))
+	entries := append(lessonEntries(o.name, start), tui.FreeLab(newLab))
 
 	opts := tui.Options{Entries: entries, ProxyMode: mode, AltScreen: true,
 		Hint: fmt.Sprintf("kubectl in another terminal: nplab kubectl get svc (or export KUBECONFIG=%s)", kubeconfigPath(o.name)),
 		In:   cmd.InOrStdin(), Out: cmd.OutOrStdout()}
 	switch {
-	case len(o.files) > 0 && arg != "":
-		return errors.New("give a lesson or scenario, or manifests with -f, not both")
 	case len(o.files) > 0:
-		// Read every file first: a missing one costs nothing.
-		var files []lab.File
-		for _, f := range o.files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return fmt.Errorf("the path %q does not exist or cannot be read: %w", f, err)
-			}
-			files = append(files, lab.File{Name: f, Data: b})
-		}
 		e := tui.ManifestEntry("manifests", strings.Join(o.files, ", "), "your manifests, no steps", newLab, files...)
 		opts.Open = &e
 	case arg != "":
-		e, err := openLesson(arg, entries, o.name)
+		e, err := openLesson(arg, entries, o.name, start)
 		if err != nil {
 			return err
 		}
 		opts.Open = &e
 	}
+	if !isTerminal(cmd.InOrStdin()) || !isTerminal(cmd.OutOrStdout()) {
+		return errors.New("nplab tui needs a terminal for its input and output (nplab up runs a lab without one and logs its events)")
+	}
 	return tui.Run(cmd.Context(), opts)
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(file.Fd())
 }
 
 // openLesson is `nplab tui NAME|FILE`: a built-in lesson by name, else a
 // scenario file.
-func openLesson(arg string, entries []tui.Entry, labName string) (tui.Entry, error) {
+func openLesson(arg string, entries []tui.Entry, labName string, start func(context.Context, lab.Config) (*lab.Lab, error)) (tui.Entry, error) {
 	var names []string
 	for _, e := range entries {
 		if e.Name == arg {
@@ -125,7 +163,7 @@ func openLesson(arg string, entries []tui.Entry, labName string) (tui.Entry, err
 		names = append(names, e.Name)
 	}
 	if _, err := os.Stat(arg); err == nil {
-		return scenarioFile(arg, labName)
+		return scenarioFile(arg, labName, start)
 	}
 	return tui.Entry{}, fmt.Errorf("no lesson %q and no such file (lessons: %s)", arg, strings.Join(names, ", "))
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -289,6 +291,9 @@ func TestFanoutTotalsReadsTheScreen(t *testing.T) {
 	if len(got) != 3 || got["web-44jcr"] != 5 || got["web-8fn4z"] != 2 || got["web-qfgwq"] != 5 {
 		t.Errorf("fanoutTotals = %v", got)
 	}
+	if f := fanoutFailures(string(b)); f["refused"] != 1 || f["dropped"] != 0 || f["timeout"] != 1 {
+		t.Errorf("fanoutFailures = %v", f)
+	}
 	if !screenAllReady("lab demo · 3 nodes · 3/3 pods ready") || screenAllReady("2/3 pods ready") || screenAllReady("0/0 pods ready") {
 		t.Error("screenAllReady misreads the header")
 	}
@@ -318,4 +323,198 @@ func zombieStatus(pid int) (int, bool) {
 		return 128 + w&0x7f, true
 	}
 	return w >> 8, true
+}
+
+// TestTUILinkDownInTheFanout takes node-1's link down with d and sends
+// to it with t: no node sees those requests, and the fan-out still counts
+// every one as a failure in node-1's row, as plainly as a success; d again
+// and t reach the pods.
+func TestTUILinkDownInTheFanout(t *testing.T) {
+	lab := "d" + randName(5)
+	u := startTmux(t, lab, "tui", "free")
+	u.waitScreen("every pod ready", 90*time.Second, screenAllReady)
+	u.waitText("▸ node-1", 10*time.Second) // the first row is selected
+	u.keys("d")
+	u.waitText("▼ down", 20*time.Second)
+	u.keys("t")
+	// Counted from the burst's own replies when no node reports such a
+	// request, or from the flows a data plane that reports them makes:
+	// either way each of the 30 once.
+	u.waitScreen("the fan-out's failure columns to count the 30 requests", 60*time.Second, func(s string) bool {
+		failed := 0
+		for _, c := range fanoutFailures(s) {
+			failed += c
+		}
+		return failed == 30 && !strings.Contains(s, "sending 30")
+	})
+	u.keys("d")
+	u.waitScreen("node-1 up again", 20*time.Second, func(s string) bool { return !strings.Contains(s, "▼ down") })
+	u.keys("t")
+	u.waitScreen("requests to node-1 answered", 60*time.Second, func(s string) bool {
+		n := 0
+		for _, c := range fanoutTotals(s) {
+			n += c
+		}
+		return n > 0
+	})
+	u.keys("q")
+	if code := u.paneDead(60 * time.Second); code != 0 {
+		t.Errorf("q: exit status %d", code)
+	}
+	u.noNamespacesLeft()
+}
+
+// fanoutFailures reads the fan-out pane's failure columns: each one's
+// total ("✗ 16" is 16), from the header and the "total" row.
+func fanoutFailures(s string) map[string]int {
+	var head, total []string
+	for _, line := range strings.Split(s, "\n") {
+		cells := paneCells(line)
+		switch {
+		case len(cells) > 0 && cells[0] == `entry \ pod`:
+			head = cells
+		case len(cells) > 0 && strings.HasPrefix(cells[0], "total ") && head != nil:
+			total = cells
+		}
+	}
+	out := map[string]int{}
+	for i := 1; i < len(head) && i < len(total); i++ {
+		switch head[i] {
+		case "refused", "dropped", "timeout", "error":
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(total[i], "✗")))
+			out[head[i]] = n
+		}
+	}
+	return out
+}
+
+// TestTUICommandLineErrors: nplab tui's mistakes are one line before the
+// screen is taken, including nplab up's flags that the UI's lab has no use
+// for (they used to be accepted and ignored) and -f - (stdin is the
+// keyboard). Without a terminal it says so instead of hanging.
+func TestTUICommandLineErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tui", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`},
+		{[]string{"tui", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit`},
+		{[]string{"tui", "-d"}, `error: --detach is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --detach ... for that)`},
+		{[]string{"tui", "--resume"}, `error: --resume is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --resume ... for that)`},
+		{[]string{"tui", "-f", "-"}, `error: -f -: the terminal UI reads its keys from stdin, so manifests cannot come from there; give files or a directory (or use nplab up -f -)`},
+		{[]string{"tui", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
+		{[]string{"tui", "basics", "-f", "lab/testdata/default.yaml"}, `error: give a lesson or scenario, or manifests with -f, not both`},
+		{[]string{"tui", "basic"}, `error: no lesson "basic" and no such file (lessons: basics, own-port, collision, bands, protocols, readiness, traffic-policy, load-balancer, every-node, docs-examples, free)`},
+		// (Its own lab name: were the terminal not checked, a lab would start.)
+		{[]string{"tui", "free", "--name", "tf" + randName(5)}, `error: nplab tui needs a terminal for its input and output (nplab up runs a lab without one and logs its events)`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			stdout, stderr, code := runBinary(t, "", tt.args...)
+			if code != 1 || stderr != tt.want+"\n" || stdout != "" {
+				t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit 1, no stdout, stderr %q", code, stdout, stderr, tt.want)
+			}
+		})
+	}
+	// -f takes a directory, as nplab up's does: the UI starts on its
+	// files (here it stops at the missing terminal, after reading them).
+	if _, stderr, _ := runBinary(t, "", "tui", "-f", "lab/testdata/docs", "--name", "tf"+randName(5)); !strings.Contains(stderr, "needs a terminal") {
+		t.Errorf("tui -f DIR: %q", stderr)
+	}
+	// nplab up's help still has -d; the UI's does not.
+	if out, _, _ := runBinary(t, "", "tui", "--help"); strings.Contains(out, "--detach") || strings.Contains(out, "--resume") {
+		t.Errorf("nplab tui --help offers nplab up's flags:\n%s", out)
+	}
+}
+
+// TestPlainNplabOnAPipeRunsUp: plain nplab with stdin and stdout not a
+// terminal keeps nplab up's behaviour (the default lab, events logged as
+// lines), so pipes and CI work; SIGTERM removes it.
+func TestPlainNplabOnAPipeRunsUp(t *testing.T) {
+	testenv.RequireRoot(t)
+	lab := "p" + randName(5)
+	cmd := nplabCmd("--name", lab, "--nodes", "1", "--ready-timeout", "20s")
+	cmd.Stdin = strings.NewReader("")
+	out := &syncLines{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		_ = nplabCmd("clean", "--name", lab).Run()
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "Events (") {
+		if time.Now().After(deadline) {
+			t.Fatalf("plain nplab on a pipe did not log events as nplab up does:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := out.String(); !strings.Contains(s, fmt.Sprintf("Starting lab %q", lab)) || strings.Contains(s, "\x1b[?1049h") {
+		t.Errorf("not nplab up's output, or a full-screen UI:\n%s", s)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := waitExit(t, cmd, 30*time.Second); err != nil {
+		t.Logf("exit: %v", err)
+	}
+	if ns := labNamespaces(t, lab); len(ns) > 0 {
+		t.Errorf("namespaces left: %v", ns)
+	}
+}
+
+// syncLines is a command's output, read while it writes.
+type syncLines struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncLines) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncLines) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestTUIOpensAFileAndManifests: nplab tui FILE opens a scenario file at
+// its first step, and nplab tui -f DIR a free lab of the directory's
+// manifests, with a rejection's exact error in the events pane.
+func TestTUIOpensAFileAndManifests(t *testing.T) {
+	testenv.RequireRoot(t)
+	file := filepath.Join(t.TempDir(), "my-basics.yaml")
+	out, err := nplabCmd("show", "basics").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("FILE", func(t *testing.T) {
+		lab := "f" + randName(5)
+		u := startTmux(t, lab, "tui", file)
+		u.waitText("nplab · basics · step 1/", 90*time.Second)
+		u.keys("q")
+		if code := u.paneDead(60 * time.Second); code != 0 {
+			t.Errorf("q: exit status %d", code)
+		}
+		u.noNamespacesLeft()
+	})
+	t.Run("-f DIR", func(t *testing.T) {
+		lab := "m" + randName(5)
+		u := startTmux(t, lab, "tui", "-f", "lab/testdata/docs")
+		// backend-service-300081.yaml asks for a nodePort out of range.
+		u.waitText("Invalid value: 300081", 90*time.Second)
+		u.waitText("Lesson · free lab", 10*time.Second)
+		u.keys("q")
+		if code := u.paneDead(60 * time.Second); code != 0 {
+			t.Errorf("q: exit status %d", code)
+		}
+		u.noNamespacesLeft()
+	})
 }

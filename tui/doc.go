@@ -9,7 +9,8 @@
 // # The model
 //
 // [Model] is one root model and an explicit state machine: the lesson
-// picker, the lab starting behind a progress indicator, the running lab,
+// picker (one line per lesson, kept in view, when a terminal is too short
+// for every summary), the lab starting behind a progress indicator, the running lab,
 // an error, and closing (the lab is removed, then the program quits).
 // Update is the only place state changes. Every lab call — a burst of
 // traffic, a fault, an apply, a lesson's check — runs in a tea.Cmd and
@@ -30,13 +31,17 @@
 //   - Fan-out: for the selected Service and protocol, entry node → pod
 //     counts with bars, the refused, dropped, timed-out and failed
 //     attempts in columns of their own, and the source address the pods
-//     saw.
+//     saw. t and T send request by request, so attempts no node saw (to
+//     a node whose link is down) are counted too, in that node's row. A
+//     narrow pane gets shorter bars, then counts alone, so the failure
+//     columns stay in view.
 //   - Events: every event of the lab, newest first; a rejection with
 //     kubectl's exact error.
 //   - Lesson: the step's text, its checks (✓/✗ with expected and
 //     observed), hints one at a time.
 //
-// Enter on a flow explains it hop by hop in kube-proxy's iptables terms,
+// Enter on an event that is not a flow shows it in full (a rejection's
+// error is longer than a line). Enter on a flow explains it hop by hop in kube-proxy's iptables terms,
 // with the chain names a real cluster would have, and says where nplab's
 // userspace proxy differs.
 //

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/nplab/nplab/lab"
@@ -29,7 +30,7 @@ func sepChain(svcPort, proto, ep string) string {
 
 func flowTitle(f *plane.Flow) string {
 	if f == nil {
-		return ""
+		return "the event in full"
 	}
 	return fmt.Sprintf("%s %s → %s %s", f.Protocol, f.Client, f.EntryNode, f.Frontend)
 }
@@ -38,6 +39,11 @@ func flowTitle(f *plane.Flow) string {
 // would have put in the node's kernel, then what nplab did instead.
 func (m Model) explainLines(e lab.Event, w int) []string {
 	f := e.Flow
+	if f == nil {
+		// Not a flow: the event in full, wrapped.
+		out := wrap(fmt.Sprintf("%s %s %s", e.Time.Format("15:04:05"), e.Type, e.Object), w)
+		return append(append(out, ""), wrap(m.eventText(e), w)...)
+	}
 	s := m.state
 	var out []string
 	n := 0
@@ -120,7 +126,7 @@ func (m Model) explainLines(e lab.Event, w int) []string {
 		}
 		hop(sepChain(svcPort, proto, ep), fmt.Sprintf("DNAT → %s (%s, %s)", ep, shortPod(s, f.Pod), where))
 		if !local {
-			hop("KUBE-POSTROUTING", fmt.Sprintf("the packet is marked: MASQUERADE → its source becomes %s (%s), so the reply comes back through it", entryIP, f.EntryNode))
+			hop("KUBE-POSTROUTING", "the packet is marked: MASQUERADE → "+m.masqText(f, entryIP))
 		}
 	}
 	// The outcome.
@@ -129,10 +135,13 @@ func (m Model) explainLines(e lab.Event, w int) []string {
 		saw := "nothing reported"
 		if f.SourceSeen.IsValid() {
 			saw = f.SourceSeen.String()
-			if f.SourceSeen == s.Client {
+			switch {
+			case f.SourceSeen == s.Client:
 				saw += ", the client itself"
-			} else if f.SourceSeen == entryIP {
+			case f.SourceSeen == entryIP:
 				saw += ", the entry node, not the client"
+			case f.SourceSeen == podGateway(s, f.EntryNode):
+				saw += ", the entry node's address on its pod network, not the client"
 			}
 		}
 		hop(shortPod(s, f.Pod), fmt.Sprintf("answered in %s; it saw %s", f.Duration.Round(100_000), saw))
@@ -160,7 +169,7 @@ func (m Model) explainLines(e lab.Event, w int) []string {
 		if local {
 			diff += " keeping the client's address, as Local policy does."
 		} else {
-			diff += fmt.Sprintf(" from %s, as the masquerade would. ", entryIP)
+			diff += fmt.Sprintf(" from %s, as the masquerade would. ", masqAddr(s, f, entryIP))
 		}
 		diff += " The client and the pod see the addresses the kernel's rules give them; conntrack, the packet counters and `iptables -t nat -L` are not there to look at."
 		if f.Protocol == "UDP" {
@@ -170,6 +179,41 @@ func (m Model) explainLines(e lab.Event, w int) []string {
 		diff = "nplab: the proxy found no endpoint to use and the attempt ended as kube-proxy's rules end it."
 	}
 	return append(out, wrap(diff, w)...)
+}
+
+// podGateway is node's own address on its pod network (10.244.N.1, the
+// pods' gateway), or the zero Addr.
+func podGateway(s lab.State, node string) netip.Addr {
+	if n, ok := s.Node(node); ok && n.PodCIDR.IsValid() {
+		return n.PodCIDR.Addr().Next()
+	}
+	return netip.Addr{}
+}
+
+// masqAddr is the source MASQUERADE gives the packet: the address of the
+// interface it leaves by. For a pod on another node that is the entry
+// node's eth0 (its node IP); for a pod on the entry node itself, the
+// node's side of the pod network. What the pod saw, when reported, says
+// which.
+func masqAddr(s lab.State, f *plane.Flow, entryIP netip.Addr) netip.Addr {
+	if f.SourceSeen.IsValid() && f.SourceSeen != s.Client {
+		return f.SourceSeen
+	}
+	if f.PodNode == f.EntryNode {
+		if gw := podGateway(s, f.EntryNode); gw.IsValid() {
+			return gw
+		}
+	}
+	return entryIP
+}
+
+// masqText is the masquerade hop: the new source, and why that address.
+func (m Model) masqText(f *plane.Flow, entryIP netip.Addr) string {
+	a := masqAddr(m.state, f, entryIP)
+	if a != entryIP && a == podGateway(m.state, f.EntryNode) {
+		return fmt.Sprintf("its source becomes %s, %s's own address on its pod network: the pod is on %s itself, so the packet leaves by the pod's interface, not eth0, and MASQUERADE takes that interface's address; the reply comes back through %s", a, f.EntryNode, f.EntryNode, f.EntryNode)
+	}
+	return fmt.Sprintf("its source becomes %s (%s's eth0, the interface the packet leaves by), so the reply comes back through it", a, f.EntryNode)
 }
 
 // wrapHang wraps text after a fixed-width label, continuation lines

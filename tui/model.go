@@ -119,6 +119,10 @@ type Model struct {
 	status  string
 	statErr bool
 
+	// unseen counts the attempts of t and T that no node saw (sent to a
+	// node whose link is down): the fan-out shows them with the rest.
+	unseen map[unseenKey]map[string]map[string]int64
+
 	step    int
 	hints   int // hints shown of the current step
 	checks  map[int][]CheckResult
@@ -158,12 +162,30 @@ func (o *owner) add(l *lab.Lab) bool {
 	return true
 }
 
-// closeAll waits for starts in flight and closes every lab, returning the
-// first error.
+// begin registers a start that is about to run; false means the UI has
+// ended and nothing may be started. It is called by the start command
+// itself, not when the command is made: Bubble Tea may end without running
+// a command it was given, and a start counted but never run would keep
+// closeAll waiting for ever.
+func (o *owner) begin() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.wg.Add(1)
+	return true
+}
+
+// closeAll stops new starts, waits for those in flight (a lab one of them
+// finishes from now on is closed by add) and closes every lab, returning
+// the first error.
 func (o *owner) closeAll() error {
-	o.wg.Wait()
 	o.mu.Lock()
 	o.closed = true
+	o.mu.Unlock()
+	o.wg.Wait()
+	o.mu.Lock()
 	labs := o.labs
 	o.labs = nil
 	o.mu.Unlock()
@@ -195,7 +217,7 @@ func New(cfg Config) Model {
 	m := Model{
 		cfg: cfg, ctx: ctx, owner: &owner{}, th: newTheme(r), keys: newKeyMap(),
 		help: help.New(), width: 80, height: 24, proto: "TCP",
-		checks: map[int][]CheckResult{}, checked: map[int]error{},
+		checks: map[int][]CheckResult{}, checked: map[int]error{}, unseen: map[unseenKey]map[string]map[string]int64{},
 		rearm: waitEvents,
 	}
 	m.help.Styles.ShortKey = m.th.key
@@ -263,7 +285,17 @@ type (
 		err  error
 	}
 	closedMsg struct{ err error }
+	// trafficMsg ends a burst: its summary, and the attempts no node saw
+	// (node → fan-out column → count) for the service and protocol.
+	trafficMsg struct {
+		doneMsg
+		service, proto string
+		unseen         map[string]map[string]int64
+	}
 )
+
+// unseenKey is a service and protocol's fan-out, for Model.unseen.
+type unseenKey struct{ service, proto string }
 
 // prepareStart makes what a start of m.entry reports through: its
 // progress channel and the context q cancels. New calls it for Open (Init
@@ -278,10 +310,12 @@ func (m *Model) prepareStart() {
 // spinner.
 func (m Model) startCmds() tea.Cmd {
 	ch, ctx, entry, own := m.progCh, m.startCtx, m.entry, m.owner
-	own.wg.Add(1)
 	start := func() tea.Msg {
-		defer own.wg.Done()
 		defer close(ch)
+		if !own.begin() {
+			return startedMsg{err: errors.New("the UI ended before the lab started")}
+		}
+		defer own.wg.Done()
 		report := func(s string) {
 			select {
 			case ch <- s:
@@ -427,6 +461,20 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.setStatus(msg.text, false)
 		}
 		return m, nil
+	case trafficMsg:
+		for node, cols := range msg.unseen {
+			k := unseenKey{msg.service, msg.proto}
+			if m.unseen[k] == nil {
+				m.unseen[k] = map[string]map[string]int64{}
+			}
+			if m.unseen[k][node] == nil {
+				m.unseen[k][node] = map[string]int64{}
+			}
+			for col, n := range cols {
+				m.unseen[k][node][col] += n
+			}
+		}
+		return m.Update(msg.doneMsg)
 	case checkMsg:
 		m.busy = max(0, m.busy-1)
 		m.checks[msg.step] = msg.results
@@ -476,7 +524,9 @@ func (m *Model) setStatus(s string, isErr bool) { m.status, m.statErr = s, isErr
 func errorText(err error) string {
 	switch {
 	case errors.Is(err, plane.ErrNotSupported):
-		return "not possible on this kernel: " + err.Error() + " (delay and loss need the netem qdisc: modprobe sch_netem, or run in the course VM)"
+		// The sentence first: the status line is one line, and the error
+		// after it is long.
+		return "not possible on this kernel: delay and loss need the netem qdisc (modprobe sch_netem, or use the course VM): " + err.Error()
 	case errors.Is(err, lab.ErrNoDataPlane):
 		return "this lab has no data plane: pods do not really run here, so there is no traffic and no link to break"
 	}
@@ -711,15 +761,68 @@ func (m Model) traffic(nodes []lab.NodeState) (tea.Model, tea.Cmd) {
 		targets = append(targets, netip.AddrPortFrom(n.IP, uint16(port)))
 		names = append(names, n.Name)
 	}
-	l, ctx, proto := m.lab, m.ctx, m.proto
+	l, ctx, proto, svcName := m.lab, m.ctx, m.proto, svc.Name
 	label := fmt.Sprintf("%d %s requests to %s:%d", burst, proto, strings.Join(names, ","), port)
 	return m.act("sending "+label, func() tea.Msg {
-		res, err := l.Traffic(ctx, lab.TrafficSpec{Protocol: proto, Targets: targets, Count: burst, Concurrency: 8, Timeout: 2 * time.Second})
+		res, unseen, err := sendBurst(ctx, l, proto, targets, nodes)
 		if err != nil && res.Sent == 0 {
 			return doneMsg{err: err}
 		}
-		return doneMsg{text: label + ": " + resultSummary(res)}
+		return trafficMsg{doneMsg: doneMsg{text: label + ": " + resultSummary(res)}, service: svcName, proto: proto, unseen: unseen}
 	})
+}
+
+// sendBurst is lab.Traffic's burst (burst requests from the client over
+// targets, 8 at a time, 2s each) request by request, so that it knows
+// which attempts no node saw: a request to a node whose link is down has
+// no flow, and would be missing from the fan-out. unseen counts those by
+// the node they were sent to and the fan-out column of their result.
+func sendBurst(ctx context.Context, l *lab.Lab, proto string, targets []netip.AddrPort, nodes []lab.NodeState) (lab.TrafficResult, map[string]map[string]int64, error) {
+	res := lab.TrafficResult{PerPod: map[string]int{}, PerResult: map[plane.FlowResult]int{}, PerNode: map[string]int{}}
+	unseen := map[string]map[string]int64{}
+	msg := "hostname"
+	if proto == "TCP" {
+		msg = "/hostname"
+	}
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		first error
+		sem   = make(chan struct{}, 8)
+	)
+	for i := 0; i < burst && ctx.Err() == nil; i++ {
+		target, node := targets[i%len(targets)], nodes[i%len(nodes)].Name
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rep, err := l.Send(ctx, plane.Request{From: plane.ClientHost, Protocol: proto, Target: target, Message: msg, Timeout: 2 * time.Second})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				return
+			}
+			res.Sent++
+			res.PerResult[rep.Result]++
+			if f := rep.Flow; f != nil {
+				res.PerNode[f.EntryNode]++
+				if f.Pod != "" && rep.Result == plane.FlowOK {
+					res.PerPod[f.Pod]++
+				}
+				return
+			}
+			if col := failColumn(rep.Result); col != "" {
+				if unseen[node] == nil {
+					unseen[node] = map[string]int64{}
+				}
+				unseen[node][col]++
+			}
+		})
+	}
+	wg.Wait()
+	return res, unseen, first
 }
 
 func resultSummary(res lab.TrafficResult) string {
@@ -1072,7 +1175,19 @@ func (m Model) selectedPod() (lab.PodState, bool) {
 
 // flowToExplain is the selected event when it is a flow, else the newest
 // flow of the selected service, else the newest flow.
+//
+// In the events pane the selected event is shown whatever it is: a
+// rejection's exact error is longer than a line of the pane.
 func (m Model) flowToExplain() *lab.Event {
+	if m.focus == paneEvents && len(m.log) > 0 {
+		e := m.log[len(m.log)-1]
+		for i := range m.log {
+			if m.log[i].Seq == m.evSel {
+				e = m.log[i]
+			}
+		}
+		return &e
+	}
 	if m.evSel != 0 {
 		for i := range m.log {
 			if m.log[i].Seq == m.evSel && m.log[i].Flow != nil {

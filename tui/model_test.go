@@ -189,6 +189,12 @@ func TestNetemMissingIsSaidPlainly(t *testing.T) {
 	if got := errorText(err); !strings.Contains(got, "netem") || !strings.Contains(got, "not possible on this kernel") {
 		t.Errorf("errorText = %q", got)
 	}
+	// What an 80-column status line shows of it says why.
+	m := New(Config{Renderer: PlainRenderer()})
+	m.setStatus(errorText(err), true)
+	if got := fit(m.statusLine(), 72); !strings.Contains(got, "need the netem qdisc") {
+		t.Errorf("an 80-column status line cuts the reason: %q", got)
+	}
 }
 
 func TestTrafficNeedsANodePortForTheProtocol(t *testing.T) {
@@ -760,5 +766,97 @@ func TestSelectionStaysInView(t *testing.T) {
 	}
 	if !strings.Contains(v, "↑ ") {
 		t.Errorf("no sign of the rows above:\n%s", v)
+	}
+}
+
+// A pod on the entry node itself sees the node's pod-side address
+// (10.244.N.1), not its node IP: MASQUERADE takes the address of the
+// interface the packet leaves by. The explanation and the fan-out say so,
+// as the real data plane reports it.
+func TestExplainMasqueradeToALocalPod(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	n1, _ := h.m.state.Node("node-1")
+	gw := n1.PodCIDR.Addr().Next()
+	if gw.String() != "10.244.1.1" {
+		t.Fatalf("node-1's pod-side address is %s", gw)
+	}
+	local := h.flow("node-1", h.podOn("node-1"), "TCP", plane.FlowOK)
+	local.Flow.SourceSeen = gw
+	h.events(local)
+	h.key("enter")
+	v := strings.Join(h.m.explainLines(*h.m.explain, 200), "\n")
+	for _, want := range []string{"MASQUERADE → its source becomes 10.244.1.1, node-1's own address on its pod network",
+		"it saw 10.244.1.1, the entry node's address on its pod network", "opened its own to 10.244.1.2:8080 from 10.244.1.1"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, v)
+		}
+	}
+	if strings.Contains(v, "becomes 172.18.0.2") {
+		t.Errorf("the explanation says the pod saw the node IP:\n%s", v)
+	}
+	h.key("esc")
+	// A pod on another node sees the entry node's IP.
+	remote := h.flow("node-1", h.podOn("node-2"), "TCP", plane.FlowOK)
+	h.events(remote)
+	h.key("enter")
+	v = strings.Join(h.m.explainLines(*h.m.explain, 200), "\n")
+	if !strings.Contains(v, "its source becomes 172.18.0.2 (node-1's eth0") || !strings.Contains(v, "it saw 172.18.0.2, the entry node, not the client") {
+		t.Errorf("remote pod explanation:\n%s", v)
+	}
+	h.key("esc")
+	if got := m2s(h.m.fanoutLines(200)); !strings.Contains(got, "pods saw: the entry node's IP (node-1): SNAT; its pod-side address for a pod on it (node-1 10.244.1.1)") {
+		t.Errorf("fan-out source line:\n%s", got)
+	}
+}
+
+func m2s(lines []string) string { return strings.Join(lines, "\n") }
+
+// Under --proxy-mode roundrobin the service chain step says round robin
+// (IPVS rr), not iptables' random probabilities.
+func TestExplainRoundRobin(t *testing.T) {
+	l := defaultLab(t)
+	entry := Entry{Name: "rr", Title: "rr", Start: func(context.Context, func(string)) (*lab.Lab, Lesson, error) {
+		return l, freeLesson{"free", "free lab", ""}, nil
+	}}
+	h := newHarness(t, Config{Open: &entry, ProxyMode: plane.ProxyRoundRobin})
+	h.events(h.flow("node-1", h.podOn("node-2"), "TCP", plane.FlowOK))
+	h.key("enter")
+	v := strings.Join(h.m.explainLines(*h.m.explain, 200), "\n")
+	if !strings.Contains(v, "round robin over 3 ready endpoints (IPVS rr") || strings.Contains(v, "--probability") {
+		t.Errorf("round-robin explanation:\n%s", v)
+	}
+	if !strings.Contains(h.m.fanoutTitle(), "roundrobin") {
+		t.Errorf("fan-out title %q", h.m.fanoutTitle())
+	}
+}
+
+// A rejection's exact error is longer than a line of the events pane:
+// Enter on it there shows it in full, wrapped, at 80×24.
+func TestEnterShowsAnEventInFull(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	h.send(bt.WindowSizeMsg{Width: 80, Height: 24})
+	text := `The Service "backend-service" is invalid: spec.ports[0].nodePort: Invalid value: 300081: provided port is not in the valid range. The range of valid ports is 30000-32767`
+	h.events(lab.Event{Type: lab.EventRejected, Object: "service/backend-service", Message: text, Rejection: &lab.Rejection{Text: text}})
+	if strings.Contains(h.m.View(), "30000-32767") {
+		t.Fatal("the events pane shows the whole error already; this test needs a longer one")
+	}
+	h.m.focus = paneEvents
+	h.key("enter")
+	v := h.m.View()
+	if h.m.explain == nil || !strings.Contains(v, "30000-32767") || !strings.Contains(v, "the event in full") {
+		t.Errorf("enter on a rejection:\n%s", v)
+	}
+	if got := strings.Join(strings.Fields(strings.Join(h.m.explainLines(*h.m.explain, 78), " ")), " "); !strings.HasSuffix(got, text) {
+		t.Errorf("the event in full: %q", got)
+	}
+	h.key("esc")
+	// Elsewhere Enter still explains the newest flow, and says so when
+	// there is none.
+	h.m.focus = paneTopology
+	h.key("enter")
+	if h.m.explain != nil || !strings.Contains(h.m.status, "no flow to explain") {
+		t.Errorf("enter in the topology pane without flows: %q", h.m.status)
 	}
 }

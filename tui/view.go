@@ -45,23 +45,54 @@ func (m Model) View() string {
 }
 
 func (m Model) pickerView() []string {
-	out := []string{m.th.title.Render(" nplab · choose a lesson"), ""}
-	for i, e := range m.cfg.Entries {
+	head := []string{m.th.title.Render(" nplab · choose a lesson"), ""}
+	foot := []string{"", " ↑/↓ choose  ⏎ start  q quit"}
+	if len(m.cfg.Entries) == 0 {
+		return append(append(head, "  (no lessons)"), foot...)
+	}
+	nameW := 0
+	for _, e := range m.cfg.Entries {
+		nameW = max(nameW, len([]rune(e.Name)))
+	}
+	indent := strings.Repeat(" ", nameW+3)
+	line := func(i int) string {
+		e := m.cfg.Entries[i]
 		mark := "  "
-		name := fmt.Sprintf("%-12s %s", e.Name, e.Title)
+		name := fmt.Sprintf("%-*s %s", nameW, e.Name, e.Title)
 		if i == m.pick {
 			mark = "▸ "
 			name = m.th.sel.Render(name)
 		}
-		out = append(out, mark+name)
-		for _, l := range wrap(e.Summary, m.width-17) {
-			out = append(out, "               "+m.th.dim.Render(l))
+		return mark + name
+	}
+	var full []string
+	for i, e := range m.cfg.Entries {
+		full = append(full, line(i))
+		for _, l := range wrap(e.Summary, m.width-len(indent)-2) {
+			full = append(full, indent+m.th.dim.Render(l))
 		}
 	}
-	if len(m.cfg.Entries) == 0 {
-		out = append(out, "  (no lessons)")
+	if len(head)+len(full)+len(foot) <= m.height {
+		return append(append(head, full...), foot...)
 	}
-	return append(out, "", " ↑/↓ choose  ⏎ start  q quit")
+	// Too short for every summary (80×24 with the built-in lessons): one
+	// line per lesson, kept in view around the selection, and the chosen
+	// one's summary under the list.
+	var list []string
+	for i := range m.cfg.Entries {
+		list = append(list, line(i))
+	}
+	summary := append([]string{""}, wrap(m.cfg.Entries[m.pick].Summary, m.width-4)...)
+	for i := range summary {
+		if summary[i] != "" {
+			summary[i] = "  " + m.th.dim.Render(summary[i])
+		}
+	}
+	room := m.height - len(head) - len(foot) - len(summary)
+	if room < 3 {
+		summary, room = nil, m.height-len(head)-len(foot)
+	}
+	return append(append(append(head, scroll(list, room)...), summary...), foot...)
 }
 
 func (m Model) startingView() []string {
@@ -126,7 +157,7 @@ func (m Model) wideView(w, h int) []string {
 	leftW := max(44, w*37/100)
 	rightW := w - leftW
 	topo, svcs := m.topologyLines(leftW-2), m.serviceLines(leftW-2)
-	fan, lesson := m.fanoutLines(), m.lessonLines(rightW-2, true)
+	fan, lesson := m.fanoutLines(rightW-2), m.lessonLines(rightW-2, true)
 	// The top row gets what its panes need (at least 12 rows); the events
 	// get the rest, at least 5.
 	need := max(len(topo)+len(svcs), len(fan)+len(lesson)) + 4
@@ -143,7 +174,7 @@ func (m Model) wideView(w, h int) []string {
 
 func (m Model) narrowView(w, h int) []string {
 	topo := m.topologyLines(w - 2)
-	fan := m.fanoutLines()
+	fan := m.fanoutLines(w - 2)
 	if m.focus == paneServices || m.focus == paneLesson {
 		// Reading the services or the lesson: they take the topology's
 		// rows; the fan-out stays, to watch what a key does.
@@ -548,6 +579,20 @@ type fanout struct {
 	fail  map[string]map[string]int64 // node → failure column → count
 	saw   map[string][]netip.Addr     // pod → sources seen
 	total int64
+	// unseen is how many of the failures no node saw (the client sent to
+	// unseenNodes and got no answer: a link down).
+	unseen      int64
+	unseenNodes []string
+}
+
+// failColumn is the fan-out's failure column of a result ("" for ok).
+func failColumn(r plane.FlowResult) string {
+	for _, col := range failCols {
+		if slices.Contains(col.results, r) {
+			return col.name
+		}
+	}
+	return ""
 }
 
 func (m Model) fanout() fanout {
@@ -581,41 +626,116 @@ func (m Model) fanout() fanout {
 			}
 			continue
 		}
-		for _, col := range failCols {
-			if slices.Contains(col.results, k.Result) {
-				if f.fail[k.Node] == nil {
-					f.fail[k.Node] = map[string]int64{}
-				}
-				f.fail[k.Node][col.name] += c.Count
+		if col := failColumn(k.Result); col != "" {
+			if f.fail[k.Node] == nil {
+				f.fail[k.Node] = map[string]int64{}
+			}
+			f.fail[k.Node][col] += c.Count
+		}
+	}
+	// What the client saw of attempts no node saw: counted the same way,
+	// and said under the table.
+	for node, cs := range m.unseen[unseenKey{svc.Name, m.proto}] {
+		for col, n := range cs {
+			if f.fail[node] == nil {
+				f.fail[node] = map[string]int64{}
+			}
+			f.fail[node][col] += n
+			f.total += n
+			f.unseen += n
+			if !slices.Contains(f.unseenNodes, node) {
+				f.unseenNodes = append(f.unseenNodes, node)
 			}
 		}
 	}
+	slices.Sort(f.unseenNodes)
 	f.pods = sortedKeys(pods)
 	return f
 }
 
-func (m Model) fanoutLines() []string {
+// fanoutLines is the fan-out table, fitted to w cells: with a deleted
+// pod's column or a fourth pod the bars get shorter; failure columns with nothing in them fold away before the bars
+// go, and pods go by their suffix last, so the refused, dropped and
+// timed-out counts stay on the screen.
+func (m Model) fanoutLines(w int) []string {
 	s := m.state
 	if _, ok := s.Services[m.svcSel]; !ok {
 		return []string{"no Service yet: press a to apply a manifest"}
 	}
 	f := m.fanout()
-	var maxCell int64 = 1
-	for _, row := range f.ok {
-		for _, c := range row {
-			maxCell = max(maxCell, c)
-		}
-	}
 	shown := failCols[:3]
 	for _, row := range f.fail {
 		if row["error"] > 0 {
 			shown = failCols
 		}
 	}
-	head := []string{"entry \\ pod"}
-	for _, p := range f.pods {
-		head = append(head, shortPod(s, p))
+	var table []string
+	// Bars go last but one: they are what shows the fan-out growing.
+	for _, try := range []fanStyle{{bar: 5, pct: true}, {bar: 2, pct: true}, {bar: 5, pct: true, fold: true}, {bar: 2, pct: true, fold: true},
+		{pct: true, fold: true}, {fold: true}, {fold: true, short: true}} {
+		cs := shown
+		if try.fold {
+			cs = nil
+			for _, c := range shown {
+				for _, row := range f.fail {
+					if row[c.name] > 0 {
+						cs = append(cs, c)
+						break
+					}
+				}
+			}
+		}
+		table = m.fanoutTable(f, cs, try)
+		if maxWidth(table) <= w {
+			break
+		}
 	}
+	out := append(table, m.sawLine(f))
+	if f.unseen > 0 {
+		out = append(out, fmt.Sprintf("✗ %d sent to %s never reached it (link down?): counted by the client", f.unseen, strings.Join(f.unseenNodes, ", ")))
+	}
+	if other := m.otherProtocols(); other != "" {
+		out = append(out, other)
+	}
+	return out
+}
+
+// fanStyle is how compact the fan-out table is drawn.
+type fanStyle struct {
+	bar   int  // bar cells (0: counts only)
+	pct   bool // each pod's share in the total row
+	fold  bool // failure columns with no count folded away
+	short bool // pods by their own suffix (44jcr) when they share a Deployment
+}
+
+// fanoutTable is the counts: a row per entry node, a column per pod and
+// per failure column in shown, and the totals.
+func (m Model) fanoutTable(f fanout, shown []struct {
+	name    string
+	results []plane.FlowResult
+}, st fanStyle) []string {
+	barW := st.bar
+	s := m.state
+	var maxCell int64 = 1
+	for _, row := range f.ok {
+		for _, c := range row {
+			maxCell = max(maxCell, c)
+		}
+	}
+	head := []string{"entry \\ pod"}
+	var names []string
+	deps := map[string]bool{}
+	for _, p := range f.pods {
+		n := shortPod(s, p)
+		names = append(names, n)
+		deps[n[:max(0, strings.LastIndex(n, "-"))]] = true
+	}
+	if st.short && len(deps) == 1 && !deps[""] {
+		for i, n := range names {
+			names[i] = n[strings.LastIndex(n, "-")+1:]
+		}
+	}
+	head = append(head, names...)
 	for _, c := range shown {
 		head = append(head, c.name)
 	}
@@ -623,7 +743,7 @@ func (m Model) fanoutLines() []string {
 	for _, n := range s.Nodes {
 		row := []string{n.Name}
 		for _, p := range f.pods {
-			row = append(row, m.bar(f.ok[n.Name][p], maxCell))
+			row = append(row, m.bar(f.ok[n.Name][p], maxCell, barW))
 		}
 		for _, c := range shown {
 			row = append(row, m.failCell(f.fail[n.Name][c.name]))
@@ -641,7 +761,7 @@ func (m Model) fanoutLines() []string {
 	tot := []string{fmt.Sprintf("total %d", f.total)}
 	for _, p := range f.pods {
 		cell := fmt.Sprint(perPod[p])
-		if okTotal > 0 {
+		if okTotal > 0 && st.pct {
 			cell += fmt.Sprintf(" (%d%%)", perPod[p]*100/okTotal)
 		}
 		tot = append(tot, cell)
@@ -653,12 +773,7 @@ func (m Model) fanoutLines() []string {
 		}
 		tot = append(tot, m.failCell(n))
 	}
-	rows = append(rows, tot)
-	out := append(cols(rows), m.sawLine(f))
-	if other := m.otherProtocols(); other != "" {
-		out = append(out, other)
-	}
-	return out
+	return cols(append(rows, tot))
 }
 
 // otherProtocols counts the selected service's flows of the protocols not
@@ -691,14 +806,17 @@ func (m Model) otherProtocols() string {
 	return "also " + strings.Join(parts, "; ") + " · p shows them"
 }
 
-// bar is one fan-out cell: a bar that grows with the count, then the count.
-func (m Model) bar(n, most int64) string {
+// bar is one fan-out cell: a bar of up to width cells that grows with the
+// count, then the count.
+func (m Model) bar(n, most int64, width int) string {
 	if n == 0 {
 		return "·"
 	}
-	const width = 5
-	cells := int((n*width + most - 1) / most)
-	return m.th.ok.Render(fmt.Sprintf("%-5s", strings.Repeat("█", cells))) + fmt.Sprintf(" %3d", n)
+	if width <= 0 {
+		return fmt.Sprint(n)
+	}
+	cells := int((n*int64(width) + most - 1) / most)
+	return m.th.ok.Render(fmt.Sprintf("%-*s", width, strings.Repeat("█", cells))) + fmt.Sprintf(" %3d", n)
 }
 
 func (m Model) failCell(n int64) string {
@@ -722,13 +840,16 @@ func (m Model) sawLine(f fanout) string {
 		return "pods saw: (no traffic yet: t sends to the selected node, T to every node)"
 	}
 	slices.SortFunc(all, func(a, b netip.Addr) int { return a.Compare(b) })
-	var nodes, other []string
+	var nodes, gws, other []string
 	client := false
 	for _, a := range all {
-		name := ""
+		name, gw := "", ""
 		for _, n := range m.state.Nodes {
 			if n.IP == a {
 				name = n.Name
+			}
+			if a == podGateway(m.state, n.Name) {
+				gw = n.Name
 			}
 		}
 		switch {
@@ -736,6 +857,8 @@ func (m Model) sawLine(f fanout) string {
 			client = true
 		case name != "":
 			nodes = append(nodes, name)
+		case gw != "":
+			gws = append(gws, gw+" "+a.String())
 		default:
 			other = append(other, a.String())
 		}
@@ -743,6 +866,12 @@ func (m Model) sawLine(f fanout) string {
 	var parts []string
 	if len(nodes) > 0 {
 		parts = append(parts, "the entry node's IP ("+strings.Join(nodes, ", ")+"): SNAT")
+	}
+	if len(gws) > 0 {
+		// MASQUERADE takes the address of the interface the packet leaves
+		// by: for a pod on the entry node itself, the node's side of the
+		// pod network (10.244.N.1).
+		parts = append(parts, "its pod-side address for a pod on it ("+strings.Join(gws, ", ")+")")
 	}
 	if client {
 		parts = append(parts, "the client's "+m.state.Client.String()+": no SNAT")
@@ -839,5 +968,6 @@ func (m Model) fullHelpLines(w int) []string {
 		out = append(out, wrapHang(fmt.Sprintf("%-19s", names[i]), strings.Join(parts, " · "), w)...)
 	}
 	return append(out, "", "Esc closes an explanation and goes back to following the newest event.",
-		"Enter explains the selected flow (Tab to the events pane, ↑/↓ to pick one).")
+		"Enter explains the newest flow; in the events pane (Tab, ↑/↓) the selected",
+		"one, or shows the selected event in full (a rejection's whole error).")
 }

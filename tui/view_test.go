@@ -15,6 +15,7 @@ import (
 	"github.com/nplab/nplab/internal/golden"
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/plane"
+	"github.com/nplab/nplab/scenarios"
 )
 
 // The golden screens: a fixed lab (seeded, fixed clock), a fixed event
@@ -81,7 +82,7 @@ func TestGoldenExplain(t *testing.T) {
 	// The oldest TCP flow: node-1 to a pod on node-2... found by walking
 	// down from the newest.
 	for i := 0; i < 40; i++ {
-		if e := h.m.flowToExplain(); e != nil && e.Flow.Result == plane.FlowOK && e.Flow.PodNode != e.Flow.EntryNode && e.Flow.Protocol == "TCP" {
+		if e := h.m.flowToExplain(); e != nil && e.Flow != nil && e.Flow.Result == plane.FlowOK && e.Flow.PodNode != e.Flow.EntryNode && e.Flow.Protocol == "TCP" {
 			break
 		}
 		h.key("down")
@@ -181,5 +182,143 @@ func TestNoColorMakesThePlainTheme(t *testing.T) {
 	m := New(Config{})
 	if got := m.th.ok.Render("●"); got != "●" {
 		t.Errorf("under NO_COLOR the ok style draws %q", got)
+	}
+}
+
+// The picker with the built-in lessons fits 80×24: whichever lesson is
+// chosen, it is on the screen with its summary, and so is the way out.
+func TestPickerFitsWithTheBuiltInLessons(t *testing.T) {
+	var entries []Entry
+	for _, name := range scenarios.Lessons {
+		sc, err := scenarios.Builtin(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, ScenarioEntry(sc, "demo", nil))
+	}
+	entries = append(entries, FreeLab(nil))
+	for _, sz := range [][2]int{{80, 24}, {120, 40}, {60, 15}} {
+		h := newHarness(t, Config{Entries: entries})
+		h.send(bt.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+		for i, e := range entries {
+			v := h.m.View()
+			lines := strings.Split(v, "\n")
+			if len(lines) > sz[1] {
+				t.Errorf("%dx%d: %d lines", sz[0], sz[1], len(lines))
+			}
+			if !strings.Contains(v, "▸ "+e.Name+" ") || !strings.Contains(v, "q quit") {
+				t.Errorf("%dx%d: lesson %d (%s) or the keys are not on the screen:\n%s", sz[0], sz[1], i, e.Name, v)
+			}
+			if first := strings.Join(strings.Fields(e.Summary)[:2], " "); !strings.Contains(v, first) {
+				t.Errorf("%dx%d: the summary of %s is not shown:\n%s", sz[0], sz[1], e.Name, v)
+			}
+			h.key("down")
+		}
+	}
+}
+
+// After x the fan-out has a column more (the deleted pod keeps its
+// counts, its replacement gets some): the table narrows its bars so the
+// refused, dropped and timed-out columns stay on the screen at 80×24 and
+// 120×40.
+func TestFanoutKeepsFailuresInView(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	gone := h.podOn("node-1")
+	var evs []lab.Event
+	for _, n := range []string{"node-1", "node-2", "node-3"} {
+		for _, p := range h.m.state.PodNames() {
+			evs = append(evs, h.flow(n, p, "TCP", plane.FlowOK))
+		}
+	}
+	h.events(evs...)
+	h.selectRow("pod/" + gone)
+	h.key("x")
+	if len(h.m.state.Pods) != 3 {
+		t.Fatalf("%d pods after x", len(h.m.state.Pods))
+	}
+	evs = nil
+	for _, p := range h.m.state.PodNames() {
+		evs = append(evs, h.flow("node-2", p, "TCP", plane.FlowOK))
+	}
+	evs = append(evs, h.flow("node-1", "", "TCP", plane.FlowTimedOut), h.flow("node-3", "", "TCP", plane.FlowRefused),
+		h.flow("node-3", "", "TCP", plane.FlowDropped))
+	h.events(evs...)
+	for _, sz := range sizes {
+		h.send(bt.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+		v := h.m.View()
+		head := ""
+		for _, line := range strings.Split(v, "\n") {
+			if strings.Contains(line, `entry \ pod`) {
+				head = line
+			}
+		}
+		// Four pods and three failure columns: the pods go by their own
+		// suffix.
+		for _, want := range []string{gone[strings.LastIndex(gone, "-")+1:], "refused", "dropped", "timeout"} {
+			if !strings.Contains(head, want+" ") {
+				t.Errorf("%dx%d: the fan-out's header lacks %q: %q", sz[0], sz[1], want, head)
+			}
+		}
+		if strings.Count(v, "✗ 1") < 6 {
+			t.Errorf("%dx%d: the failure counts are not all on the screen:\n%s", sz[0], sz[1], v)
+		}
+	}
+}
+
+// A request to a node whose link is down reaches no node, so no flow
+// says it timed out; the burst's own count of it goes into the fan-out,
+// in the node's row, with a line saying where it comes from.
+func TestFanoutCountsWhatNoNodeSaw(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	h.events(h.flow("node-2", h.podOn("node-2"), "TCP", plane.FlowOK))
+	h.send(trafficMsg{doneMsg: doneMsg{text: "30 TCP requests to node-1:30080: 30 timed out"}, service: "web", proto: "TCP",
+		unseen: map[string]map[string]int64{"node-1": {"timeout": 30}}})
+	v := m2s(h.m.fanoutLines(120))
+	for _, want := range []string{"total 31", "✗ 30", "✗ 30 sent to node-1 never reached it (link down?)"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("fan-out lacks %q:\n%s", want, v)
+		}
+	}
+	var row string
+	for _, line := range strings.Split(v, "\n") {
+		if strings.HasPrefix(line, "node-1 ") {
+			row = line
+		}
+	}
+	if !strings.HasSuffix(row, "✗ 30") {
+		t.Errorf("node-1's row does not end in its timeouts: %q", row)
+	}
+	if h.m.status != "30 TCP requests to node-1:30080: 30 timed out" || h.m.busy != 0 {
+		t.Errorf("status %q busy %d", h.m.status, h.m.busy)
+	}
+	// Another protocol's fan-out does not show them.
+	h.key("p")
+	if v := m2s(h.m.fanoutLines(120)); strings.Contains(v, "never reached") {
+		t.Errorf("UDP's fan-out shows TCP's unseen attempts:\n%s", v)
+	}
+}
+
+// With four pods and no failure yet, the empty failure columns fold
+// away before the bars do: the bars are what shows the fan-out growing.
+func TestFanoutKeepsBarsBeforeEmptyColumns(t *testing.T) {
+	l := defaultLab(t)
+	h := running(t, l, nil)
+	if err := l.Scale("web", 4); err != nil {
+		t.Fatal(err)
+	}
+	h.pump()
+	var evs []lab.Event
+	for _, p := range h.m.state.PodNames() {
+		evs = append(evs, h.flow("node-1", p, "TCP", plane.FlowOK))
+	}
+	h.events(evs...)
+	got := m2s(h.m.fanoutLines(78))
+	if !strings.Contains(got, "█") || strings.Contains(got, "refused") || maxWidth(h.m.fanoutLines(78)) > 78 {
+		t.Errorf("fan-out at 78 cells:\n%s", got)
+	}
+	if wide := m2s(h.m.fanoutLines(120)); !strings.Contains(wide, "refused  dropped  timeout") {
+		t.Errorf("fan-out at 120 cells folds its columns:\n%s", wide)
 	}
 }
