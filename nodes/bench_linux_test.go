@@ -358,6 +358,37 @@ func BenchmarkForward(b *testing.B) {
 			kernelDNAT(b)
 			v.run(b, nodeAddr(1, v.np+2))
 		})
+		if v.name == "bulk" {
+			// The plain Go forwarder: io.Copy each way (splice
+			// between two *net.TCPConn), in node-1.
+			b.Run("bulk/iocopy", func(b *testing.B) {
+				l, err := node1.Listen(context.Background(), "tcp4", ":30092")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer l.Close()
+				go func() {
+					for {
+						in, err := l.Accept()
+						if err != nil {
+							return
+						}
+						go func() {
+							out, err := node1.Dial(context.Background(), "tcp4", netip.AddrPortFrom(p.ip, 9000).String())
+							if err != nil {
+								in.Close()
+								return
+							}
+							go func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite() }()
+							io.Copy(in, out)
+							in.Close()
+							out.Close()
+						}()
+					}
+				}()
+				v.run(b, nodeAddr(1, 30092))
+			})
+		}
 	}
 }
 
