@@ -47,6 +47,8 @@ that pod:
                    is missing; skipped if neither is installed): what a real
                    cluster does, in the kernel
   haproxy, socat   (--peers) those proxies on node-1, where installed
+  go-copy          (--peers) the plainest Go forwarder on node-1: io.Copy
+                   each way (splice between the two sockets); TCP only
 
 and each path is measured by:
 
@@ -101,7 +103,7 @@ func newBenchCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.DurationVar(&o.duration, "duration", plane.DefaultBenchDuration, "how long each figure is measured on each path")
 	f.BoolVar(&o.json, "json", false, "print JSON instead of a table")
-	f.BoolVar(&o.peers, "peers", false, "also measure haproxy and socat, where installed")
+	f.BoolVar(&o.peers, "peers", false, "also measure haproxy and socat, where installed, and a plain io.Copy Go forwarder")
 	f.StringVar(&o.labSizes, "lab-sizes", "3x2,100x5", `labs to time, NODESxPODS-PER-NODE, comma-separated; "none" times none`)
 	f.IntVar(&o.udpRate, "udp-rate", plane.DefaultUDPRate, "offered UDP rate, in 64-byte datagrams per second")
 	return cmd

@@ -191,8 +191,8 @@ func TestBenchJSON(t *testing.T) {
 	}
 	for _, p := range paths {
 		for _, m := range plane.Metrics {
-			if p == plane.PathHAProxy && (m == plane.MetricUDPPPS || m == plane.MetricUDPLoss) {
-				continue // haproxy forwards TCP only
+			if (p == plane.PathHAProxy || p == plane.PathGoCopy) && (m == plane.MetricUDPPPS || m == plane.MetricUDPLoss) {
+				continue // haproxy and go-copy forward TCP only
 			}
 			i := slices.IndexFunc(rep.Results, func(r struct {
 				Path   string   `json:"path"`

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -29,6 +31,7 @@ var _ plane.Bencher = (*Cluster)(nil)
 const (
 	haproxyPort = 29001
 	socatPort   = 29002
+	goCopyPort  = 29003
 	// benchTable is the nftables table (iptables: chain prefix) of the
 	// kernel-dnat path.
 	benchTable = "nplab-bench"
@@ -93,7 +96,7 @@ func (c *Cluster) Bench(ctx context.Context, t plane.BenchTarget, spec plane.Ben
 		b.kernelDNAT(ctx, podNode),
 	}
 	if spec.Peers {
-		paths = append(paths, b.peer(ctx, podNode, plane.PathHAProxy), b.peer(ctx, podNode, plane.PathSocat))
+		paths = append(paths, b.peer(ctx, podNode, plane.PathHAProxy), b.peer(ctx, podNode, plane.PathSocat), b.goCopy(podNode))
 	}
 	for _, p := range paths {
 		p.Values, p.NA, p.Errors = map[plane.Metric]float64{}, map[plane.Metric]string{}, map[plane.Metric]string{}
@@ -295,6 +298,99 @@ func iptablesDNAT(tcpFront, udpFront, tcpPod, udpPod netip.AddrPort) string {
 	}
 	s.WriteString("-A NPLAB-BENCH-POST -m mark --mark 0x4000/0x4000 -j MASQUERADE --random-fully\nCOMMIT\n")
 	return s.String()
+}
+
+// goCopy is the plainest Go forwarder, in this process, in the pod's node:
+// accept, dial the pod, io.Copy each way (between two *net.TCPConn that is
+// splice(2)), half-close, close. It runs only while one of its figures is
+// measured; TCP only.
+func (b *bench) goCopy(n *node) *benchPath {
+	front := netip.AddrPortFrom(n.spec.IP, goCopyPort)
+	p := &benchPath{BenchPath: plane.BenchPath{Path: plane.PathGoCopy,
+		Detail: fmt.Sprintf("a plain Go forwarder in %s: %s → %s, io.Copy each way (splice); no UDP", n.spec.Name, front, b.t.TCP)},
+		tcp: front}
+	var (
+		l     net.Listener
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+	)
+	track := func(c net.Conn, add bool) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if add && conns == nil {
+			return false // torn down meanwhile
+		}
+		if add {
+			conns[c] = true
+		} else {
+			delete(conns, c)
+		}
+		return true
+	}
+	forward := func(in net.Conn) {
+		defer in.Close()
+		if !track(in, true) {
+			return
+		}
+		defer track(in, false)
+		out, err := n.host.Dial(context.Background(), "tcp4", b.t.TCP.String())
+		if err != nil {
+			return
+		}
+		defer out.Close()
+		if !track(out, true) {
+			return
+		}
+		defer track(out, false)
+		done := make(chan struct{})
+		go func() {
+			io.Copy(out, in)
+			if cw, ok := out.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			}
+			close(done)
+		}()
+		io.Copy(in, out)
+		if cw, ok := in.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		<-done
+	}
+	p.setup = func() error {
+		var err error
+		if l, err = n.host.Listen(context.Background(), "tcp4", front.String()); err != nil {
+			return err
+		}
+		mu.Lock()
+		conns = map[net.Conn]bool{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				in, err := l.Accept()
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); forward(in) }()
+			}
+		}()
+		return nil
+	}
+	p.teardown = func() error {
+		err := l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		conns = nil
+		mu.Unlock()
+		wg.Wait()
+		return err
+	}
+	return p
 }
 
 // peer is haproxy or socat run in the pod's node, forwarding node

@@ -25,10 +25,14 @@ const (
 	// node, forwarding to the pod (BenchSpec.Peers).
 	PathHAProxy = "haproxy"
 	PathSocat   = "socat"
+	// PathGoCopy: a plain Go forwarder in the pod's node (io.Copy each
+	// way, which splices between two TCP sockets), the baseline every Go
+	// proxy starts from (BenchSpec.Peers).
+	PathGoCopy = "go-copy"
 )
 
 // BenchPaths lists every path in the order a report shows them.
-var BenchPaths = []string{PathDirect, PathNodePortLocal, PathNodePortHop, PathKernelDNAT, PathHAProxy, PathSocat}
+var BenchPaths = []string{PathDirect, PathNodePortLocal, PathNodePortHop, PathKernelDNAT, PathHAProxy, PathSocat, PathGoCopy}
 
 // Metric is one figure a bench path is measured by.
 type Metric string
