@@ -238,17 +238,24 @@
 //     machine, waking the other CPU costs more than the work. No deadline
 //     is set per read and nothing is counted per read: the byte counts
 //     are io.CopyBuffer's totals, taken when the connection ends.
-//   - Per TCP byte: a copy through a pooled 32 KiB buffer, one read and
-//     one write per 32 KiB each way, no allocation. Not splice(2):
-//     between namespaces it cost 25-35% more CPU per MiB
-//     (BenchmarkForward/bulk; a spliced page carries one received
-//     segment, so the proxy sends more, smaller packets than a copy that
-//     fills 64 KiB GSO packets), though on loopback, where segments are
-//     64 KiB, it wins; 128, 256 and 512 KiB buffers cost more than
-//     32 KiB (256 KiB: 1.9-2.8x direct's CPU per MiB, against 1.43x).
-//     The copy knows which side failed: a read error from the pod is a
-//     reset (the flow says pod-reset, and the client gets a reset, as
-//     kernel DNAT passes the RST), a failed write is the other side's.
+//   - Per TCP byte: a relay's first bytes go through a pooled 32 KiB
+//     buffer (one read and one write each, no allocation), which costs a
+//     short exchange nothing extra. Once a read fills the buffer, the
+//     half is a bulk transfer and the rest of it is spliced
+//     (splice_linux.go): splice(2) moves the received pages from the
+//     socket into a pooled 1 MiB pipe and on into the other socket, never
+//     through the process. CPU per MiB in BenchmarkForward/bulk had
+//     favoured the copy (a spliced page holds one received segment, so
+//     the proxy sends smaller packets), but end to end, in one nplab
+//     bench run, the copy reached 0.41x of direct's throughput where
+//     io.Copy's splice (the go-copy path) reached 0.57-0.64x; with the
+//     switch to splice nplab's proxy reaches 0.61x. 128, 256 and 512 KiB
+//     copy buffers cost more than 32 KiB.
+//     The relay knows which side failed: a reset read from the pod, or
+//     met writing to it (a socket reports a reset once, to whichever call
+//     meets it first), is the pod's (the flow says pod-reset, and the
+//     client gets a reset, as kernel DNAT passes the RST); a failed write
+//     to the client is the client's.
 //     SCTP is relayed message by message through a pooled 64 KiB buffer,
 //     with each message's stream id and PPID.
 //   - Per new UDP flow: the endpoint pick, a connected socket to the pod,

@@ -123,12 +123,19 @@ func resetClose(c net.Conn) {
 func relay(client, up net.Conn) (in, out int64, upErr error) {
 	done := make(chan struct{})
 	var ended atomic.Int32 // halves that have read their source's end
+	var sendErr error      // writing to the pod
 	go func() {
 		defer close(done)
-		in, _ = copyHalf(up, client, &ended)
+		in, _, sendErr = copyHalf(up, client, &ended)
 	}()
-	out, upErr = copyHalf(client, up, &ended)
+	out, upErr, _ = copyHalf(client, up, &ended)
 	<-done
+	// A socket reports a reset once, to whichever call meets it first: the
+	// pod's reset may reach the half that writes to it, and leave the half
+	// reading it an orderly end (or the conn that half closed).
+	if (upErr == nil || errors.Is(upErr, net.ErrClosed)) && classify(sendErr) == plane.FlowReset {
+		upErr = sendErr
+	}
 	_ = client.Close()
 	_ = up.Close()
 	return in, out, upErr
@@ -136,13 +143,13 @@ func relay(client, up net.Conn) (in, out int64, upErr error) {
 
 // copyHalf copies src to dst, then half-closes dst's write side (or closes
 // both when the conn cannot half-close, as with SCTP). It returns the
-// bytes copied and the error reading src, if it was not its orderly end.
+// bytes copied, the error reading src if it was not its orderly end, and
+// the error writing dst.
 // ended counts the halves of the relay that reached their source's
 // orderly end: the second needs no shutdown(2), as relay closes both
 // conns at once, and a close passes the FIN on just the same (dst has
 // nothing unread: its own end was read already).
-func copyHalf(dst, src net.Conn, ended *atomic.Int32) (int64, error) {
-	var n int64
+func copyHalf(dst, src net.Conn, ended *atomic.Int32) (n int64, rerr, werr error) {
 	sm, sok := src.(netsim.MessageConn)
 	dm, dok := dst.(netsim.MessageConn)
 	if sok && dok {
@@ -151,7 +158,7 @@ func copyHalf(dst, src net.Conn, ended *atomic.Int32) (int64, error) {
 		for {
 			k, info, err := sm.ReadMessage(*buf)
 			if k > 0 {
-				if _, werr := dm.WriteMessage((*buf)[:k], info); werr != nil {
+				if _, werr = dm.WriteMessage((*buf)[:k], info); werr != nil {
 					break
 				}
 				n += int64(k)
@@ -162,55 +169,101 @@ func copyHalf(dst, src net.Conn, ended *atomic.Int32) (int64, error) {
 				}
 				_ = dst.Close()
 				_ = src.Close()
-				return n, err
+				return n, err, nil
 			}
 		}
 		_ = dst.Close()
 		_ = src.Close()
-		return n, nil
+		return n, nil, werr
 	}
 	rs := &readSide{r: src}
 	buf := copyBufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(writeOnly{dst}, rs, *buf)
+	n, err := copyThenSplice(dst, src, rs, *buf)
 	copyBufs.Put(buf)
 	if err != nil {
 		// A reset or a closed peer: tear both down so the other half
-		// does not wait forever, passing a reset on as one.
-		if classify(rs.err) == plane.FlowReset {
+		// does not wait forever, passing a reset on as one, whichever
+		// end it came from (src's read, or dst's write).
+		if rs.err == nil {
+			werr = err
+		}
+		switch {
+		case classify(rs.err) == plane.FlowReset:
 			resetClose(dst)
+		case classify(werr) == plane.FlowReset:
+			resetClose(src)
 		}
 		_ = dst.Close()
 		_ = src.Close()
-		return n, rs.err
+		return n, rs.err, werr
 	}
 	// Pass the FIN on. (No CloseRead of src: shutdown(SHUT_RD) sends
 	// nothing, and each system call costs here: ~5 us on this VM.)
 	if ended.Add(1) == 2 {
-		return n, nil // relay's close sends it
+		return n, nil, nil // relay's close sends it
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	} else {
 		_ = dst.Close()
 	}
-	return n, nil
+	return n, nil, nil
 }
 
-// copyBufs are the buffers of TCP copies. TCP is copied through them,
-// not spliced: between two namespaces splice(2) cost 25-35% more CPU per
-// MiB than this copy (BenchmarkForward/bulk), and 128 KiB or 512 KiB
-// buffers cost more than 32 KiB (see the commit that says so).
+// copyThenSplice copies src to dst through buf until one read fills buf,
+// then splices the rest (splice_linux.go), where both are sockets. It
+// returns what io.Copy would: the bytes written, and nil at src's orderly
+// end; a read error is also left in rs.err.
+func copyThenSplice(dst, src net.Conn, rs *readSide, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, rerr := rs.Read(buf)
+		if k > 0 {
+			w, werr := dst.Write(buf[:k])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+			if w < k {
+				return n, io.ErrShortWrite
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				return n, nil
+			}
+			return n, rerr
+		}
+		if k < len(buf) {
+			continue
+		}
+		// A full buffer: a bulk transfer. Splice the rest.
+		d, s, ok := rawConns(dst, src)
+		if !ok {
+			continue
+		}
+		m, _, ok, re, we := spliceCopy(d, s)
+		n += m
+		if !ok {
+			continue // no pipe to be had: go on copying
+		}
+		if re != nil {
+			rs.err = re
+			return n, re
+		}
+		return n, we // nil at src's orderly end
+	}
+}
+
+// copyBufs are the buffers of TCP copies: a relay's first bytes go
+// through one, and a bulk transfer is spliced after it (copyThenSplice).
+// 128 KiB or 512 KiB buffers cost more than 32 KiB (see the commit that
+// says so).
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
 
 // msgBufs are the buffers of SCTP relays: 64 KiB, so one read takes a
 // whole message (a partial read would split it in two on the way out).
 var msgBufs = sync.Pool{New: func() any { b := make([]byte, 64*1024); return &b }}
-
-// writeOnly hides a conn's ReadFrom, so io.CopyBuffer uses the pooled
-// buffer: a *net.TCPConn's ReadFrom would splice.
-type writeOnly struct{ w io.Writer }
-
-func (w writeOnly) Write(b []byte) (int, error) { return w.w.Write(b) }
 
 // readSide remembers the error reading from r, so a reset by one peer is
 // told from a failed write to the other.

@@ -3,6 +3,9 @@
 package nodes
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net"
 	"testing"
@@ -30,14 +33,36 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 			}
 			go func() {
 				buf := make([]byte, 16)
-				n, err := c.Read(buf)
+				n, err := io.ReadAtLeast(c, buf, 4)
 				if err != nil {
 					c.Close()
 					return
 				}
-				switch string(buf[:n]) {
+				cmd := string(buf[:n])
+				if len(cmd) >= 4 && cmd[:4] == "sum:" {
+					cmd = "sum:"
+				}
+				switch cmd {
 				case "reset":
 					// The pod resets an established connection.
+					c.(*net.TCPConn).SetLinger(0)
+					c.Close()
+				case "sum:":
+					// The pod hashes everything after "sum:" (a bulk upload).
+					h := sha256.New()
+					h.Write(buf[4:n])
+					_, _ = io.Copy(h, c)
+					_, _ = c.Write([]byte(hex.EncodeToString(h.Sum(nil))))
+					c.Close()
+				case "give":
+					// The pod sends 4 MiB of a known pattern (a download).
+					_, _ = c.Write(pattern(4 << 20))
+					c.(*net.TCPConn).CloseWrite()
+					_, _ = io.Copy(io.Discard, c)
+					c.Close()
+				case "rst1M":
+					// The pod reads 1 MiB of an upload, then resets.
+					_, _ = io.CopyN(io.Discard, c, 1<<20)
 					c.(*net.TCPConn).SetLinger(0)
 					c.Close()
 				case "stream":
@@ -105,6 +130,58 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 			t.Errorf("flow %s (%s: %s), want reset (pod reset)", f.Result, f.Reason, f.Detail)
 		}
 	})
+	// A bulk transfer is spliced once a read fills the copy buffer
+	// (copyThenSplice): it arrives intact, and its flow counts it all.
+	t.Run("a bulk upload", func(t *testing.T) {
+		before := splicedBytes.Load()
+		defer func() {
+			if splicedBytes.Load()-before < 3<<20 {
+				t.Errorf("%d bytes of the 4 MiB upload were spliced, want most of them", splicedBytes.Load()-before)
+			}
+		}()
+		c := dial("sum:")
+		data := pattern(4 << 20)
+		if _, err := c.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		c.CloseWrite()
+		got, err := io.ReadAll(c)
+		sum := sha256.Sum256(data)
+		if err != nil || string(got) != hex.EncodeToString(sum[:]) {
+			t.Fatalf("the pod's sha256 of the upload: %q, %v; want %x", got, err, sum)
+		}
+		if f := flowOf(c); f.Result != plane.FlowOK || f.BytesIn != 4+4<<20 || f.BytesOut != 64 {
+			t.Errorf("flow %s, %d B in, %d B out; want ok, %d and 64", f.Result, f.BytesIn, f.BytesOut, 4+4<<20)
+		}
+	})
+	t.Run("a bulk download", func(t *testing.T) {
+		before := splicedBytes.Load()
+		defer func() {
+			if splicedBytes.Load()-before < 3<<20 {
+				t.Errorf("%d bytes of the 4 MiB download were spliced, want most of them", splicedBytes.Load()-before)
+			}
+		}()
+		c := dial("give")
+		c.CloseWrite()
+		got, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(got, pattern(4<<20)) {
+			t.Fatalf("downloaded %d bytes (%v), want the pod's 4 MiB intact", len(got), err)
+		}
+		if f := flowOf(c); f.Result != plane.FlowOK || f.BytesIn != 4 || f.BytesOut != 4<<20 {
+			t.Errorf("flow %s, %d B in, %d B out; want ok, 4 and %d", f.Result, f.BytesIn, f.BytesOut, 4<<20)
+		}
+	})
+	t.Run("the pod resets a bulk upload", func(t *testing.T) {
+		c := dial("rst1M")
+		_, werr := c.Write(pattern(8 << 20))
+		_, rerr := io.ReadAll(c)
+		if classify(werr) != plane.FlowReset && classify(rerr) != plane.FlowReset {
+			t.Errorf("the client wrote (%v) and read (%v), want a reset passed on", werr, rerr)
+		}
+		if f := flowOf(c); f.Result != plane.FlowReset || f.Reason != plane.ReasonPodReset {
+			t.Errorf("flow %s (%s: %s), want reset (pod reset)", f.Result, f.Reason, f.Detail)
+		}
+	})
 	t.Run("the client resets", func(t *testing.T) {
 		c := dial("stream")
 		if _, err := io.ReadFull(c, make([]byte, 64<<10)); err != nil {
@@ -116,4 +193,13 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 			t.Errorf("flow %s (%s: %s), %d B out; want ok (the pod did nothing wrong) and at least 64 KiB", f.Result, f.Reason, f.Detail, f.BytesOut)
 		}
 	})
+}
+
+// pattern is n bytes that are not all alike, the same on every call.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>11)
+	}
+	return b
 }
