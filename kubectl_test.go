@@ -131,6 +131,15 @@ func TestUpDetachKubectlDown(t *testing.T) {
 	if !strings.HasPrefix(string(body), "hello-node-") {
 		t.Errorf("curl node-1:%s/hostname from the client: %v %s", np, err, body)
 	}
+	// A pod's shell is named after its pod, a node's after the node, as
+	// on a cluster.
+	pod := must("kubectl", "get", "pods", "-l", "app=hello-node", "-o", "jsonpath={.items[0].metadata.name}")
+	if out := must("exec", pod, "--", "hostname"); out != pod+"\n" {
+		t.Errorf("nplab exec %s -- hostname: %q, want the pod's name", pod, out)
+	}
+	if out := must("exec", "node-2", "--", "hostname"); out != "node-2\n" {
+		t.Errorf("nplab exec node-2 -- hostname: %q, want node-2", out)
+	}
 	// nplab exec finds the lab NPLAB_LAB names, as nplab kubectl does.
 	if out := must("exec", "client", "--", "curl", "-sS", "-m", "5", "http://172.18.0.3:"+np+"/hostname"); !strings.HasPrefix(out, "hello-node-") {
 		t.Errorf("NPLAB_LAB=%s nplab exec client -- curl node-2:%s/hostname: %q", lab, np, out)

@@ -183,6 +183,11 @@ ready:
 			}
 		}
 	}
+	// A host's shell has the host's name, rootless too (its own UTS
+	// namespace, inside the lab's user namespace).
+	if got, err := u.cmd("exec", "--name", lab, "node-1", "--", "hostname").CombinedOutput(); err != nil || string(got) != "node-1\n" {
+		t.Errorf("nplab exec node-1 -- hostname: %q (%v), want node-1", got, err)
+	}
 	// Exit status and errors as the command's own.
 	if err := u.cmd("exec", "--name", lab, "client", "--", "sh", "-c", "exit 3").Run(); err == nil || err.(*exec.ExitError).ExitCode() != 3 {
 		t.Errorf("nplab exec client -- sh -c 'exit 3': %v, want exit status 3", err)

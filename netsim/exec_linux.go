@@ -47,12 +47,15 @@ func Hosts(lab string) ([]string, error) {
 // host in lab, as `ip netns exec` does: the program is looked up in PATH
 // first, then the calling thread enters the namespace, gets a mount
 // namespace of its own with /sys remounted (so /sys/class/net shows the
-// host's interfaces; skipped where not allowed) and executes it, keeping
-// stdin, stdout, stderr, the terminal and the environment. On success it
-// does not return. An unknown host is an error listing the lab's hosts.
+// host's interfaces; skipped where not allowed) and, when hostname is not
+// "", a UTS namespace of its own named hostname (as a pod's container is
+// named after its pod; skipped where not allowed), and executes it,
+// keeping stdin, stdout, stderr, the terminal and the environment. On
+// success it does not return. An unknown host is an error listing the
+// lab's hosts.
 //
-// Equivalent to: ip netns exec nplab-<lab>-<host> argv...
-func Exec(lab, host string, argv []string) error {
+// Equivalent to: ip netns exec nplab-<lab>-<host> unshare --uts sh -c 'hostname <hostname>; exec argv...'
+func Exec(lab, host, hostname string, argv []string) error {
 	if len(argv) == 0 {
 		return errors.New("no command to run")
 	}
@@ -88,6 +91,9 @@ func Exec(lab, host string, argv []string) error {
 		unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, "") == nil {
 		_ = unix.Unmount("/sys", unix.MNT_DETACH)
 		_ = unix.Mount(NamespaceName(lab, host), "/sys", "sysfs", 0, "")
+	}
+	if hostname != "" && unix.Unshare(unix.CLONE_NEWUTS) == nil {
+		_ = unix.Sethostname([]byte(hostname[:min(len(hostname), 64)]))
 	}
 	err = syscall.Exec(prog, argv, os.Environ())
 	return fmt.Errorf("run %s in host %q of lab %q: %w", argv[0], host, lab, err)

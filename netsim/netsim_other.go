@@ -32,6 +32,6 @@ func Hosts(lab string) ([]string, error) {
 }
 
 // Exec returns an error wrapping ErrNotSupported.
-func Exec(lab, host string, _ []string) error {
+func Exec(lab, host, _ string, _ []string) error {
 	return notSupported(fmt.Sprintf("run a command in host %q of lab %q", host, lab))
 }
