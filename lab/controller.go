@@ -174,14 +174,22 @@ func (l *Lab) syncEndpoints() bool {
 	}
 	c.endpoints = false
 	c.busy++
+	l.finishPass()
+	return true
+}
+
+// finishPass ends a controller pass: the endpoints controllers for its
+// changes under l.mu, then, outside it, the data plane calls they queued,
+// and the pass is no longer busy. l.mu is held on entry and released on
+// return.
+func (l *Lab) finishPass() {
 	l.afterChange()
 	l.mu.Unlock()
 	l.drain()
 	l.mu.Lock()
-	c.busy--
+	l.ctrl.busy--
 	l.checkIdle()
 	l.mu.Unlock()
-	return true
 }
 
 // checkIdle closes the idle channel when the queue is empty, no sync runs
@@ -213,13 +221,7 @@ func (l *Lab) syncNext(byHand bool) bool {
 	if l.syncDeployment(name) {
 		l.enqueueDeployment(name) // work left: again, after the others
 	}
-	l.afterChange()
-	l.mu.Unlock()
-	l.drain()
-	l.mu.Lock()
-	c.busy--
-	l.checkIdle()
-	l.mu.Unlock()
+	l.finishPass()
 	return true
 }
 
