@@ -116,6 +116,11 @@ type TrafficSpec struct {
 	Concurrency int
 	// Timeout bounds each request; 0 means plane.DefaultSendTimeout.
 	Timeout time.Duration
+	// OnReply, when set, is called with each answered request's target and
+	// reply, one call at a time, for a front end that counts more than
+	// TrafficResult does (the terminal UI counts the attempts that have no
+	// flow by the node it sent them to).
+	OnReply func(target netip.AddrPort, rep plane.Reply)
 }
 
 // TrafficResult counts a burst's outcomes.
@@ -203,6 +208,9 @@ func (l *Lab) Traffic(ctx context.Context, spec TrafficSpec) (TrafficResult, err
 				if f.Pod != "" && rep.Result == plane.FlowOK {
 					res.PerPod[f.Pod]++
 				}
+			}
+			if spec.OnReply != nil {
+				spec.OnReply(target, rep)
 			}
 		})
 	}

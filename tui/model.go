@@ -772,57 +772,31 @@ func (m Model) traffic(nodes []lab.NodeState) (tea.Model, tea.Cmd) {
 	})
 }
 
-// sendBurst is lab.Traffic's burst (burst requests from the client over
-// targets, 8 at a time, 2s each) request by request, so that it knows
-// which attempts no node saw: a request to a node whose link is down has
-// no flow, and would be missing from the fan-out. unseen counts those by
-// the node they were sent to and the fan-out column of their result.
+// sendBurst sends burst requests from the client over targets (8 at a
+// time, 2s each) with lab.Traffic, and counts the attempts that have no
+// flow (a node no request reached), which the fan-out would miss: unseen
+// counts them by the node they were sent to (nodes[i] is targets[i]'s)
+// and the fan-out column of their result.
 func sendBurst(ctx context.Context, l *lab.Lab, proto string, targets []netip.AddrPort, nodes []lab.NodeState) (lab.TrafficResult, map[string]map[string]int64, error) {
-	res := lab.TrafficResult{PerPod: map[string]int{}, PerResult: map[plane.FlowResult]int{}, PerNode: map[string]int{}}
 	unseen := map[string]map[string]int64{}
-	msg := "hostname"
-	if proto == "TCP" {
-		msg = "/hostname"
+	nodeOf := map[netip.AddrPort]string{}
+	for i, t := range targets {
+		nodeOf[t] = nodes[i].Name
 	}
-	var (
-		mu    sync.Mutex
-		wg    sync.WaitGroup
-		first error
-		sem   = make(chan struct{}, 8)
-	)
-	for i := 0; i < burst && ctx.Err() == nil; i++ {
-		target, node := targets[i%len(targets)], nodes[i%len(nodes)].Name
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			rep, err := l.Send(ctx, plane.Request{From: plane.ClientHost, Protocol: proto, Target: target, Message: msg, Timeout: 2 * time.Second})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if first == nil {
-					first = err
-				}
+	res, err := l.Traffic(ctx, lab.TrafficSpec{From: plane.ClientHost, Protocol: proto, Targets: targets,
+		Count: burst, Concurrency: 8, Timeout: 2 * time.Second,
+		OnReply: func(target netip.AddrPort, rep plane.Reply) {
+			col := failColumn(rep.Result)
+			if rep.Flow != nil || col == "" {
 				return
 			}
-			res.Sent++
-			res.PerResult[rep.Result]++
-			if f := rep.Flow; f != nil {
-				res.PerNode[f.EntryNode]++
-				if f.Pod != "" && rep.Result == plane.FlowOK {
-					res.PerPod[f.Pod]++
-				}
-				return
+			node := nodeOf[target]
+			if unseen[node] == nil {
+				unseen[node] = map[string]int64{}
 			}
-			if col := failColumn(rep.Result); col != "" {
-				if unseen[node] == nil {
-					unseen[node] = map[string]int64{}
-				}
-				unseen[node][col]++
-			}
-		})
-	}
-	wg.Wait()
-	return res, unseen, first
+			unseen[node][col]++
+		}})
+	return res, unseen, err
 }
 
 func resultSummary(res lab.TrafficResult) string {
