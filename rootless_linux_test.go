@@ -235,6 +235,24 @@ ready:
 	}
 }
 
+// withoutUserNamespaces is nplab args run as an unprivileged user where
+// the kernel allows no user namespace: user.max_user_namespaces=0, set in
+// a user namespace of the test's own (so the machine's setting is
+// untouched), whose uid 1000 is nobody outside.
+func (u *unprivileged) withoutUserNamespaces(args ...string) *exec.Cmd {
+	const inner = 1000
+	sh := exec.Command("sh", append([]string{"-c", `echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid=1000 --regid=1000 --clear-groups "$@"`, "sh", u.bin}, args...)...)
+	sh.Env = u.env()
+	sh.Dir = u.home
+	sh.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:                 syscall.CLONE_NEWUSER,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
+		GidMappingsEnableSetgroups: true, // setpriv --clear-groups
+	}
+	return sh
+}
+
 // TestRootlessDisabled: where the kernel allows no user namespace (here
 // user.max_user_namespaces=0, set in a user namespace of the test's own so
 // the machine's setting is untouched), nplab up as an unprivileged user
@@ -245,17 +263,7 @@ func TestRootlessDisabled(t *testing.T) {
 		t.Skip("skipping: no setpriv (util-linux) here to switch to an unprivileged user")
 	}
 	u := newUnprivileged(t)
-	const inner = 1000 // the user inside, uid 65534 outside
-	sh := exec.Command("sh", "-c", `echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid=1000 --regid=1000 --clear-groups "$0" up --name rloff`, u.bin)
-	sh.Env = u.env()
-	sh.Dir = u.home
-	sh.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:                 syscall.CLONE_NEWUSER,
-		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
-		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
-		GidMappingsEnableSetgroups: true, // setpriv --clear-groups
-	}
-	out, err := sh.CombinedOutput()
+	out, err := u.withoutUserNamespaces("up", "--name", "rloff").CombinedOutput()
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 1 {
 		t.Fatalf("nplab up with user namespaces disabled: %v, want exit status 1:\n%s", err, out)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -23,17 +22,7 @@ func TestRunRootlessDisabled(t *testing.T) {
 	u := newUnprivileged(t)
 	run := func(args ...string) (string, int) {
 		t.Helper()
-		const inner = 1000 // the user inside, uid 65534 outside
-		sh := exec.Command("sh", append([]string{"-c", `echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid=1000 --regid=1000 --clear-groups "$@"`, "sh", u.bin}, args...)...)
-		sh.Env = u.env()
-		sh.Dir = u.home
-		sh.SysProcAttr = &syscall.SysProcAttr{
-			Cloneflags:                 syscall.CLONE_NEWUSER,
-			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
-			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: inner, HostID: nobody, Size: 1}},
-			GidMappingsEnableSetgroups: true, // setpriv --clear-groups
-		}
-		out, err := sh.Output()
+		out, err := u.withoutUserNamespaces(args...).Output()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
