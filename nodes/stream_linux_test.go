@@ -3,11 +3,13 @@
 package nodes
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,26 +34,24 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 				return
 			}
 			go func() {
-				buf := make([]byte, 16)
-				n, err := io.ReadAtLeast(c, buf, 4)
+				// The command is one line: a bulk upload follows it at
+				// once, and may arrive in the same read.
+				r := bufio.NewReader(c)
+				line, err := r.ReadString('\n')
 				if err != nil {
 					c.Close()
 					return
 				}
-				cmd := string(buf[:n])
-				if len(cmd) >= 4 && cmd[:4] == "sum:" {
-					cmd = "sum:"
-				}
+				cmd := strings.TrimSuffix(line, "\n")
 				switch cmd {
 				case "reset":
 					// The pod resets an established connection.
 					c.(*net.TCPConn).SetLinger(0)
 					c.Close()
-				case "sum:":
-					// The pod hashes everything after "sum:" (a bulk upload).
+				case "sum":
+					// The pod hashes everything after the line (a bulk upload).
 					h := sha256.New()
-					h.Write(buf[4:n])
-					_, _ = io.Copy(h, c)
+					_, _ = io.Copy(h, r)
 					_, _ = c.Write([]byte(hex.EncodeToString(h.Sum(nil))))
 					c.Close()
 				case "give":
@@ -62,7 +62,7 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 					c.Close()
 				case "rst1M":
 					// The pod reads 1 MiB of an upload, then resets.
-					_, _ = io.CopyN(io.Discard, c, 1<<20)
+					_, _ = io.CopyN(io.Discard, r, 1<<20)
 					c.(*net.TCPConn).SetLinger(0)
 					c.Close()
 				case "stream":
@@ -75,7 +75,7 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 						}
 					}
 				default:
-					_, _ = c.Write([]byte("pong:" + string(buf[:n])))
+					_, _ = c.Write([]byte("pong:" + cmd))
 					c.(*net.TCPConn).CloseWrite()
 					_, _ = io.Copy(io.Discard, c)
 					c.Close()
@@ -110,19 +110,19 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 	}
 
 	t.Run("orderly", func(t *testing.T) {
-		c := dial("ping")
+		c := dial("ping\n")
 		c.CloseWrite()
 		got, err := io.ReadAll(c)
 		if err != nil || string(got) != "pong:ping" {
 			t.Fatalf("answer %q, %v", got, err)
 		}
 		f := flowOf(c)
-		if f.Result != plane.FlowOK || f.BytesIn != 4 || f.BytesOut != 9 {
-			t.Errorf("flow %s, %d B in, %d B out; want ok, 4 and 9", f.Result, f.BytesIn, f.BytesOut)
+		if f.Result != plane.FlowOK || f.BytesIn != 5 || f.BytesOut != 9 {
+			t.Errorf("flow %s, %d B in, %d B out; want ok, 5 and 9", f.Result, f.BytesIn, f.BytesOut)
 		}
 	})
 	t.Run("the pod resets", func(t *testing.T) {
-		c := dial("reset")
+		c := dial("reset\n")
 		if _, err := io.ReadAll(c); classify(err) != plane.FlowReset {
 			t.Errorf("the client read %v, want a reset passed on", err)
 		}
@@ -139,7 +139,7 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 				t.Errorf("%d bytes of the 4 MiB upload were spliced, want most of them", splicedBytes.Load()-before)
 			}
 		}()
-		c := dial("sum:")
+		c := dial("sum\n")
 		data := pattern(4 << 20)
 		if _, err := c.Write(data); err != nil {
 			t.Fatal(err)
@@ -161,18 +161,18 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 				t.Errorf("%d bytes of the 4 MiB download were spliced, want most of them", splicedBytes.Load()-before)
 			}
 		}()
-		c := dial("give")
+		c := dial("give\n")
 		c.CloseWrite()
 		got, err := io.ReadAll(c)
 		if err != nil || !bytes.Equal(got, pattern(4<<20)) {
 			t.Fatalf("downloaded %d bytes (%v), want the pod's 4 MiB intact", len(got), err)
 		}
-		if f := flowOf(c); f.Result != plane.FlowOK || f.BytesIn != 4 || f.BytesOut != 4<<20 {
-			t.Errorf("flow %s, %d B in, %d B out; want ok, 4 and %d", f.Result, f.BytesIn, f.BytesOut, 4<<20)
+		if f := flowOf(c); f.Result != plane.FlowOK || f.BytesIn != 5 || f.BytesOut != 4<<20 {
+			t.Errorf("flow %s, %d B in, %d B out; want ok, 5 and %d", f.Result, f.BytesIn, f.BytesOut, 4<<20)
 		}
 	})
 	t.Run("the pod resets a bulk upload", func(t *testing.T) {
-		c := dial("rst1M")
+		c := dial("rst1M\n")
 		_, werr := c.Write(pattern(8 << 20))
 		_, rerr := io.ReadAll(c)
 		if classify(werr) != plane.FlowReset && classify(rerr) != plane.FlowReset {
@@ -183,7 +183,7 @@ func TestProxyTCPAttributesResets(t *testing.T) {
 		}
 	})
 	t.Run("the client resets", func(t *testing.T) {
-		c := dial("stream")
+		c := dial("stream\n")
 		if _, err := io.ReadFull(c, make([]byte, 64<<10)); err != nil {
 			t.Fatal(err)
 		}
