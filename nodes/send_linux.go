@@ -197,6 +197,13 @@ const (
 	ephemeralLast  = 60999
 )
 
+// pickPort is a source port for dialTCP to try: a random one in the
+// kernel's default ephemeral range. (A variable, so a test can make it
+// pick a port it knows to be taken.)
+var pickPort = func() uint16 {
+	return uint16(ephemeralFirst + rand.IntN(ephemeralLast-ephemeralFirst+1))
+}
+
 // dialTCP connects from h to target from a source address and port it
 // picked itself, so the tool's address is known even when the connect
 // fails: a proxy that accepts and resets at once (its pod refused, its
@@ -213,12 +220,15 @@ func dialTCP(ctx context.Context, h netsim.Host, target netip.AddrPort, bind net
 	}
 	if src.IsValid() {
 		for range 5 {
-			local := netip.AddrPortFrom(src, uint16(ephemeralFirst+rand.IntN(ephemeralLast-ephemeralFirst+1)))
+			local := netip.AddrPortFrom(src, pickPort())
 			if picked != nil {
 				picked(local)
 			}
 			conn, err := h.DialFrom(ctx, netsim.Dial{Network: "tcp", Local: local, Remote: target})
-			if errors.Is(err, syscall.EADDRINUSE) {
+			if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EADDRNOTAVAIL) {
+				// The port is bound, or (bind reuses it, SO_REUSEADDR)
+				// an earlier connection from it to target lingers in
+				// TIME_WAIT and connect refuses the same four-tuple.
 				continue
 			}
 			if err != nil {
