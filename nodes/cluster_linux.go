@@ -222,6 +222,16 @@ func (c *Cluster) buildNode(br netsim.Host, i int, ns plane.NodeSpec, podCIDRs [
 	if err := h.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
 		return nil, fmt.Errorf("node %q: %w", ns.Name, err)
 	}
+	// The proxy's connections to pods leave TIME_WAIT in the node, where
+	// kernel DNAT leaves none: the proxy passes the client's FIN on first.
+	// Once the even half of the ephemeral range is in TIME_WAIT towards a
+	// pod, every connect(2) walks all of it looking for a free port (65%
+	// of the CPU at a few thousand connections a second, in
+	// __inet_hash_connect). Reusing a TIME_WAIT port after a second, as
+	// proxies' hosts are told to, keeps the walk short.
+	if err := h.Sysctl("net.ipv4.tcp_tw_reuse", "1"); err != nil {
+		return nil, fmt.Errorf("node %q: %w", ns.Name, err)
+	}
 	for _, other := range t.Nodes {
 		if other.Name == ns.Name {
 			continue

@@ -227,8 +227,8 @@ func dialTCP(ctx context.Context, h netsim.Host, target netip.AddrPort, bind net
 			conn, err := h.DialFrom(ctx, netsim.Dial{Network: "tcp", Local: local, Remote: target})
 			if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EADDRNOTAVAIL) {
 				// The port is bound, or (bind reuses it, SO_REUSEADDR)
-				// an earlier connection from it to target lingers in
-				// TIME_WAIT and connect refuses the same four-tuple.
+				// an earlier connection from it to target still holds
+				// the four-tuple, closing, and connect refuses it.
 				continue
 			}
 			if err != nil {

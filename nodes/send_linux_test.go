@@ -19,7 +19,7 @@ import (
 
 // reuseHost dials as netsim does when given a source port: bound with
 // SO_REUSEADDR, so the bind succeeds on a port whose earlier connection
-// lingers in TIME_WAIT and connect is what refuses the same four-tuple.
+// still holds the four-tuple and connect is what refuses it.
 type reuseHost struct{ *fakeHost }
 
 func (h reuseHost) DialFrom(ctx context.Context, d netsim.Dial) (net.Conn, error) {
@@ -35,12 +35,12 @@ func (h reuseHost) DialFrom(ctx context.Context, d netsim.Dial) (net.Conn, error
 	return nd.DialContext(ctx, d.Network, d.Remote.String())
 }
 
-// TestDialTCPSkipsATimeWaitPort: a request's source port is picked at
+// TestDialTCPSkipsATakenFourTuple: a request's source port is picked at
 // random, and a port that reached the same target a moment ago may still
-// hold that four-tuple in TIME_WAIT (connect: cannot assign requested
+// hold that four-tuple while it closes (connect: cannot assign requested
 // address). The request takes another port rather than failing: 1 in 30
 // requests from a pod to a ClusterIP failed so in a test run.
-func TestDialTCPSkipsATimeWaitPort(t *testing.T) {
+func TestDialTCPSkipsATakenFourTuple(t *testing.T) {
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,9 +61,7 @@ func TestDialTCPSkipsATimeWaitPort(t *testing.T) {
 	defer cancel()
 
 	// A connection from a port of the ephemeral range, kept open: its
-	// four-tuple is taken, as a TIME_WAIT socket takes it between pods.
-	// (On loopback the kernel reuses a TIME_WAIT four-tuple for a new
-	// connect, net.ipv4.tcp_tw_reuse=2, so a closed one would not do.)
+	// four-tuple is taken, as a closing connection's is.
 	var busy netip.AddrPort
 	for range 20 {
 		p := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), pickPort())
