@@ -373,11 +373,16 @@ func (c *Cluster) Close() error {
 }
 
 // stopAgents stops every node's kernel observer (before the node's
-// namespace goes) and then its proxy.
+// namespace goes) and then its proxy. The observers close side by side:
+// closing a packet socket waits for an RCU grace period
+// (synchronize_net in packet_release), ~10 ms each, and one after the
+// other the 100 nodes of a large lab took 1-1.5 s of its tear-down.
 func (c *Cluster) stopAgents() {
+	var wg sync.WaitGroup
 	for _, n := range c.order {
-		n.kernel.close()
+		wg.Go(n.kernel.close)
 	}
+	wg.Wait()
 	for _, n := range c.order {
 		n.proxy.close()
 	}
