@@ -454,8 +454,8 @@
 //     (__inet_hash_connect, __inet_check_established, tcp_twsk_unique)
 //     taking 65% of the CPU at a few thousand new connections a second,
 //     14,000 TIME_WAIT sockets in the node after 3 s; with reuse, nplab
-//     bench's new connections through a NodePort went from 0.42x to 0.55x
-//     of direct.
+//     bench's new connections through a NodePort went from 0.42x to
+//     0.50-0.56x of direct.
 //
 // # Preconditions
 //
