@@ -37,5 +37,6 @@ a scenario with no task step is exit 2 (there is nothing to grade).`,
 	o.addFlags(cmd)
 	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "the student's manifests: "+filenameUsage)
 	_ = cmd.MarkFlagRequired("filename")
+	usageStatus(cmd)
 	return cmd
 }

@@ -43,45 +43,54 @@ func runBinary(t *testing.T, stdin string, args ...string) (stdout, stderr strin
 // "Starting lab" banner, nothing built).
 func TestFlagErrorsComeFirst(t *testing.T) {
 	const nameRule = "a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit"
-	tests := []struct {
+	// run and check exit 2 for a mistake in their command line (1 is a
+	// failed check there); every other command exits 1, as kubectl does.
+	type flagErr struct {
 		args []string
 		want string
-	}{
-		{[]string{"up", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`},
-		{[]string{"--nodes", "251"}, `error: invalid argument "251" for "--nodes" flag: a lab has 1 to 250 nodes`},
-		{[]string{"validate", "-f", "lab/testdata/default.yaml", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`},
-		{[]string{"up", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
-		{[]string{"up", "--name", ""}, `error: invalid argument "" for "--name" flag: the lab name must not be empty (` + nameRule + `)`},
-		{[]string{"clean", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
-		{[]string{"run", "--name", "NB5", "basics"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
-		{[]string{"check", "--name", "NB5", "basics", "-f", "nosuch.yaml"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule},
-		{[]string{"up", "--service-node-port-range", "32767-30000"}, `error: invalid argument "32767-30000" for "--service-node-port-range" flag: end port cannot be less than start port: 32767-30000`},
-		{[]string{"up", "--proxy-mode", "ipvs"}, `error: invalid argument "ipvs" for "--proxy-mode" flag: must be "random" or "roundrobin"`},
+		code int
+	}
+	tests := []flagErr{
+		{[]string{"up", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`, 1},
+		{[]string{"--nodes", "251"}, `error: invalid argument "251" for "--nodes" flag: a lab has 1 to 250 nodes`, 1},
+		{[]string{"validate", "-f", "lab/testdata/default.yaml", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`, 1},
+		{[]string{"up", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule, 1},
+		{[]string{"up", "--name", ""}, `error: invalid argument "" for "--name" flag: the lab name must not be empty (` + nameRule + `)`, 1},
+		{[]string{"clean", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule, 1},
+		{[]string{"run", "--name", "NB5", "basics"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule, exitInvalid},
+		{[]string{"check", "--name", "NB5", "basics", "-f", "nosuch.yaml"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule, exitInvalid},
+		{[]string{"up", "--service-node-port-range", "32767-30000"}, `error: invalid argument "32767-30000" for "--service-node-port-range" flag: end port cannot be less than start port: 32767-30000`, 1},
+		{[]string{"up", "--proxy-mode", "ipvs"}, `error: invalid argument "ipvs" for "--proxy-mode" flag: must be "random" or "roundrobin"`, 1},
 		// One wording for a missing path, on every command that takes -f.
-		{[]string{"up", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
-		{[]string{"up", "-f", "lab/testdata/default.yaml,nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
-		{[]string{"validate", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
-		{[]string{"check", "basics", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`},
+		{[]string{"up", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`, 1},
+		{[]string{"up", "-f", "lab/testdata/default.yaml,nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`, 1},
+		{[]string{"validate", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`, 1},
+		{[]string{"check", "basics", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`, 1},
 		// A manifest given without -f gets a hint.
-		{[]string{"validate", "nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab validate"; did you mean -f nosuch.yaml?`},
-		{[]string{"up", "web.yml"}, `error: unknown command "web.yml" for "nplab up"; did you mean -f web.yml?`},
-		{[]string{"nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab"; did you mean -f nosuch.yaml?`},
-		{[]string{"check", "basics", "mine.yaml"}, `error: unknown command "mine.yaml" for "nplab check"; did you mean -f mine.yaml?`},
-		{[]string{"up", "frobnicate"}, `error: unknown command "frobnicate" for "nplab up"`},
+		{[]string{"validate", "nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab validate"; did you mean -f nosuch.yaml?`, 1},
+		{[]string{"up", "web.yml"}, `error: unknown command "web.yml" for "nplab up"; did you mean -f web.yml?`, 1},
+		{[]string{"nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab"; did you mean -f nosuch.yaml?`, 1},
+		{[]string{"check", "basics", "mine.yaml"}, `error: unknown command "mine.yaml" for "nplab check"; did you mean -f mine.yaml?`, exitInvalid},
+		{[]string{"run", "--sede", "7", "basics"}, `error: unknown flag: --sede`, exitInvalid},
+		{[]string{"run", "basics", "--seed", "x"}, `error: invalid argument "x" for "--seed" flag: not a whole number`, exitInvalid},
+		{[]string{"run"}, `error: "nplab run" needs a scenario: a built-in name (see "nplab list") or a scenario file`, exitInvalid},
+		{[]string{"check", "basics"}, `error: required flag(s) "filename" not set`, exitInvalid},
+		{[]string{"up", "frobnicate"}, `error: unknown command "frobnicate" for "nplab up"`, 1},
 		// A lab named without --name, a number that is not one.
-		{[]string{"clean", "demo"}, `error: unknown command "demo" for "nplab clean"; did you mean --name demo?`},
-		{[]string{"down", "demo"}, `error: unknown command "demo" for "nplab down"; did you mean --name demo?`},
-		{[]string{"up", "--nodes", "1x"}, `error: invalid argument "1x" for "--nodes" flag: not a whole number`},
+		{[]string{"clean", "demo"}, `error: unknown command "demo" for "nplab clean"; did you mean --name demo?`, 1},
+		{[]string{"down", "demo"}, `error: unknown command "demo" for "nplab down"; did you mean --name demo?`, 1},
+		{[]string{"up", "--nodes", "1x"}, `error: invalid argument "1x" for "--nodes" flag: not a whole number`, 1},
 		// A typo of a command or of a lesson gets cobra's suggestion.
-		{[]string{"upp"}, "error: unknown command \"upp\" for \"nplab\"\n\nDid you mean this?\n\tup\n\nRun 'nplab --help' for usage."},
-		{[]string{"kubeclt", "get", "svc"}, "error: unknown command \"kubeclt\" for \"nplab\"\n\nDid you mean this?\n\tkubectl\n\nRun 'nplab --help' for usage."},
-		{[]string{"show", "colision"}, `error: no built-in scenario "colision"; did you mean collision? (the built-in ones: basics, own-port, collision, bands, protocols, readiness, traffic-policy, load-balancer, every-node, docs-examples)`},
+		{[]string{"upp"}, "error: unknown command \"upp\" for \"nplab\"\n\nDid you mean this?\n\tup\n\nRun 'nplab --help' for usage.", 1},
+		{[]string{"kubeclt", "get", "svc"}, "error: unknown command \"kubeclt\" for \"nplab\"\n\nDid you mean this?\n\tkubectl\n\nRun 'nplab --help' for usage.", 1},
+		{[]string{"show", "colision"}, `error: no built-in scenario "colision"; did you mean collision? (the built-in ones: basics, own-port, collision, bands, protocols, readiness, traffic-policy, load-balancer, every-node, docs-examples)`, 1},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			stdout, stderr, code := runBinary(t, "", tt.args...)
-			if code != 1 || stderr != tt.want+"\n" || stdout != "" {
-				t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit 1, no stdout, stderr %q", code, stdout, stderr, tt.want)
+			want := tt.code
+			if code != want || stderr != tt.want+"\n" || stdout != "" {
+				t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit %d, no stdout, stderr %q", code, stdout, stderr, want, tt.want)
 			}
 		})
 	}

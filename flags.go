@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/plane"
@@ -130,6 +131,42 @@ func noFileArgs(cmd *cobra.Command, args []string) error {
 	}
 	return unexpectedArg(cmd, args[0])
 }
+
+// usageStatus makes cmd's usage errors (a wrong flag or flag value, a
+// missing or extra argument, a required flag not given) exit with
+// exitInvalid, after the same message. run and check keep status 1 for a
+// failed check: a grading script must not take a typo in its own command
+// line for a student's failure. Required flags are checked with the
+// arguments, before anything else runs.
+func usageStatus(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{numberFlagError(c, err)}
+	})
+	args := cmd.Args
+	cmd.Args = func(c *cobra.Command, a []string) error {
+		if args != nil {
+			if err := args(c, a); err != nil {
+				return usageError{err}
+			}
+		}
+		var missing []string
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if _, req := f.Annotations[cobra.BashCompOneRequiredFlag]; req && !f.Changed {
+				missing = append(missing, f.Name)
+			}
+		})
+		if len(missing) > 0 {
+			return usageError{fmt.Errorf(`required flag(s) "%s" not set`, strings.Join(missing, `", "`))}
+		}
+		return nil
+	}
+}
+
+// usageError is a command-line mistake that exits with exitInvalid.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
 // scenarioArg is cobra.ExactArgs(1) for run and check, with the same hint
 // for a second argument that looks like a manifest.

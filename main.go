@@ -50,6 +50,9 @@ func exitCode(err error) int {
 		return e.code
 	}
 	fmt.Fprintln(os.Stderr, "error:", err)
+	if _, ok := err.(usageError); ok {
+		return exitInvalid
+	}
 	return 1
 }
 

@@ -22,7 +22,7 @@ func init() { subcommands = append(subcommands, newRunCmd) }
 const (
 	exitPass        = 0 // every check passed
 	exitFailed      = 1 // a check failed
-	exitInvalid     = 2 // the scenario is invalid (file, line, key)
+	exitInvalid     = 2 // the scenario is invalid (file, line, key), or the command line
 	exitUnsupported = 3 // this machine cannot run it (root, SCTP, netem)
 )
 
@@ -52,7 +52,9 @@ func (o *scenarioOptions) addFlags(cmd *cobra.Command) {
 // check validates the flags before anything is printed or built.
 func (o *scenarioOptions) check() error {
 	if o.name != "" {
-		return checkLabName(o.name)
+		if err := checkLabName(o.name); err != nil {
+			return usageError{err}
+		}
 	}
 	return nil
 }
@@ -72,7 +74,8 @@ check what was expected and what was observed.
 Exit status, always with a one-line reason:
   0  every check passed
   1  a check failed
-  2  the scenario is invalid (file, line and key)
+  2  the scenario is invalid (file, line and key), or the command line is
+     (a wrong flag, no scenario named)
   3  this machine cannot run it (not root, and no user namespace allowed
      either; no SCTP or netem where a step needs them, naming the missing
      module)
@@ -91,6 +94,7 @@ as "nplab up" does.`,
 		},
 	}
 	o.addFlags(cmd)
+	usageStatus(cmd)
 	return cmd
 }
 
