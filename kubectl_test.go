@@ -448,3 +448,40 @@ func TestValidateAgreesWithKubectl(t *testing.T) {
 		}
 	})
 }
+
+// TestTUIHintSaysWhyKubectlCannotReachTheLab: the TUI's first status
+// line names the lab's kubeconfig when its API is served, and says why
+// kubectl cannot reach the lab when it is not (here: a run directory that
+// cannot be made), rather than a command that would not work.
+func TestTUIHintSaysWhyKubectlCannotReachTheLab(t *testing.T) {
+	testenv.RequireRoot(t)
+	saved := runDir
+	t.Cleanup(func() { runDir = saved })
+	name := func(p string) string { return p + string(rune('a'+rand.IntN(26))) + string(rune('a'+rand.IntN(26))) }
+	ctx := t.Context()
+
+	runDir = func() string { return "/dev/null/nplab" }
+	l, err := startServed(ctx, lab.Config{Name: name("hintno"), Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := kubectlHint(l); !strings.HasPrefix(got, "kubectl cannot reach this lab (its API is not served: ") || !strings.Contains(got, "/dev/null") {
+		t.Errorf("without an API: hint %q, want why kubectl cannot reach the lab", got)
+	}
+
+	dir := t.TempDir()
+	runDir = func() string { return dir }
+	served, err := startServed(ctx, lab.Config{Name: name("hintok"), Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer served.Close()
+	cfg := apiserver.KubeconfigPath(dir, served.Name())
+	if got := kubectlHint(served); got != "kubectl in another terminal: nplab kubectl get svc (or export KUBECONFIG="+cfg+")" {
+		t.Errorf("with the API served: hint %q, want the command and %s", got, cfg)
+	}
+	if _, err := os.Stat(cfg); err != nil {
+		t.Errorf("the hint's kubeconfig: %v", err)
+	}
+}

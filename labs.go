@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -199,8 +200,9 @@ func serveAPI(r *lab.Lab) (*apiserver.Endpoint, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	record := recordPath(r.Name())
 	return e, func() {
-		_ = os.Remove(recordPath(r.Name()))
+		_ = os.Remove(record)
 		_ = e.Close()
 	}, nil
 }
@@ -306,13 +308,17 @@ func startServed(ctx context.Context, cfg lab.Config) (*lab.Lab, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The lab works without kubectl: the window's status line says why
+	// kubectl cannot reach it (kubectlHint).
 	e, stop, err := serveAPI(l)
 	if err != nil {
-		return l, nil // the lab works without kubectl; the UI says nothing of it
+		apiErrs.Store(l, err)
+		return l, nil
 	}
 	if err := writeRecord(upRecord{Name: l.Name(), PID: os.Getpid(), Nodes: len(l.Nodes()), Started: time.Now(),
 		Kubeconfig: e.Kubeconfig, Server: e.URL}); err != nil {
 		stop()
+		apiErrs.Store(l, err)
 		return l, nil
 	}
 	w := l.Watch()
@@ -328,6 +334,19 @@ func startServed(ctx context.Context, cfg lab.Config) (*lab.Lab, error) {
 		}
 	}()
 	return l, nil
+}
+
+// apiErrs holds, for each lab startServed started without serving its
+// API, why.
+var apiErrs sync.Map // *lab.Lab → error
+
+// kubectlHint is the first status line of a lab's window: how to use
+// kubectl on it, or why kubectl cannot reach it.
+func kubectlHint(l *lab.Lab) string {
+	if err, ok := apiErrs.Load(l); ok {
+		return fmt.Sprintf("kubectl cannot reach this lab (its API is not served: %v); the lab works without it", err)
+	}
+	return fmt.Sprintf("kubectl in another terminal: nplab kubectl get svc (or export KUBECONFIG=%s)", kubeconfigPath(l.Name()))
 }
 
 // kubeconfigPath is where a running lab's kubeconfig is.

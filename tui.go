@@ -127,8 +127,8 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 	entries := append(lessonEntries(o.name, start), tui.FreeLab(newLab))
 
 	opts := tui.Options{Entries: entries, ProxyMode: mode, AltScreen: true,
-		Hint: fmt.Sprintf("kubectl in another terminal: nplab kubectl get svc (or export KUBECONFIG=%s)", kubeconfigPath(o.name)),
-		In:   cmd.InOrStdin(), Out: cmd.OutOrStdout()}
+		HintFor: kubectlHint,
+		In:      cmd.InOrStdin(), Out: cmd.OutOrStdout()}
 	switch {
 	case len(o.files) > 0:
 		e := tui.ManifestEntry("manifests", strings.Join(o.files, ", "), "your manifests, no steps", newLab, files...)

@@ -73,6 +73,9 @@ type Config struct {
 	ReadFile func(string) ([]byte, error)
 	// Hint is shown on the status line once a lab runs.
 	Hint string
+	// HintFor, if set, is asked for that line instead, with the lab that
+	// runs (what it says may differ from lab to lab).
+	HintFor func(*lab.Lab) string
 }
 
 // Model is the root model: an explicit state machine over the picker, the
@@ -413,8 +416,12 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.phase = phaseRunning
 		m.lab, m.lesson = msg.lab, msg.lesson
 		m.step, m.hints = 0, 0
-		if m.cfg.Hint != "" {
-			m.setStatus(m.cfg.Hint, false)
+		hint := m.cfg.Hint
+		if m.cfg.HintFor != nil {
+			hint = m.cfg.HintFor(m.lab)
+		}
+		if hint != "" {
+			m.setStatus(hint, false)
 		}
 		var cmds []tea.Cmd
 		cmds = append(cmds, watchCmd(m.lab))

@@ -43,7 +43,10 @@ func TestPickerStartsTheChosenLessonAndQRemovesTheLab(t *testing.T) {
 		t.Error("the wrong entry started")
 		return nil, nil, errors.New("no")
 	}}
-	h := newHarness(t, Config{Entries: []Entry{other, FreeLab(mk)}})
+	// The status line's first words come from HintFor, asked with the lab
+	// that runs (nplab tui says how kubectl reaches it, or why it cannot).
+	hintFor := func(l *lab.Lab) string { return "kubectl for lab " + l.Name() }
+	h := newHarness(t, Config{Entries: []Entry{other, FreeLab(mk)}, Hint: "not this one", HintFor: hintFor})
 	if h.m.phase != phasePicker {
 		t.Fatalf("phase %v, want the picker", h.m.phase)
 	}
@@ -63,6 +66,9 @@ func TestPickerStartsTheChosenLessonAndQRemovesTheLab(t *testing.T) {
 	}
 	if len(h.m.state.Pods) != 3 || len(h.m.log) == 0 {
 		t.Errorf("state has %d pods, log %d events; want the default lab and its history", len(h.m.state.Pods), len(h.m.log))
+	}
+	if v := h.m.View(); !strings.Contains(v, "kubectl for lab picked") || strings.Contains(v, "not this one") {
+		t.Errorf("the status line does not say HintFor's hint:\n%s", v)
 	}
 	h.key("q")
 	if !h.quit || h.m.phase != phaseClosing {

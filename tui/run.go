@@ -12,6 +12,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 
+	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/plane"
 )
 
@@ -30,8 +31,10 @@ type Options struct {
 	// does; tests and captures leave it off.
 	AltScreen bool
 	// Hint is shown on the status line once a lab runs (how to reach it
-	// with kubectl from another terminal).
-	Hint string
+	// with kubectl from another terminal); HintFor, if set, is asked for
+	// it instead, with the lab that runs.
+	Hint    string
+	HintFor func(*lab.Lab) string
 }
 
 // Run runs the UI until the student quits, and removes every lab it
@@ -55,7 +58,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		r = PlainRenderer()
 	}
 	cmdCtx, cancelCmds := context.WithCancel(ctx)
-	m := New(Config{Entries: opts.Entries, Open: opts.Open, ProxyMode: opts.ProxyMode, Renderer: r, Context: cmdCtx, Hint: opts.Hint})
+	m := New(Config{Entries: opts.Entries, Open: opts.Open, ProxyMode: opts.ProxyMode, Renderer: r, Context: cmdCtx, Hint: opts.Hint, HintFor: opts.HintFor})
 	own := m.owner
 	defer func() {
 		// Whatever happened, the lab goes: stop what commands run, wait
