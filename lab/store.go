@@ -114,7 +114,11 @@ func (p *persister) flush() {
 		p.cond.Broadcast()
 		p.mu.Unlock()
 		if err != nil {
-			p.result("sync", err)
+			// Not under l.mu here; no one holding it waits for the
+			// flusher (wait and close are called without it).
+			if msg := p.failure("sync", err); msg != "" {
+				p.l.record(Event{Type: EventWarning, Object: "lab/" + p.l.name, Message: msg})
+			}
 		}
 	}
 }
@@ -434,8 +438,18 @@ func (p *persister) Delete(key string) { p.result(key, p.st.Delete(key)) }
 
 // result counts a write, or reports the first failure of a run of failed
 // writes as a Warning event (the lab goes on in memory: a full disk must
-// not stop a class).
+// not stop a class). Every write comes from the registry or
+// persistApplied, whose callers hold l.mu: the Warning is emitted in
+// line, in order with the change that was not saved.
 func (p *persister) result(key string, err error) {
+	if msg := p.failure(key, err); msg != "" {
+		p.l.emit(EventWarning, "lab/"+p.l.name, "%s", msg)
+	}
+}
+
+// failure counts a write and returns the Warning's message for the first
+// failure of a run of failed writes ("" otherwise).
+func (p *persister) failure(key string, err error) string {
 	if err == nil {
 		p.wrote()
 	}
@@ -443,11 +457,10 @@ func (p *persister) result(key string, err error) {
 	warn := err != nil && !p.failed
 	p.failed = err != nil
 	p.mu.Unlock()
-	if warn {
-		// The registry's caller holds l.mu: report from outside it.
-		go p.l.record(Event{Type: EventWarning, Object: "lab/" + p.l.name,
-			Message: fmt.Sprintf("the lab's objects are no longer saved (%s): %v", key, err)})
+	if !warn {
+		return ""
 	}
+	return fmt.Sprintf("the lab's objects are no longer saved (%s): %v", key, err)
 }
 
 // persistApplied writes (or, when it is gone, deletes) kubectl's
