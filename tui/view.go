@@ -346,7 +346,8 @@ func (m Model) topologyLines(w int) []string {
 	return out
 }
 
-// listenPorts is the nodePorts a node's proxy listens on: "30080 tcp+udp".
+// listenPorts is the nodePorts a node's proxy listens on: "30080 tcp+udp"
+// ("listens on nothing" when none: not that a Service lacks a nodePort).
 func listenPorts(ls []plane.Listener) string {
 	protos := map[uint16][]string{}
 	for _, l := range ls {
@@ -358,7 +359,7 @@ func listenPorts(ls []plane.Listener) string {
 		}
 	}
 	if len(protos) == 0 {
-		return "no nodePort"
+		return "listens on nothing" // the words of its event
 	}
 	var parts []string
 	for _, port := range sortedKeys(protos) {

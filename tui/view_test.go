@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -320,5 +321,28 @@ func TestFanoutKeepsBarsBeforeEmptyColumns(t *testing.T) {
 	}
 	if wide := m2s(h.m.fanoutLines(120)); !strings.Contains(wide, "refused  dropped  timeout") {
 		t.Errorf("fan-out at 120 cells folds its columns:\n%s", wide)
+	}
+}
+
+// TestListenPorts: a node line says which nodePorts its proxy listens on,
+// and, when none, that it listens on nothing (it read "no nodePort",
+// which a student took for a Service without one).
+func TestListenPorts(t *testing.T) {
+	l := func(port uint16, proto string, nodePort bool) plane.Listener {
+		return plane.Listener{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), port), Protocol: proto, NodePort: nodePort}
+	}
+	tests := []struct {
+		ls   []plane.Listener
+		want string
+	}{
+		{nil, "listens on nothing"},
+		{[]plane.Listener{l(8080, "TCP", false)}, "listens on nothing"},
+		{[]plane.Listener{l(30080, "TCP", true), l(30080, "UDP", true)}, "30080 tcp+udp"},
+		{[]plane.Listener{l(30090, "SCTP", true), l(30080, "TCP", true)}, "30080 tcp 30090 sctp"},
+	}
+	for _, tt := range tests {
+		if got := listenPorts(tt.ls); got != tt.want {
+			t.Errorf("listenPorts(%v) = %q, want %q", tt.ls, got, tt.want)
+		}
 	}
 }
