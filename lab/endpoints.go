@@ -138,7 +138,9 @@ func buildEndpoints(svc *corev1.Service, pods []*corev1.Pod, created metav1.Time
 
 // buildSlices is the EndpointSlice controller for one Service: one slice per
 // distinct set of resolved ports, every selected pod with its conditions.
-func buildSlices(svc *corev1.Service, pods []*corev1.Pod) []discoveryv1.EndpointSlice {
+// created is the slices' creationTimestamp (kubectl's AGE): their
+// Endpoints object's, which keeps its first one.
+func buildSlices(svc *corev1.Service, pods []*corev1.Pod, created metav1.Time) []discoveryv1.EndpointSlice {
 	var out []discoveryv1.EndpointSlice
 	index := map[string]int{}
 	for _, p := range selected(svc, pods) {
@@ -158,9 +160,10 @@ func buildSlices(svc *corev1.Service, pods []*corev1.Pod) []discoveryv1.Endpoint
 			out = append(out, discoveryv1.EndpointSlice{
 				TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
 				ObjectMeta: metav1.ObjectMeta{
-					Name:      fmt.Sprintf("%s-%d", svc.Name, i+1),
-					Namespace: svc.Namespace,
-					Labels:    map[string]string{discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"},
+					Name:              fmt.Sprintf("%s-%d", svc.Name, i+1),
+					Namespace:         svc.Namespace,
+					Labels:            map[string]string{discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"},
+					CreationTimestamp: created,
 				},
 				AddressType: discoveryv1.AddressTypeIPv4,
 				Ports:       ports,
@@ -178,7 +181,7 @@ func buildSlices(svc *corev1.Service, pods []*corev1.Pod) []discoveryv1.Endpoint
 		// A Service with a selector always has a slice, even an empty one.
 		out = []discoveryv1.EndpointSlice{{
 			TypeMeta:    metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
-			ObjectMeta:  metav1.ObjectMeta{Name: svc.Name + "-1", Namespace: svc.Namespace, Labels: map[string]string{discoveryv1.LabelServiceName: svc.Name}},
+			ObjectMeta:  metav1.ObjectMeta{Name: svc.Name + "-1", Namespace: svc.Namespace, Labels: map[string]string{discoveryv1.LabelServiceName: svc.Name}, CreationTimestamp: created},
 			AddressType: discoveryv1.AddressTypeIPv4,
 		}}
 	}
@@ -252,7 +255,7 @@ func (l *Lab) afterChange() {
 			created = old.CreationTimestamp
 		}
 		ep := buildEndpoints(svc, pods, created)
-		sl := buildSlices(svc, pods)
+		sl := buildSlices(svc, pods, created)
 		old, had := l.slices[svc.Name]
 		l.endpoints[svc.Name] = ep
 		l.slices[svc.Name] = sl

@@ -23,7 +23,7 @@ func checkIncremental(t *testing.T, l *Lab, dp *fakeDataPlane, step string) {
 			continue
 		}
 		live[svc.Name] = true
-		if got, want := l.slices[svc.Name], buildSlices(svc, pods); !reflect.DeepEqual(got, want) {
+		if got, want := l.slices[svc.Name], buildSlices(svc, pods, l.endpoints[svc.Name].CreationTimestamp); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: slices of %s: incremental %+v, from scratch %+v", step, svc.Name, got, want)
 		}
 		want := buildEndpoints(svc, pods, l.endpoints[svc.Name].CreationTimestamp)

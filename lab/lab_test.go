@@ -426,7 +426,7 @@ func TestEndpointConditions(t *testing.T) {
 				},
 			}
 			var got strings.Builder
-			for _, sl := range buildSlices(svc, pods) {
+			for _, sl := range buildSlices(svc, pods, metav1.Time{}) {
 				for _, pt := range sl.Ports {
 					for _, e := range sl.Endpoints {
 						got.WriteString(e.TargetRef.Name + " " + netip.AddrPortFrom(netip.MustParseAddr(e.Addresses[0]), uint16(*pt.Port)).String())

@@ -260,6 +260,11 @@ func TestEveryResourceIsServed(t *testing.T) {
 	if out := k.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[*].addresses[0]}"); len(strings.Fields(out)) != 3 {
 		t.Errorf("get endpointslices of web: %q, want the 3 pods' addresses", out)
 	}
+	// kubectl's columns, with an AGE (it read <unknown>: the slices had no
+	// creationTimestamp).
+	if out := k.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=web"); !regexp.MustCompile(`(?m)^NAME +ADDRESSTYPE +PORTS +ENDPOINTS +AGE\nweb-1 +IPv4 +8080,8081 +\S+ +\d+[smh]\S*\n$`).MatchString(out) {
+		t.Errorf("get endpointslices:\n%s", out)
+	}
 	if out := k.ok("get", "events", "--field-selector", "involvedObject.name=web"); !strings.Contains(out, "nodePort 30080 (TCP port 80, UDP port 80) allocated") {
 		t.Errorf("get events:\n%s", out)
 	}
