@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -141,4 +142,26 @@ func stopPod(t testing.TB, c *Cluster, log *recorder, name string) {
 	if log.has(func(r record) bool { return r.Kind == recWarning && r.Pod == name }) {
 		t.Errorf("StopPod %s: a warning: %+v", name, log.all())
 	}
+}
+
+// serveLoopback listens on a loopback TCP port for the test's lifetime and
+// runs handle, on a goroutine of its own, for each connection it accepts.
+// It returns the address (IPv4, unmapped).
+func serveLoopback(t testing.TB, handle func(net.Conn)) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return unmap(l.Addr().(*net.TCPAddr).AddrPort())
 }

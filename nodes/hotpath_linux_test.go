@@ -134,24 +134,10 @@ func BenchmarkUDPForward(b *testing.B) {
 func BenchmarkTCPForward(b *testing.B) {
 	// An echo server: it copies what it reads back (io.Copy from a socket
 	// to itself is a buffer copy).
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	backend := unmap(l.Addr().(*net.TCPAddr).AddrPort())
+	backend := serveLoopback(b, func(c net.Conn) {
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	})
 	h, log := newFakeHost(), &recorder{}
 	p := newTestProxy(b, h, log)
 	p.sync([]plane.ServicePort{{Service: "default/echo", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",

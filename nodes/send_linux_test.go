@@ -41,21 +41,7 @@ func (h reuseHost) DialFrom(ctx context.Context, d netsim.Dial) (net.Conn, error
 // address). The request takes another port rather than failing: 1 in 30
 // requests from a pod to a ClusterIP failed so in a test run.
 func TestDialTCPSkipsATakenFourTuple(t *testing.T) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	target := l.Addr().(*net.TCPAddr).AddrPort()
+	target := serveLoopback(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c); c.Close() })
 	h := reuseHost{newFakeHost()}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -22,71 +22,58 @@ import (
 // would pass the RST on; a client's reset while the pod streams is not
 // blamed on the pod; and an orderly exchange counts its bytes both ways.
 func TestProxyTCPAttributesResets(t *testing.T) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				// The command is one line: a bulk upload follows it at
-				// once, and may arrive in the same read.
-				r := bufio.NewReader(c)
-				line, err := r.ReadString('\n')
-				if err != nil {
+	backend := serveLoopback(t, func(c net.Conn) {
+		// The command is one line: a bulk upload follows it at
+		// once, and may arrive in the same read.
+		r := bufio.NewReader(c)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			c.Close()
+			return
+		}
+		cmd := strings.TrimSuffix(line, "\n")
+		switch cmd {
+		case "reset":
+			// The pod resets an established connection.
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		case "sum":
+			// The pod hashes everything after the line (a bulk upload).
+			h := sha256.New()
+			_, _ = io.Copy(h, r)
+			_, _ = c.Write([]byte(hex.EncodeToString(h.Sum(nil))))
+			c.Close()
+		case "give":
+			// The pod sends 4 MiB of a known pattern (a download).
+			_, _ = c.Write(pattern(4 << 20))
+			c.(*net.TCPConn).CloseWrite()
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
+		case "rst1M":
+			// The pod reads 1 MiB of an upload, then resets.
+			_, _ = io.CopyN(io.Discard, r, 1<<20)
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		case "stream":
+			// The pod streams until the client goes.
+			chunk := make([]byte, 32<<10)
+			for {
+				if _, err := c.Write(chunk); err != nil {
 					c.Close()
 					return
 				}
-				cmd := strings.TrimSuffix(line, "\n")
-				switch cmd {
-				case "reset":
-					// The pod resets an established connection.
-					c.(*net.TCPConn).SetLinger(0)
-					c.Close()
-				case "sum":
-					// The pod hashes everything after the line (a bulk upload).
-					h := sha256.New()
-					_, _ = io.Copy(h, r)
-					_, _ = c.Write([]byte(hex.EncodeToString(h.Sum(nil))))
-					c.Close()
-				case "give":
-					// The pod sends 4 MiB of a known pattern (a download).
-					_, _ = c.Write(pattern(4 << 20))
-					c.(*net.TCPConn).CloseWrite()
-					_, _ = io.Copy(io.Discard, c)
-					c.Close()
-				case "rst1M":
-					// The pod reads 1 MiB of an upload, then resets.
-					_, _ = io.CopyN(io.Discard, r, 1<<20)
-					c.(*net.TCPConn).SetLinger(0)
-					c.Close()
-				case "stream":
-					// The pod streams until the client goes.
-					chunk := make([]byte, 32<<10)
-					for {
-						if _, err := c.Write(chunk); err != nil {
-							c.Close()
-							return
-						}
-					}
-				default:
-					_, _ = c.Write([]byte("pong:" + cmd))
-					c.(*net.TCPConn).CloseWrite()
-					_, _ = io.Copy(io.Discard, c)
-					c.Close()
-				}
-			}()
+			}
+		default:
+			_, _ = c.Write([]byte("pong:" + cmd))
+			c.(*net.TCPConn).CloseWrite()
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
 		}
-	}()
+	})
 	h, log := newFakeHost(), &recorder{}
 	p := newTestProxy(t, h, log)
 	p.sync([]plane.ServicePort{{Service: "default/tcp", Protocol: "TCP", NodePort: 30080, ExternalTrafficPolicy: "Cluster",
-		Endpoints: []plane.Endpoint{{Pod: "pod-a", Node: "node-1", Addr: unmap(l.Addr().(*net.TCPAddr).AddrPort()), Ready: true, Serving: true}}}})
+		Endpoints: []plane.Endpoint{{Pod: "pod-a", Node: "node-1", Addr: backend, Ready: true, Serving: true}}}})
 	front := h.real("0.0.0.0:30080", "tcp4")
 	flowOf := func(c net.Conn) plane.Flow {
 		t.Helper()
