@@ -6,9 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nplab/nplab/lab/plane"
 	"github.com/nplab/nplab/netsim"
@@ -126,9 +130,9 @@ func relay(client, up net.Conn) (in, out int64, upErr error) {
 	var sendErr error      // writing to the pod
 	go func() {
 		defer close(done)
-		in, _, sendErr = copyHalf(up, client, &ended)
+		in, _, sendErr = copyHalf(up, client, &ended, false)
 	}()
-	out, upErr, _ = copyHalf(client, up, &ended)
+	out, upErr, _ = copyHalf(client, up, &ended, true)
 	<-done
 	// A socket reports a reset once, to whichever call meets it first: the
 	// pod's reset may reach the half that writes to it, and leave the half
@@ -149,7 +153,9 @@ func relay(client, up net.Conn) (in, out int64, upErr error) {
 // orderly end: the second needs no shutdown(2), as relay closes both
 // conns at once, and a close passes the FIN on just the same (dst has
 // nothing unread: its own end was read already).
-func copyHalf(dst, src net.Conn, ended *atomic.Int32) (n int64, rerr, werr error) {
+// fromPod is set for the half that reads the pod: an end it reads first
+// may be the pod's reset (see resetNotFIN).
+func copyHalf(dst, src net.Conn, ended *atomic.Int32, fromPod bool) (n int64, rerr, werr error) {
 	sm, sok := src.(netsim.MessageConn)
 	dm, dok := dst.(netsim.MessageConn)
 	if sok && dok {
@@ -196,6 +202,13 @@ func copyHalf(dst, src net.Conn, ended *atomic.Int32) (n int64, rerr, werr error
 		_ = dst.Close()
 		_ = src.Close()
 		return n, rs.err, werr
+	}
+	if fromPod && ended.Load() == 0 && resetNotFIN(src) {
+		// The pod reset the connection, and the other half's write to
+		// it took the error: pass a reset on, not a FIN.
+		resetClose(dst)
+		_ = src.Close()
+		return n, errPodReset, nil
 	}
 	// Pass the FIN on. (No CloseRead of src: shutdown(SHUT_RD) sends
 	// nothing, and each system call costs here: ~5 us on this VM.)
@@ -278,4 +291,33 @@ func (s *readSide) Read(b []byte) (int, error) {
 		s.err = err
 	}
 	return n, err
+}
+
+// errPodReset is what the half reading the pod reports for a reset that
+// the other half's write met first.
+var errPodReset = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+
+// resetNotFIN tells whether the end c's reader just met was a reset, not
+// the peer's FIN. A socket reports a reset once, to whichever call meets
+// it first: when a write took it, the read that follows finds the
+// receive side shut and returns an orderly end, and the reset shows only
+// in the state: closed after a reset, CLOSE_WAIT after a FIN. Asked only
+// when the pod's end comes before the client's (one getsockopt); the
+// client closing first, as a short request does, costs nothing.
+func resetNotFIN(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var closed bool
+	_ = rc.Control(func(fd uintptr) {
+		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			closed = ti.State == unix.BPF_TCP_CLOSE
+		}
+	})
+	return closed
 }
