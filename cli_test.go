@@ -76,6 +76,9 @@ func TestFlagErrorsComeFirst(t *testing.T) {
 		{[]string{"run"}, `error: "nplab run" needs a scenario: a built-in name (see "nplab list") or a scenario file`, exitInvalid},
 		{[]string{"check", "basics"}, `error: required flag(s) "filename" not set`, exitInvalid},
 		{[]string{"up", "frobnicate"}, `error: unknown command "frobnicate" for "nplab up"`, 1},
+		// A lesson builds its own lab: a flag that shapes a free lab is refused, not ignored.
+		{[]string{"tui", "collision", "--nodes", "5"}, `error: --nodes is for a free lab (nplab tui --nodes 5, or with -f your manifests): "collision" builds the lab it describes, its nodes, NodePort range and proxy mode included`, 1},
+		{[]string{"tui", "basics", "--proxy-mode", "roundrobin"}, `error: --proxy-mode is for a free lab (nplab tui --proxy-mode roundrobin, or with -f your manifests): "basics" builds the lab it describes, its nodes, NodePort range and proxy mode included`, 1},
 		// A lab named without --name, a number that is not one.
 		{[]string{"clean", "demo"}, `error: unknown command "demo" for "nplab clean"; did you mean --name demo?`, 1},
 		{[]string{"down", "demo"}, `error: unknown command "demo" for "nplab down"; did you mean --name demo?`, 1},

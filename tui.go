@@ -70,6 +70,9 @@ lesson picker. Quitting (q, Ctrl-C, SIGTERM, a closed terminal) removes the lab.
 // upOnlyFlags are flags of nplab up that the terminal UI has no use for.
 var upOnlyFlags = []string{"detach", "resume", "fresh"}
 
+// labShapeFlags shape a free lab; a lesson or scenario sets its own.
+var labShapeFlags = []string{"nodes", "service-node-port-range", "proxy-mode"}
+
 // runDefault is plain `nplab`: the lesson picker on a terminal, `nplab up`
 // (events logged as lines) when stdin or stdout is not one, so pipes and
 // CI keep working.
@@ -88,6 +91,15 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 	for _, name := range upOnlyFlags {
 		if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
 			return fmt.Errorf("--%s is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --%s ... for that)", name, name)
+		}
+	}
+	if arg != "" {
+		// A lesson or scenario builds the lab it describes; these would
+		// be ignored without a word.
+		for _, name := range labShapeFlags {
+			if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+				return fmt.Errorf("--%s is for a free lab (nplab tui --%s %s, or with -f your manifests): %q builds the lab it describes, its nodes, NodePort range and proxy mode included", name, name, f.Value, arg)
+			}
 		}
 	}
 	// The flags, in nplab up's words, before the screen is taken.

@@ -75,12 +75,13 @@ type Config struct {
 // State that is the fold of it. It is safe for concurrent use; the
 // Deployment controller runs in a worker of its own (see WaitIdle).
 type Lab struct {
-	mu   sync.Mutex
-	name string
-	topo plane.Topology
-	reg  *registry.Registry
-	rand *rand.Rand
-	now  func() time.Time
+	mu        sync.Mutex
+	name      string
+	topo      plane.Topology
+	proxyMode plane.ProxyMode // as configured ("" is random)
+	reg       *registry.Registry
+	rand      *rand.Rand
+	now       func() time.Time
 
 	dp  plane.DataPlane // nil: no data plane
 	dpq *dpQueue        // nil without a data plane
@@ -202,7 +203,8 @@ func build(ctx context.Context, cfg Config) (*Lab, error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &Lab{
 		name: cfg.Name, topo: topo, reg: reg, rand: rng, now: now,
-		ctx: lctx, cancel: cancel,
+		proxyMode: cfg.ProxyMode,
+		ctx:       lctx, cancel: cancel,
 		lastApplied:   map[string]string{},
 		podIPs:        map[string]netip.Addr{},
 		ipOwner:       map[netip.Addr]string{},
@@ -275,6 +277,15 @@ func (l *Lab) HasDataPlane() bool { return l.dp != nil }
 
 // Name is the lab's name.
 func (l *Lab) Name() string { return l.name }
+
+// ProxyMode is how the lab's proxies pick an endpoint: plane.ProxyRandom
+// (kube-proxy's iptables and nftables modes) or plane.ProxyRoundRobin.
+func (l *Lab) ProxyMode() plane.ProxyMode {
+	if l.proxyMode == "" {
+		return plane.ProxyRandom
+	}
+	return l.proxyMode
+}
 
 // Topology is the lab's planned network: nodes, addresses, pod CIDRs.
 func (l *Lab) Topology() plane.Topology {

@@ -255,7 +255,7 @@ func (m Model) choiceText(ready []plane.Endpoint, pod string) string {
 	if k == 0 {
 		return "no ready endpoint now (it was ready when the flow began) → " + shortPod(m.state, pod)
 	}
-	if m.cfg.ProxyMode == plane.ProxyRoundRobin {
+	if m.proxyMode() == plane.ProxyRoundRobin {
 		return fmt.Sprintf("round robin over %d ready endpoints (IPVS rr; iptables mode would pick at random) → %s", k, shortPod(m.state, pod))
 	}
 	idx := -1

@@ -25,7 +25,13 @@ var fixedNow = time.Date(2026, 11, 30, 12, 1, 0, 0, time.UTC)
 // names, clusterIPs and times are the same on every run.
 func newLab(t *testing.T) *lab.Lab {
 	t.Helper()
-	l, err := lab.New(lab.Config{Name: "demo", Rand: rand.New(rand.NewPCG(1, 2)), Now: func() time.Time { return fixedNow }})
+	return newLabMode(t, "")
+}
+
+// newLabMode is newLab with its proxies' mode.
+func newLabMode(t *testing.T, mode plane.ProxyMode) *lab.Lab {
+	t.Helper()
+	l, err := lab.New(lab.Config{Name: "demo", Rand: rand.New(rand.NewPCG(1, 2)), Now: func() time.Time { return fixedNow }, ProxyMode: mode})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,8 @@ type Config struct {
 	// skipped.
 	Entries []Entry
 	Open    *Entry
-	// ProxyMode is the lab's proxy mode, for the explain pane.
+	// ProxyMode is the proxy mode the explain pane assumes when the lab
+	// does not say (a running lab's own mode wins: a scenario may set one).
 	ProxyMode plane.ProxyMode
 	// Renderer draws the styles; nil means lipgloss's default one, made
 	// plain under NO_COLOR or TERM=dumb.
@@ -1204,4 +1205,16 @@ func (m Model) explainMaxOff() int {
 	}
 	room := m.height - 1 - footer - 2
 	return max(0, len(m.explainLines(*m.explain, m.width-2))-room)
+}
+
+// proxyMode is the running lab's proxy mode (a scenario's cluster.proxyMode
+// or the --proxy-mode of a free lab), else the configured one.
+func (m Model) proxyMode() plane.ProxyMode {
+	if m.lab != nil {
+		return m.lab.ProxyMode()
+	}
+	if m.cfg.ProxyMode == "" {
+		return plane.ProxyRandom
+	}
+	return m.cfg.ProxyMode
 }

@@ -818,14 +818,24 @@ func TestExplainMasqueradeToALocalPod(t *testing.T) {
 
 func m2s(lines []string) string { return strings.Join(lines, "\n") }
 
-// Under --proxy-mode roundrobin the service chain step says round robin
-// (IPVS rr), not iptables' random probabilities.
+// In a round-robin lab the service chain step says round robin (IPVS rr),
+// not iptables' random probabilities, and the fan-out title says so: the
+// running lab's mode (a scenario's cluster.proxyMode, or --proxy-mode),
+// whatever the UI was started with.
 func TestExplainRoundRobin(t *testing.T) {
-	l := defaultLab(t)
+	l := newLabMode(t, plane.ProxyRoundRobin)
+	for _, r := range l.Apply("default.yaml", lab.DefaultManifest) {
+		if r.Err != nil {
+			t.Fatal(r)
+		}
+	}
+	if err := l.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	entry := Entry{Name: "rr", Title: "rr", Start: func(context.Context, func(string)) (*lab.Lab, Lesson, error) {
 		return l, freeLesson{"free", "free lab", ""}, nil
 	}}
-	h := newHarness(t, Config{Open: &entry, ProxyMode: plane.ProxyRoundRobin})
+	h := newHarness(t, Config{Open: &entry, ProxyMode: plane.ProxyRandom})
 	h.events(h.flow("node-1", h.podOn("node-2"), "TCP", plane.FlowOK))
 	h.key("enter")
 	v := strings.Join(h.m.explainLines(*h.m.explain, 200), "\n")

@@ -550,10 +550,7 @@ func (m Model) fanoutTitle() string {
 		return "Fan-out"
 	}
 	port := nodePortFor(svc, m.proto)
-	mode := string(m.cfg.ProxyMode)
-	if mode == "" {
-		mode = string(plane.ProxyRandom)
-	}
+	mode := string(m.proxyMode())
 	policy := string(svc.ExternalTrafficPolicy)
 	if policy == "" {
 		policy = "Cluster"
