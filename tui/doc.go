@@ -70,7 +70,8 @@
 // selected pod, r toggle its readiness, s stop or start its app; d the
 // selected node's link down/up, l delay and loss on/off; e flip the
 // selected Service's externalTrafficPolicy (an apply of the live spec with
-// the field flipped: see policyManifest), +/- scale its Deployment; a apply
+// the field flipped: see policyManifest; the fan-out counts start over),
+// +/- scale its Deployment; a apply
 // a file; c check the step, h a hint, n/b next/previous step; Enter
 // explain a flow; ↑/↓ and Tab move; ? every key; q quit.
 //

@@ -126,6 +126,9 @@ type Model struct {
 	// unseen counts the attempts of t and T that no node saw (sent to a
 	// node whose link is down): the fan-out shows them with the rest.
 	unseen map[unseenKey]map[string]map[string]int64
+	// fanBase is the lab's flow counts when the fan-out last started
+	// over (e: the policy changed): the fan-out counts what came since.
+	fanBase map[lab.FlowKey]int64
 
 	step    int
 	hints   int // hints shown of the current step
@@ -416,6 +419,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.phase = phaseRunning
 		m.lab, m.lesson = msg.lab, msg.lesson
+		m.fanBase, m.unseen = nil, map[unseenKey]map[string]map[string]int64{} // a new lab's flows
 		m.step, m.hints = 0, 0
 		hint := m.cfg.Hint
 		if m.cfg.HintFor != nil {
@@ -911,8 +915,19 @@ func (m Model) togglePolicy() (tea.Model, tea.Cmd) {
 		m.setStatus("externalTrafficPolicy applies to NodePort and LoadBalancer Services only", true)
 		return m, nil
 	}
+	// The fan-out starts over: its title shows the policy, and counts
+	// from before would mix the two.
+	m.fanBase = map[lab.FlowKey]int64{}
+	for k, c := range m.state.Flows {
+		m.fanBase[k] = c.Count
+	}
+	for k := range m.unseen {
+		if k.service == svc.Name {
+			delete(m.unseen, k)
+		}
+	}
 	l := m.lab
-	return m.act("flipping externalTrafficPolicy of service/"+svc.Name, func() tea.Msg {
+	return m.act("flipping externalTrafficPolicy of service/"+svc.Name+" (the fan-out counts start over)", func() tea.Msg {
 		data, policy, err := policyManifest(l, svc.Name)
 		if err != nil {
 			return doneMsg{err: err}

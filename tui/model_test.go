@@ -224,7 +224,20 @@ func TestTrafficNeedsANodePortForTheProtocol(t *testing.T) {
 func TestPolicyToggleAndScale(t *testing.T) {
 	l := defaultLab(t)
 	h := running(t, l, nil)
+	pod := h.podOn("node-2")
+	h.events(h.flow("node-1", pod, "TCP", plane.FlowOK), h.flow("node-2", pod, "TCP", plane.FlowOK))
+	if got := h.m.fanout().total; got != 2 {
+		t.Fatalf("fan-out total %d before e, want 2", got)
+	}
 	h.key("e")
+	// The fan-out starts over under the new policy (its title says it).
+	if got := h.m.fanout().total; got != 0 || !strings.Contains(h.m.fanoutTitle(), "Local") {
+		t.Errorf("after e: fan-out total %d, title %q; want 0 under Local", got, h.m.fanoutTitle())
+	}
+	h.events(h.flow("node-2", pod, "TCP", plane.FlowOK))
+	if f := h.m.fanout(); f.total != 1 || f.ok["node-2"][pod] != 1 || f.ok["node-1"][pod] != 0 {
+		t.Errorf("after e and one flow: total %d, ok %v; want only the new one", f.total, f.ok)
+	}
 	if got := h.m.state.Services["web"].ExternalTrafficPolicy; got != corev1.ServiceExternalTrafficPolicyLocal {
 		t.Fatalf("e: policy %q (status %q)", got, h.m.status)
 	}

@@ -612,13 +612,17 @@ func (m Model) fanout() fanout {
 		if k.Service != full || k.Protocol != m.proto {
 			continue
 		}
-		f.total += c.Count
+		count := c.Count - m.fanBase[k] // since the fan-out last started over
+		if count <= 0 {
+			continue
+		}
+		f.total += count
 		if k.Result == plane.FlowOK && k.Pod != "" {
 			pods[k.Pod] = true
 			if f.ok[k.Node] == nil {
 				f.ok[k.Node] = map[string]int64{}
 			}
-			f.ok[k.Node][k.Pod] += c.Count
+			f.ok[k.Node][k.Pod] += count
 			if c.SourceSeen.IsValid() && !slices.Contains(f.saw[k.Pod], c.SourceSeen) {
 				f.saw[k.Pod] = append(f.saw[k.Pod], c.SourceSeen)
 			}
@@ -628,7 +632,7 @@ func (m Model) fanout() fanout {
 			if f.fail[k.Node] == nil {
 				f.fail[k.Node] = map[string]int64{}
 			}
-			f.fail[k.Node][col] += c.Count
+			f.fail[k.Node][col] += count
 		}
 	}
 	// What the client saw of attempts no node saw: counted the same way,
