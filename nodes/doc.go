@@ -210,8 +210,9 @@
 //     poller); two entries in the proxy's connection set (its mutex, so
 //     Close can end every connection); one goroutine for the second
 //     direction; one shutdown(2) to pass the first FIN on (the second
-//     travels with the close); one plane.Flow reported when the
-//     connection ends. Each system call costs ~5 µs on a PVM guest, so
+//     travels with the close); when the pod's end comes before the
+//     client's, one getsockopt(TCP_INFO) to tell its reset from its FIN
+//     (resetNotFIN); one plane.Flow reported when the connection ends. Each system call costs ~5 µs on a PVM guest, so
 //     they are what a new connection costs, and the proxy's sockets are
 //     made for it (netsim.ProxyListen, netsim.ProxyDial): no TCP
 //     keep-alive on either side (Go's default is four setsockopt calls
