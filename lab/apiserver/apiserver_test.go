@@ -155,6 +155,56 @@ func TestPatchScaleAndWatch(t *testing.T) {
 	}
 }
 
+// A watch from a list's resourceVersion catches up on what changed between
+// the list and the watch: pods a scale created in between are ADDED, as a
+// real server replays them from its history.
+func TestWatchCatchesUpFromAList(t *testing.T) {
+	l, ts := newServer(t)
+	l.Apply("default.yaml", lab.DefaultManifest)
+	_ = l.WaitIdle(t.Context())
+	code, body := do(t, ts, "GET", "/api/v1/namespaces/default/pods", "", "")
+	var list struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || list.Metadata.ResourceVersion == "" {
+		t.Fatalf("list: %d %v %s", code, err, body)
+	}
+	if code, body = do(t, ts, "PATCH", "/apis/apps/v1/namespaces/default/deployments/web/scale", "application/merge-patch+json", `{"spec":{"replicas":5}}`); code != 200 {
+		t.Fatalf("scale: %d %s", code, body)
+	}
+	_ = l.WaitIdle(t.Context())
+
+	req, _ := http.NewRequest("GET", ts.URL+"/api/v1/namespaces/default/pods?watch=true&resourceVersion="+list.Metadata.ResourceVersion, nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	deadline := time.AfterFunc(10*time.Second, func() { resp.Body.Close() })
+	defer deadline.Stop()
+	sc := bufio.NewScanner(resp.Body)
+	added := 0
+	for added < 2 && sc.Scan() {
+		var ev struct{ Type string }
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("watch line %q: %v", sc.Text(), err)
+		}
+		switch ev.Type {
+		case "ADDED":
+			added++
+		case "MODIFIED":
+		default:
+			t.Errorf("catch-up sent %s: %s", ev.Type, sc.Text())
+		}
+	}
+	if added != 2 {
+		t.Errorf("catch-up sent %d pods ADDED, want the 2 the scale created", added)
+	}
+}
+
 func TestUnauthorizedAndKubeconfig(t *testing.T) {
 	_, ts := newServer(t)
 	resp, err := http.Get(ts.URL + "/api")

@@ -26,8 +26,9 @@ type watchEvent struct {
 // resource — the controllers' endpoints and slices included — is watched
 // the same way. With resourceVersion unset or "0" the current objects come
 // first as ADDED, as on a real server; with the resourceVersion of a list
-// the stream starts from now (changes between that list and the watch are
-// not replayed: nplab keeps no history of objects).
+// (the lab's event Seq) the stream first catches up on the objects the lab
+// reported on since — ADDED if they are new since, MODIFIED with their
+// present state, DELETED if gone — since nplab keeps no history of objects.
 func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, lsel labels.Selector, fsel map[string]string) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -42,11 +43,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, ls
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	table := wantsTable(r)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Transfer-Encoding", "chunked")
-	w.WriteHeader(http.StatusOK)
-	fl.Flush()
-
+	// Subscribe and take the first list before the client sees 200: what
+	// it changes once the watch is open is then a change to that list
+	// (a pod its scale creates is ADDED, never part of the catch-up).
 	lw := s.lab.Watch()
 	defer func() { lw.Stop() }()
 	enc := json.NewEncoder(w)
@@ -74,6 +73,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, ls
 	}
 	key := func(o runtime.Object) []byte { b, _ := json.Marshal(o); return b }
 	last := snapshot()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Transfer-Encoding", "chunked")
+	w.WriteHeader(http.StatusOK)
+	fl.Flush()
 	if q.Get("sendInitialEvents") == "true" {
 		// A watch-list (client-go's reflector, kubectl delete and wait):
 		// the objects, then the bookmark that says they are all sent.
@@ -102,9 +105,14 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, ls
 		// gone since as DELETED, so `kubectl delete` (which waits for the
 		// object to go) does not miss a deletion between its list and this
 		// watch.
-		for _, name := range s.changedSince(res, seq) {
+		for _, c := range s.changedSince(res, seq) {
+			name := c.name
 			if o, ok := last[name]; ok {
-				if !send("MODIFIED", o) {
+				typ := "MODIFIED"
+				if c.new {
+					typ = "ADDED"
+				}
+				if !send(typ, o) {
 					return
 				}
 				continue
@@ -181,25 +189,46 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, ls
 // prefixes are the lab event objects ("pod/x") of each resource.
 var prefixes = map[string]string{"pods": "pod/", "services": "service/", "deployments": "deployment.apps/", "endpoints": "endpoints/"}
 
-// changedSince names the objects of res the lab has reported on after
-// event seq, sorted.
-func (s *Server) changedSince(res *resource, seq uint64) []string {
+// change is one object of a resource the lab reported on after a seq;
+// new when its first report came after that seq and the lab's event
+// history reaches back to it (the object did not exist then).
+type change struct {
+	name string
+	new  bool
+}
+
+// changedSince lists the objects of res the lab has reported on after
+// event seq, sorted by name.
+func (s *Server) changedSince(res *resource, seq uint64) []change {
 	prefix, ok := prefixes[res.name]
 	if !ok {
 		return nil
 	}
-	set := map[string]bool{}
-	for _, e := range s.lab.Events() {
-		if e.Seq > seq && strings.HasPrefix(e.Object, prefix) {
-			set[strings.TrimPrefix(e.Object, prefix)] = true
+	events := s.lab.Events()
+	covers := len(events) > 0 && events[0].Seq <= seq+1
+	seen := map[string]bool{} // reported on at or before seq
+	changed := map[string]bool{}
+	for _, e := range events {
+		name, ok := strings.CutPrefix(e.Object, prefix)
+		if !ok {
+			continue
+		}
+		if e.Seq <= seq {
+			seen[name] = true
+		} else {
+			changed[name] = true
 		}
 	}
 	var names []string
-	for n := range set {
+	for n := range changed {
 		names = append(names, n)
 	}
 	sortStrings(names)
-	return names
+	out := make([]change, len(names))
+	for i, n := range names {
+		out[i] = change{name: n, new: covers && !seen[n]}
+	}
+	return out
 }
 
 func sortedObjs(m map[string]runtime.Object) []runtime.Object {
