@@ -123,10 +123,10 @@ func parseLabSizes(s string) ([]labSize, error) {
 		nodes, err1 := strconv.Atoi(n)
 		pods, err2 := strconv.Atoi(p)
 		if !ok || err1 != nil || err2 != nil {
-			return nil, fmt.Errorf(`invalid argument %q for "--lab-sizes" flag: %q is not NODESxPODS (such as 3x2)`, s, part)
+			return nil, flagError{fmt.Errorf(`invalid argument %q for "--lab-sizes" flag: %q is not NODESxPODS (such as 3x2)`, s, part)}
 		}
 		if nodes < 1 || nodes > plane.MaxNodes || pods < 1 || pods > 50 {
-			return nil, fmt.Errorf(`invalid argument %q for "--lab-sizes" flag: %q: a lab has 1 to %d nodes and 1 to 50 pods per node`, s, part, plane.MaxNodes)
+			return nil, flagError{fmt.Errorf(`invalid argument %q for "--lab-sizes" flag: %q: a lab has 1 to %d nodes and 1 to 50 pods per node`, s, part, plane.MaxNodes)}
 		}
 		out = append(out, labSize{nodes, pods})
 	}
@@ -135,10 +135,10 @@ func parseLabSizes(s string) ([]labSize, error) {
 
 func (o *benchOptions) check() ([]labSize, error) {
 	if o.duration < 10*time.Millisecond || o.duration > time.Minute {
-		return nil, fmt.Errorf(`invalid argument "%s" for "--duration" flag: between 10ms and 1m`, o.duration)
+		return nil, flagError{fmt.Errorf(`invalid argument "%s" for "--duration" flag: between 10ms and 1m`, o.duration)}
 	}
 	if o.udpRate < 1 || o.udpRate > 10_000_000 {
-		return nil, fmt.Errorf(`invalid argument "%d" for "--udp-rate" flag: 1 to 10000000 datagrams per second`, o.udpRate)
+		return nil, flagError{fmt.Errorf(`invalid argument "%d" for "--udp-rate" flag: 1 to 10000000 datagrams per second`, o.udpRate)}
 	}
 	return parseLabSizes(o.labSizes)
 }

@@ -93,16 +93,17 @@ func TestParseLabSizes(t *testing.T) {
 	}
 }
 
-// TestBenchFlagErrors: a bad flag is one line naming it, exit 1, before
+// TestBenchFlagErrors: a bad flag is one line naming it (and the pointer to
+// --help under it), exit 1, before
 // anything is built (and without root).
 func TestBenchFlagErrors(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"bench", "--lab-sizes", "3by2"}, `error: invalid argument "3by2" for "--lab-sizes" flag: "3by2" is not NODESxPODS (such as 3x2)`},
-		{[]string{"bench", "--duration", "1ms"}, `error: invalid argument "1ms" for "--duration" flag: between 10ms and 1m`},
-		{[]string{"bench", "--udp-rate", "0"}, `error: invalid argument "0" for "--udp-rate" flag: 1 to 10000000 datagrams per second`},
+		{[]string{"bench", "--lab-sizes", "3by2"}, `error: invalid argument "3by2" for "--lab-sizes" flag: "3by2" is not NODESxPODS (such as 3x2)` + "\nSee 'nplab bench --help' for usage."},
+		{[]string{"bench", "--duration", "1ms"}, `error: invalid argument "1ms" for "--duration" flag: between 10ms and 1m` + "\nSee 'nplab bench --help' for usage."},
+		{[]string{"bench", "--udp-rate", "0"}, `error: invalid argument "0" for "--udp-rate" flag: 1 to 10000000 datagrams per second` + "\nSee 'nplab bench --help' for usage."},
 		{[]string{"bench", "extra"}, `error: unknown command "extra" for "nplab bench"`},
 	} {
 		stdout, stderr, code := runBinary(t, "", tt.args...)

@@ -39,7 +39,8 @@ func runBinary(t *testing.T, stdin string, args ...string) (stdout, stderr strin
 }
 
 // TestFlagErrorsComeFirst: a bad flag, name or path is one error line in
-// cobra's and kubectl's words, exit 1, and nothing else is printed (no
+// cobra's and kubectl's words (a flag's with kubectl's "See '... --help'
+// for usage." under it), exit 1, and nothing else is printed (no
 // "Starting lab" banner, nothing built).
 func TestFlagErrorsComeFirst(t *testing.T) {
 	const nameRule = "a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit"
@@ -51,16 +52,16 @@ func TestFlagErrorsComeFirst(t *testing.T) {
 		code int
 	}
 	tests := []flagErr{
-		{[]string{"up", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`, 1},
-		{[]string{"--nodes", "251"}, `error: invalid argument "251" for "--nodes" flag: a lab has 1 to 250 nodes`, 1},
-		{[]string{"validate", "-f", "lab/testdata/default.yaml", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`, 1},
-		{[]string{"up", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule, 1},
-		{[]string{"up", "--name", ""}, `error: invalid argument "" for "--name" flag: the lab name must not be empty (` + nameRule + `)`, 1},
-		{[]string{"clean", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule, 1},
-		{[]string{"run", "--name", "NB5", "basics"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule, exitInvalid},
-		{[]string{"check", "--name", "NB5", "basics", "-f", "nosuch.yaml"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule, exitInvalid},
-		{[]string{"up", "--service-node-port-range", "32767-30000"}, `error: invalid argument "32767-30000" for "--service-node-port-range" flag: end port cannot be less than start port: 32767-30000`, 1},
-		{[]string{"up", "--proxy-mode", "ipvs"}, `error: invalid argument "ipvs" for "--proxy-mode" flag: must be "random" or "roundrobin"`, 1},
+		{[]string{"up", "--nodes", "0"}, "error: invalid argument \"0\" for \"--nodes\" flag: a lab has 1 to 250 nodes\nSee 'nplab up --help' for usage.", 1},
+		{[]string{"--nodes", "251"}, "error: invalid argument \"251\" for \"--nodes\" flag: a lab has 1 to 250 nodes\nSee 'nplab --help' for usage.", 1},
+		{[]string{"validate", "-f", "lab/testdata/default.yaml", "--nodes", "0"}, "error: invalid argument \"0\" for \"--nodes\" flag: a lab has 1 to 250 nodes\nSee 'nplab validate --help' for usage.", 1},
+		{[]string{"up", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule + "\nSee 'nplab up --help' for usage.", 1},
+		{[]string{"up", "--name", ""}, `error: invalid argument "" for "--name" flag: the lab name must not be empty (` + nameRule + `)` + "\nSee 'nplab up --help' for usage.", 1},
+		{[]string{"clean", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule + "\nSee 'nplab clean --help' for usage.", 1},
+		{[]string{"run", "--name", "NB5", "basics"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule + "\nSee 'nplab run --help' for usage.", exitInvalid},
+		{[]string{"check", "--name", "NB5", "basics", "-f", "nosuch.yaml"}, `error: invalid argument "NB5" for "--name" flag: ` + nameRule + "\nSee 'nplab check --help' for usage.", exitInvalid},
+		{[]string{"up", "--service-node-port-range", "32767-30000"}, "error: invalid argument \"32767-30000\" for \"--service-node-port-range\" flag: end port cannot be less than start port: 32767-30000\nSee 'nplab up --help' for usage.", 1},
+		{[]string{"up", "--proxy-mode", "ipvs"}, "error: invalid argument \"ipvs\" for \"--proxy-mode\" flag: must be \"random\" or \"roundrobin\"\nSee 'nplab up --help' for usage.", 1},
 		// One wording for a missing path, on every command that takes -f.
 		{[]string{"up", "-f", "nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`, 1},
 		{[]string{"up", "-f", "lab/testdata/default.yaml,nosuch.yaml"}, `error: the path "nosuch.yaml" does not exist`, 1},
@@ -71,18 +72,18 @@ func TestFlagErrorsComeFirst(t *testing.T) {
 		{[]string{"up", "web.yml"}, `error: unknown command "web.yml" for "nplab up"; did you mean -f web.yml?`, 1},
 		{[]string{"nosuch.yaml"}, `error: unknown command "nosuch.yaml" for "nplab"; did you mean -f nosuch.yaml?`, 1},
 		{[]string{"check", "basics", "mine.yaml"}, `error: unknown command "mine.yaml" for "nplab check"; did you mean -f mine.yaml?`, exitInvalid},
-		{[]string{"run", "--sede", "7", "basics"}, `error: unknown flag: --sede`, exitInvalid},
-		{[]string{"run", "basics", "--seed", "x"}, `error: invalid argument "x" for "--seed" flag: not a whole number`, exitInvalid},
+		{[]string{"run", "--sede", "7", "basics"}, "error: unknown flag: --sede\nSee 'nplab run --help' for usage.", exitInvalid},
+		{[]string{"run", "basics", "--seed", "x"}, "error: invalid argument \"x\" for \"--seed\" flag: not a whole number\nSee 'nplab run --help' for usage.", exitInvalid},
 		{[]string{"run"}, `error: "nplab run" needs a scenario: a built-in name (see "nplab list") or a scenario file`, exitInvalid},
-		{[]string{"check", "basics"}, `error: required flag(s) "filename" not set`, exitInvalid},
+		{[]string{"check", "basics"}, "error: required flag(s) \"filename\" not set\nSee 'nplab check --help' for usage.", exitInvalid},
 		{[]string{"up", "frobnicate"}, `error: unknown command "frobnicate" for "nplab up"`, 1},
 		// A lesson builds its own lab: a flag that shapes a free lab is refused, not ignored.
-		{[]string{"tui", "collision", "--nodes", "5"}, `error: --nodes is for a free lab (nplab tui --nodes 5, or with -f your manifests): "collision" builds the lab it describes, its nodes, NodePort range and proxy mode included`, 1},
-		{[]string{"tui", "basics", "--proxy-mode", "roundrobin"}, `error: --proxy-mode is for a free lab (nplab tui --proxy-mode roundrobin, or with -f your manifests): "basics" builds the lab it describes, its nodes, NodePort range and proxy mode included`, 1},
+		{[]string{"tui", "collision", "--nodes", "5"}, `error: --nodes is for a free lab (nplab tui free --nodes 5, or with -f your manifests): "collision" builds the lab it describes, its nodes, NodePort range and proxy mode included`, 1},
+		{[]string{"tui", "basics", "--proxy-mode", "roundrobin"}, `error: --proxy-mode is for a free lab (nplab tui free --proxy-mode roundrobin, or with -f your manifests): "basics" builds the lab it describes, its nodes, NodePort range and proxy mode included`, 1},
 		// A lab named without --name, a number that is not one.
 		{[]string{"clean", "demo"}, `error: unknown command "demo" for "nplab clean"; did you mean --name demo?`, 1},
 		{[]string{"down", "demo"}, `error: unknown command "demo" for "nplab down"; did you mean --name demo?`, 1},
-		{[]string{"up", "--nodes", "1x"}, `error: invalid argument "1x" for "--nodes" flag: not a whole number`, 1},
+		{[]string{"up", "--nodes", "1x"}, "error: invalid argument \"1x\" for \"--nodes\" flag: not a whole number\nSee 'nplab up --help' for usage.", 1},
 		// A typo of a command or of a lesson gets cobra's suggestion.
 		{[]string{"upp"}, "error: unknown command \"upp\" for \"nplab\"\n\nDid you mean this?\n\tup\n\nRun 'nplab --help' for usage.", 1},
 		{[]string{"kubeclt", "get", "svc"}, "error: unknown command \"kubeclt\" for \"nplab\"\n\nDid you mean this?\n\tkubectl\n\nRun 'nplab --help' for usage.", 1},

@@ -25,7 +25,7 @@ import (
 // checkNodes checks --nodes: 1 to plane.MaxNodes.
 func checkNodes(n int) error {
 	if n < 1 || n > plane.MaxNodes {
-		return fmt.Errorf(`invalid argument "%d" for "--nodes" flag: a lab has 1 to %d nodes`, n, plane.MaxNodes)
+		return flagError{fmt.Errorf(`invalid argument "%d" for "--nodes" flag: a lab has 1 to %d nodes`, n, plane.MaxNodes)}
 	}
 	return nil
 }
@@ -42,9 +42,9 @@ func checkLabName(name string) error {
 	const rule = "a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit"
 	switch {
 	case name == "":
-		return fmt.Errorf(`invalid argument "" for "--name" flag: the lab name must not be empty (%s)`, rule)
+		return flagError{fmt.Errorf(`invalid argument "" for "--name" flag: the lab name must not be empty (%s)`, rule)}
 	case len(name) > maxLabName || !labNameRE.MatchString(name):
-		return fmt.Errorf(`invalid argument %q for "--name" flag: %s`, name, rule)
+		return flagError{fmt.Errorf(`invalid argument %q for "--name" flag: %s`, name, rule)}
 	}
 	return nil
 }
@@ -156,7 +156,7 @@ func usageStatus(cmd *cobra.Command) {
 			}
 		})
 		if len(missing) > 0 {
-			return usageError{fmt.Errorf(`required flag(s) "%s" not set`, strings.Join(missing, `", "`))}
+			return usageError{flagError{fmt.Errorf(`required flag(s) "%s" not set`, strings.Join(missing, `", "`))}}
 		}
 		return nil
 	}
@@ -219,10 +219,23 @@ func nameArgs(cmd *cobra.Command, args []string) error {
 // numberFlagError words a flag that wants a number and got something else
 // as a student reads it, not as strconv does ("parsing "1x": invalid
 // syntax").
-func numberFlagError(_ *cobra.Command, err error) error {
+func numberFlagError(c *cobra.Command, err error) error {
 	msg := err.Error()
 	if i := strings.Index(msg, ": strconv.Parse"); i >= 0 {
-		return errors.New(msg[:i] + ": not a whole number")
+		msg = msg[:i] + ": not a whole number"
 	}
-	return err
+	return flagError{errors.New(msg)}
+}
+
+// flagError is a flag value (or a required flag missing) that a command
+// refused: main prints it with kubectl's pointer to the command's --help
+// under it.
+type flagError struct{ err error }
+
+func (e flagError) Error() string { return e.err.Error() }
+func (e flagError) Unwrap() error { return e.err }
+
+// seeHelp is the line kubectl puts under a flag error.
+func seeHelp(c *cobra.Command) string {
+	return fmt.Sprintf("See '%s --help' for usage.", c.CommandPath())
 }

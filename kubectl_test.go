@@ -392,7 +392,7 @@ func TestValidateAgreesWithKubectl(t *testing.T) {
 	both := func(t *testing.T, files ...string) (vOut, vErr, kOut, kErr string) {
 		var out, errOut bytes.Buffer
 		err := runValidate(&out, &errOut, strings.NewReader(""), &validateOptions{files: files, portRange: "30000-32767", nodes: 3, seed: seed})
-		if code := exitCode(err); code != 1 {
+		if code := exitCode(nil, err); code != 1 {
 			t.Errorf("validate: exit %d, want 1 (something is rejected)", code)
 		}
 		l, err := lab.New(lab.Config{Name: "agree", Rand: seededRand(seed), Now: func() time.Time { return start }})

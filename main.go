@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -33,10 +34,10 @@ func main() {
 		dieWithParent()
 	}
 	stop := startProfile() // profile.go
-	err := newRootCmd().Execute()
+	cmd, err := newRootCmd().ExecuteC()
 	stop()
 	if err != nil {
-		os.Exit(exitCode(err))
+		os.Exit(exitCode(cmd, err))
 	}
 }
 
@@ -45,11 +46,16 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-func exitCode(err error) int {
+// exitCode prints err as kubectl does (with, under a flag error, where
+// cmd's help is) and says what status to exit with.
+func exitCode(cmd *cobra.Command, err error) int {
 	if e, ok := err.(exitError); ok {
 		return e.code
 	}
 	fmt.Fprintln(os.Stderr, "error:", err)
+	if fe := (flagError{}); errors.As(err, &fe) && cmd != nil {
+		fmt.Fprintln(os.Stderr, seeHelp(cmd))
+	}
 	if _, ok := err.(usageError); ok {
 		return exitInvalid
 	}

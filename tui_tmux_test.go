@@ -397,8 +397,8 @@ func TestTUICommandLineErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"tui", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes`},
-		{[]string{"tui", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit`},
+		{[]string{"tui", "--nodes", "0"}, `error: invalid argument "0" for "--nodes" flag: a lab has 1 to 250 nodes` + "\nSee 'nplab tui --help' for usage."},
+		{[]string{"tui", "--name", "NB5"}, `error: invalid argument "NB5" for "--name" flag: a lab name is 1 to 12 lower-case letters, digits and '-', starting and ending with a letter or digit` + "\nSee 'nplab tui --help' for usage."},
 		{[]string{"tui", "-d"}, `error: --detach is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --detach ... for that)`},
 		{[]string{"tui", "--resume"}, `error: --resume is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --resume ... for that)`},
 		{[]string{"tui", "-f", "-"}, `error: -f -: the terminal UI reads its keys from stdin, so manifests cannot come from there; give files or a directory (or use nplab up -f -)`},

@@ -99,13 +99,13 @@ func (o *upOptions) check() (plane.ProxyMode, error) {
 	}
 	mode, err := plane.ParseProxyMode(o.proxyMode)
 	if err != nil {
-		return "", fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)
+		return "", flagError{fmt.Errorf(`invalid argument %q for "--proxy-mode" flag: must be "random" or "roundrobin"`, o.proxyMode)}
 	}
 	// The range, in the control plane's own words: a lab without a data
 	// plane checks it and is gone at once.
 	l, err := lab.New(lab.Config{Name: o.name, Nodes: o.nodes, NodePortRange: o.portRange})
 	if err != nil {
-		return "", err
+		return "", flagError{err}
 	}
 	_ = l.Close()
 	return mode, nil
