@@ -484,4 +484,18 @@ func TestTUIHintSaysWhyKubectlCannotReachTheLab(t *testing.T) {
 	if _, err := os.Stat(cfg); err != nil {
 		t.Errorf("the hint's kubeconfig: %v", err)
 	}
+
+	// Closed (as the TUI closes its labs on quit), each lab takes its
+	// files and its hint with it before waitServed returns.
+	l.Close()
+	served.Close()
+	waitServed()
+	for _, p := range []string{cfg, recordPath(served.Name())} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("after the lab closed, %s is still there (%v)", p, err)
+		}
+	}
+	if _, ok := apiErrs.Load(l); ok {
+		t.Error("after the lab closed, apiErrs still holds it")
+	}
 }

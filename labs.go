@@ -311,33 +311,55 @@ func startServed(ctx context.Context, cfg lab.Config) (*lab.Lab, error) {
 	// The lab works without kubectl: the window's status line says why
 	// kubectl cannot reach it (kubectlHint).
 	e, stop, err := serveAPI(l)
+	if err == nil {
+		err = writeRecord(upRecord{Name: l.Name(), PID: os.Getpid(), Nodes: len(l.Nodes()), Started: time.Now(),
+			Kubeconfig: e.Kubeconfig, Server: e.URL})
+		if err != nil {
+			stop()
+			stop = nil
+		}
+	}
 	if err != nil {
 		apiErrs.Store(l, err)
-		return l, nil
-	}
-	if err := writeRecord(upRecord{Name: l.Name(), PID: os.Getpid(), Nodes: len(l.Nodes()), Started: time.Now(),
-		Kubeconfig: e.Kubeconfig, Server: e.URL}); err != nil {
-		stop()
-		apiErrs.Store(l, err)
-		return l, nil
 	}
 	w := l.Watch()
+	servedLabs.Add(1)
 	go func() {
+		defer servedLabs.Done()
 		for {
 			for range w.Events {
 			}
 			if !errors.Is(w.Err(), lab.ErrFellBehind) {
-				stop()
-				return
+				break
 			}
 			w = l.Watch()
 		}
+		if stop != nil {
+			stop()
+		}
+		apiErrs.Delete(l)
 	}()
 	return l, nil
 }
 
+// servedLabs counts the labs startServed serves whose endpoint has not
+// yet gone; after closing them, waitServed waits until it has, so the
+// process does not exit with their kubeconfig and record left behind.
+var servedLabs sync.WaitGroup
+
+// waitServed waits (at most a few seconds) for the API endpoints of the
+// labs startServed started, and since closed, to be removed.
+func waitServed() {
+	done := make(chan struct{})
+	go func() { servedLabs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
 // apiErrs holds, for each lab startServed started without serving its
-// API, why.
+// API, why (dropped when the lab closes).
 var apiErrs sync.Map // *lab.Lab → error
 
 // kubectlHint is the first status line of a lab's window: how to use

@@ -46,8 +46,9 @@ func newTUICmd() *cobra.Command {
 		Short: "Open the terminal UI on a lesson, a scenario file or your manifests",
 		Long: `Open the terminal UI: a lab where traffic fans out from every node to the
 pods, and every hop explains itself. With NAME, a built-in lesson; with FILE,
-a scenario file; with -f, a free lab of your manifests; with nothing, the
-lesson picker. Quitting (q, Ctrl-C, SIGTERM, a closed terminal) removes the lab.`,
+a scenario file; with -f, a free lab of your manifests; with --nodes,
+--service-node-port-range or --proxy-mode alone, a free lab of that shape;
+with nothing, the lesson picker. Quitting (q, Ctrl-C, SIGTERM, a closed terminal) removes the lab.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			arg := ""
@@ -71,7 +72,10 @@ lesson picker. Quitting (q, Ctrl-C, SIGTERM, a closed terminal) removes the lab.
 var upOnlyFlags = []string{"detach", "resume", "fresh"}
 
 // labShapeFlags shape a free lab; a lesson or scenario sets its own.
+// freeLab is the free lab's name in the picker (nplab tui free).
 var labShapeFlags = []string{"nodes", "service-node-port-range", "proxy-mode"}
+
+const freeLab = "free"
 
 // runDefault is plain `nplab`: the lesson picker on a terminal, `nplab up`
 // (events logged as lines) when stdin or stdout is not one, so pipes and
@@ -93,12 +97,12 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 			return fmt.Errorf("--%s is a flag of nplab up: the terminal UI's lab runs while the UI runs and is removed when it quits (nplab up --%s ... for that)", name, name)
 		}
 	}
-	if arg != "" {
+	if arg != "" && arg != freeLab {
 		// A lesson or scenario builds the lab it describes; these would
 		// be ignored without a word.
 		for _, name := range labShapeFlags {
 			if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
-				return fmt.Errorf("--%s is for a free lab (nplab tui --%s %s, or with -f your manifests): %q builds the lab it describes, its nodes, NodePort range and proxy mode included", name, name, f.Value, arg)
+				return fmt.Errorf("--%s is for a free lab (nplab tui free --%s %s, or with -f your manifests): %q builds the lab it describes, its nodes, NodePort range and proxy mode included", name, name, f.Value, arg)
 			}
 		}
 	}
@@ -141,6 +145,12 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 	opts := tui.Options{Entries: entries, ProxyMode: mode, AltScreen: true,
 		HintFor: kubectlHint,
 		In:      cmd.InOrStdin(), Out: cmd.OutOrStdout()}
+	shaped := ""
+	for _, name := range labShapeFlags {
+		if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+			shaped = name
+		}
+	}
 	switch {
 	case len(o.files) > 0:
 		e := tui.ManifestEntry("manifests", strings.Join(o.files, ", "), "your manifests, no steps", newLab, files...)
@@ -151,11 +161,18 @@ func runTUI(cmd *cobra.Command, o *upOptions, arg string) error {
 			return err
 		}
 		opts.Open = &e
+	case shaped != "":
+		// --nodes and the like shape a free lab; the lessons build their
+		// own, so the picker would offer them only to ignore the flag.
+		e := entries[len(entries)-1]
+		opts.Open = &e
 	}
 	if !isTerminal(cmd.InOrStdin()) || !isTerminal(cmd.OutOrStdout()) {
 		return errors.New("nplab tui needs a terminal for its input and output (nplab up runs a lab without one and logs its events)")
 	}
-	return tui.Run(cmd.Context(), opts)
+	err = tui.Run(cmd.Context(), opts)
+	waitServed() // Run closed the labs; their endpoints go before we exit
+	return err
 }
 
 // isTerminal reports whether f is a terminal.

@@ -407,6 +407,8 @@ func TestTUICommandLineErrors(t *testing.T) {
 		{[]string{"tui", "basic"}, `error: no lesson "basic" and no such file (lessons: basics, own-port, collision, bands, protocols, readiness, traffic-policy, load-balancer, every-node, docs-examples, free)`},
 		// (Its own lab name: were the terminal not checked, a lab would start.)
 		{[]string{"tui", "free", "--name", "tf" + randName(5)}, `error: nplab tui needs a terminal for its input and output (nplab up runs a lab without one and logs its events)`},
+		// The free lab takes the flags that shape it.
+		{[]string{"tui", "free", "--nodes", "2", "--name", "tf" + randName(5)}, `error: nplab tui needs a terminal for its input and output (nplab up runs a lab without one and logs its events)`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -517,4 +519,33 @@ func TestTUIOpensAFileAndManifests(t *testing.T) {
 		}
 		u.noNamespacesLeft()
 	})
+}
+
+// TestTUILabShapeFlagsOpenTheFreeLab: plain `nplab --nodes 2` on a
+// terminal asks for a lab of that shape, which only the free lab can be:
+// it opens at once, with two nodes, instead of a picker whose lessons
+// would ignore the flag. Quitting takes its kubeconfig and record along.
+func TestTUILabShapeFlagsOpenTheFreeLab(t *testing.T) {
+	lab := "n" + randName(5)
+	u := startTmux(t, lab, "--nodes", "2")
+	s := u.waitScreen("the free lab on 2 nodes, every pod ready", 90*time.Second, screenAllReady)
+	if !strings.Contains(s, "lab "+lab+" · 2 nodes ·") {
+		t.Errorf("want the free lab on 2 nodes; the screen:\n%s", s)
+	}
+	files := []string{recordPath(lab), kubeconfigPath(lab)}
+	for _, p := range files {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("while the lab runs: %v", err)
+		}
+	}
+	u.keys("q")
+	if code := u.paneDead(60 * time.Second); code != 0 {
+		t.Errorf("q: exit status %d", code)
+	}
+	u.noNamespacesLeft()
+	for _, p := range files {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("after q, %s is still there (%v)", p, err)
+		}
+	}
 }
