@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/nplab/nplab/internal/testenv"
 	"github.com/nplab/nplab/lab"
 	"github.com/nplab/nplab/lab/apiserver"
+	"github.com/nplab/nplab/lab/plane"
 )
 
 // raceNotice is the line a -race build of client-go logs at start.
@@ -497,5 +499,88 @@ func TestTUIHintSaysWhyKubectlCannotReachTheLab(t *testing.T) {
 	}
 	if _, ok := apiErrs.Load(l); ok {
 		t.Error("after the lab closed, apiErrs still holds it")
+	}
+}
+
+// TestKubectlDeleteGracePeriodAndForce: kubectl delete's options against a
+// lab with a kubelet, as a cluster takes them. --dry-run=server deletes
+// nothing. --grace-period=2 cuts an app's 60 s --delay-shutdown short (the
+// kubelet kills it when the 2 s are up, and says so). --force
+// --grace-period=0 takes the pod out of the API at once and its
+// Deployment replaces it, while the old pod, on its node, still answers on
+// its address — which no new pod gets until its kubelet is done; kubectl
+// rollout status and get deployments see the Deployment whole again.
+func TestKubectlDeleteGracePeriodAndForce(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Setenv("HOME", t.TempDir()) // kubectl's discovery cache
+	saved := runDir
+	t.Cleanup(func() { runDir = saved })
+	dir := t.TempDir()
+	runDir = func() string { return dir }
+	l, err := startServed(t.Context(), lab.Config{Name: "kg" + randName(4), Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := kubeconfigPath(l.Name())
+	kubectl := func(args ...string) (string, int) {
+		var b bytes.Buffer
+		code := runKubectl(&b, cfg, args...)
+		return raceNotice.ReplaceAllString(b.String(), ""), code
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, code := kubectl(args...)
+		if code != 0 {
+			t.Fatalf("kubectl %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+	must("create", "deployment", "slow", "--replicas=3", "--image=registry.k8s.io/e2e-test-images/agnhost:2.53",
+		"--", "/agnhost", "netexec", "--http-port=8080", "--delay-shutdown=60")
+	must("wait", "--for=condition=Ready", "pod", "-l", "app=slow", "--timeout=60s")
+	names := strings.Fields(must("get", "pods", "-l", "app=slow", "-o", "jsonpath={.items[*].metadata.name}"))
+	if len(names) != 3 {
+		t.Fatalf("pods: %v", names)
+	}
+
+	if out := must("delete", "pod", names[0], "--dry-run=server"); !strings.Contains(out, "(server dry run)") {
+		t.Errorf("delete --dry-run=server: %q", out)
+	}
+	if out := must("get", "pod", names[0], "-o", "jsonpath={.metadata.deletionTimestamp}"); out != "" {
+		t.Errorf("after a server dry run, pod %s is terminating (%s)", names[0], out)
+	}
+
+	must("delete", "pod", names[0], "--grace-period=2") // waits until it is gone
+	killed := false
+	for _, e := range l.Events() {
+		killed = killed || (e.Object == "pod/"+names[0] && strings.Contains(e.Message, "its grace period (2s) ended before its app's --delay-shutdown (1m0s); the kubelet killed it"))
+	}
+	if !killed {
+		t.Errorf("no event says the kubelet killed %s when its 2 s grace period ended: %v", names[0], l.Events())
+	}
+
+	forced := names[1]
+	ip := must("get", "pod", forced, "-o", "jsonpath={.status.podIP}")
+	if out := must("delete", "pod", forced, "--force", "--grace-period=0"); !strings.Contains(out, `pod "`+forced+`" force deleted`) {
+		t.Errorf("delete --force --grace-period=0: %q", out)
+	}
+	if out, code := kubectl("get", "pod", forced); code == 0 || !strings.Contains(out, "NotFound") {
+		t.Errorf("get pod %s right after the force delete: exit %d %q, want NotFound", forced, code, out)
+	}
+	rep, err := l.Send(t.Context(), plane.Request{From: "node-1", Protocol: "TCP", Target: netip.AddrPortFrom(netip.MustParseAddr(ip), 8080), Message: "/hostname"})
+	if err != nil || rep.Body != forced {
+		t.Errorf("the force-deleted pod at %s:8080 (its app in its --delay-shutdown): %q %v %v, want its hostname", ip, rep.Body, rep.Result, err)
+	}
+	// The tutorials' way to wait, and what kubectl get deployments reads.
+	if out := must("rollout", "status", "deployment/slow", "--timeout=60s"); !strings.HasSuffix(out, "deployment \"slow\" successfully rolled out\n") {
+		t.Errorf("rollout status: %q", out)
+	}
+	must("wait", "--for=condition=Available", "deployment/slow", "--timeout=10s")
+	if out := must("get", "deployments", "slow", "--no-headers"); !regexp.MustCompile(`^slow\s+3/3\s+3\s+3\s`).MatchString(out) {
+		t.Errorf("get deployments: %q, want READY 3/3, UP-TO-DATE 3, AVAILABLE 3", out)
+	}
+	if ips := must("get", "pods", "-l", "app=slow", "-o", "jsonpath={.items[*].status.podIP}"); strings.Contains(" "+ips+" ", " "+ip+" ") {
+		t.Errorf("a new pod got %s while the force-deleted pod still has it: %s", ip, ips)
 	}
 }

@@ -452,10 +452,14 @@ func (l *Lab) reportServiceChange(old, new *corev1.Service) {
 // "deployment", "deploy"); namespace "" means default. Deleting a
 // Deployment deletes its pods.
 func (l *Lab) Delete(kind, namespace, name string) error {
+	return l.delete(kind, namespace, name, nil)
+}
+
+func (l *Lab) delete(kind, namespace, name string, grace *int64) error {
 	l.mu.Lock()
 	k, err := canonicalKind(kind)
 	if err == nil {
-		err = l.deleteObject(k, namespace, name)
+		err = l.deleteObject(k, namespace, name, grace)
 	}
 	l.afterChange()
 	l.mu.Unlock()
@@ -475,8 +479,9 @@ func canonicalKind(kind string) (string, error) {
 	return "", fmt.Errorf("the server doesn't have a resource type %q", kind)
 }
 
-// deleteObject deletes and reports; l.mu is held.
-func (l *Lab) deleteObject(kind, namespace, name string) error {
+// deleteObject deletes and reports, a pod with the grace period asked
+// for (nil: its own); l.mu is held.
+func (l *Lab) deleteObject(kind, namespace, name string, grace *int64) error {
 	if namespace != "" && namespace != Namespace {
 		return notFoundNamespace(namespace)
 	}
@@ -503,7 +508,7 @@ func (l *Lab) deleteObject(kind, namespace, name string) error {
 			return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
 		}
 		l.emit(EventDeleted, ref, "pod %q deleted", name)
-		if err := l.deletePod(name); err != nil {
+		if err := l.deletePod(name, grace); err != nil {
 			return err
 		}
 		// The ReplicaSet controller replaces a deleted pod (a terminating
@@ -524,7 +529,7 @@ func (l *Lab) deleteObject(kind, namespace, name string) error {
 		l.emit(EventDeleted, ref, "deployment.apps %q deleted", name)
 		for _, p := range l.ownedPods(d) {
 			if p.DeletionTimestamp == nil {
-				if err := l.deletePod(p.Name); err != nil {
+				if err := l.deletePod(p.Name, nil); err != nil {
 					l.emit(EventFailed, ref, "deleting pod %q: %v", p.Name, err)
 				}
 			}
@@ -553,7 +558,7 @@ func (l *Lab) DeleteFile(file string, data []byte) []Result {
 		}
 		o := e.obj
 		r := Result{Object: o.Ref(), Kind: o.Kind, Name: o.Name, File: file, Document: o.Document, Line: o.Line, Action: Deleted}
-		if err := l.deleteObject(o.Kind, o.Namespace, o.Name); err != nil {
+		if err := l.deleteObject(o.Kind, o.Namespace, o.Name, nil); err != nil {
 			r.Action, r.Err, r.Verb = "", err, "deleting"
 			l.reject(r)
 		}

@@ -315,6 +315,7 @@ func (l *Lab) syncDeployment(name string) (more bool) {
 	if !ok {
 		return false // deleted since it was queued
 	}
+	l.deploymentsChanged(name) // its status, once the sync's changes are in
 	ref := "deployment.apps/" + d.Name
 	hash := ComputeHash(&d.Spec.Template)
 	want := 1
@@ -348,7 +349,7 @@ func (l *Lab) syncDeployment(name string) (more bool) {
 		budget -= n
 		more = more || len(pods) > n
 		for _, p := range pods[:n] {
-			if err := l.deletePod(p.Name); err != nil {
+			if err := l.deletePod(p.Name, nil); err != nil {
 				l.emit(EventFailed, ref, "deleting pod %q: %v", p.Name, err)
 			}
 		}

@@ -159,11 +159,22 @@
 // that the imported package lab/dataplane registers (package nodes: real
 // namespaces and a proxy on every node); lab itself never imports it, and
 // links no netlink. With a data plane, a pod is Running but not Ready until
-// its readiness probe passes; deleting a pod sets its deletionTimestamp
-// and deletionGracePeriodSeconds (its terminationGracePeriodSeconds):
-// `kubectl get pods` says Terminating, its endpoint is serving and
-// terminating, and the pod goes when the data plane reports its app
-// stopped (it exited, or the grace period ended).
+// its readiness probe passes; deleting a pod sets its
+// deletionGracePeriodSeconds (its terminationGracePeriodSeconds, or the
+// delete's gracePeriodSeconds: kubectl delete --grace-period, --now) and
+// its deletionTimestamp (now plus that): `kubectl get pods` says
+// Terminating, its endpoint is serving and terminating, and the pod goes
+// when the data plane reports its app stopped (it exited, or the grace
+// period ended). A grace period of 0 (kubectl delete --force
+// --grace-period=0) takes it out of the API at once, as the API server
+// does, while the data plane still stops it for its own grace period;
+// its address stays taken until then.
+//
+// The Deployment controller writes each Deployment's status from its
+// pods (deploymentstatus.go): replicas, updated, ready and available
+// counts and the Available and Progressing conditions, which `kubectl get
+// deployments`, `kubectl rollout status` and `kubectl wait
+// --for=condition=Available` read.
 //
 // The kubelet's status (kubelet.go): the data plane reports every init
 // container's and container's state (plane.Control.PodStatus) and the lab

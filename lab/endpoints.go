@@ -272,6 +272,7 @@ func (l *Lab) afterChange() {
 			l.emit(EventEndpoints, "endpoints/"+name, "deleted with its Service")
 		}
 	}
+	l.updateDeploymentStatuses()
 	// A Service's state holds its endpoints: every Service recomputed
 	// (the changed ones among them) may have a new state.
 	l.syncState(changedPods, names)

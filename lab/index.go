@@ -39,6 +39,8 @@ type selectorIndex struct {
 // recompute (the changed ones, and those that select a changed pod).
 type pendingChanges struct {
 	pods, recompute map[string]struct{}
+	// deployments whose status may have changed (deploymentstatus.go).
+	deployments map[string]struct{}
 }
 
 func addTo(m map[labelPair]map[string]struct{}, p labelPair, name string) {
@@ -208,6 +210,7 @@ func (l *Lab) takeChanges() {
 		if p, ok := l.reg.PeekPod(Namespace, name); ok {
 			lbls, owner = p.Labels, ownerDeploymentName(p)
 		}
+		l.deploymentsChanged(l.index.podOwner[name], owner)
 		old := l.index.setPod(name, lbls, owner)
 		l.index.servicesSelecting(old, l.pending.recompute)
 		l.index.servicesSelecting(lbls, l.pending.recompute)

@@ -96,6 +96,11 @@ type Lab struct {
 	// podIPs maps a pod name to its IP; ipOwner the reverse.
 	podIPs  map[string]netip.Addr
 	ipOwner map[netip.Addr]string
+	// stillStopping: pods the API server deleted at once (a grace period
+	// of 0) whose kubelet has not yet reported them stopped, per name in
+	// the order deleted, with the address each keeps until then (invalid
+	// for one that had none of its own).
+	stillStopping map[string][]netip.Addr
 	// endpoints and slices per Service name; portsBySvc is what the data
 	// plane got last, per Service (afterChange updates the changed ones);
 	// index finds the Services and pods a change touches.
@@ -208,6 +213,7 @@ func build(ctx context.Context, cfg Config) (*Lab, error) {
 		lastApplied:   map[string]string{},
 		podIPs:        map[string]netip.Addr{},
 		ipOwner:       map[netip.Addr]string{},
+		stillStopping: map[string][]netip.Addr{},
 		endpoints:     map[string]*corev1.Endpoints{},
 		slices:        map[string][]discoveryv1.EndpointSlice{},
 		nodeRT:        map[string]*nodeRuntime{},

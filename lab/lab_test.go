@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -473,6 +475,7 @@ type fakeDataPlane struct {
 	callback bool
 	started  []string
 	stopped  []string
+	graces   []time.Duration // StopPod's, in the order of stopped
 	syncs    [][]plane.ServicePort
 }
 
@@ -486,9 +489,10 @@ func (f *fakeDataPlane) StartPod(ctx context.Context, node string, pod *corev1.P
 	return nil
 }
 
-func (f *fakeDataPlane) StopPod(name string) {
+func (f *fakeDataPlane) StopPod(name string, grace time.Duration) {
 	f.mu.Lock()
 	f.stopped = append(f.stopped, name)
+	f.graces = append(f.graces, grace)
 	f.mu.Unlock()
 	if f.callback {
 		f.ctl.PodStopped(name)
@@ -813,5 +817,171 @@ func TestEventHistoryIsBounded(t *testing.T) {
 		if ev[i].Message == ev[i-1].Message {
 			t.Fatalf("history out of order or duplicated at %d: %q", i, ev[i].Message)
 		}
+	}
+}
+
+// TestDeleteGracePeriod: a delete's gracePeriodSeconds, as the API server
+// takes it. A shorter one than the pod's sets deletionGracePeriodSeconds
+// and the deletionTimestamp when it runs out, and the kubelet gets it;
+// deleting the Terminating pod again with a longer one changes nothing and
+// does not stop it twice; 0 (--force --grace-period=0) takes it out of the
+// API at once, its name free and a replacement made, while its address
+// stays taken until the data plane reports it stopped.
+func TestDeleteGracePeriod(t *testing.T) {
+	dp := &fakeDataPlane{}
+	l, c := newLab(t, dp)
+	now := c.Now()
+	l.Apply("default.yaml", DefaultManifest)
+	waitIdle(t, l)
+	pods := l.Pods()
+	i64 := func(v int64) *int64 { return &v }
+	get := func(name string) *corev1.Pod {
+		o, err := l.Get("pod", name)
+		if err != nil {
+			return nil
+		}
+		return o.(*corev1.Pod)
+	}
+
+	a := pods[0].Name
+	if err := l.DeleteObject("pod", "", a, WriteOptions{GracePeriodSeconds: i64(5)}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, l)
+	p := get(a)
+	if p == nil || p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds != 5 ||
+		p.DeletionTimestamp == nil || !p.DeletionTimestamp.Time.Equal(now.Add(5*time.Second)) {
+		t.Fatalf("after delete --grace-period=5: %+v", p)
+	}
+	for _, g := range []*int64{i64(10), nil} { // longer, or the pod's own: a no-op
+		if err := l.DeleteObject("pod", "", a, WriteOptions{GracePeriodSeconds: g}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.DeleteObject("pod", "", a, WriteOptions{GracePeriodSeconds: i64(2)}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, l)
+	if p := get(a); p == nil || *p.DeletionGracePeriodSeconds != 2 || !p.DeletionTimestamp.Time.Equal(now.Add(2*time.Second)) {
+		t.Errorf("after a second delete --grace-period=2: %+v", p)
+	}
+	dp.mu.Lock()
+	graces := slices.Clone(dp.graces)
+	dp.mu.Unlock()
+	if !slices.Equal(graces, []time.Duration{5 * time.Second, 2 * time.Second}) {
+		t.Errorf("StopPod grace periods = %v, want [5s 2s] (the longer delete changes nothing)", graces)
+	}
+
+	// --force --grace-period=0: gone from the API now, address held.
+	b := pods[1].Name
+	ip := netip.MustParseAddr(pods[1].Status.PodIP)
+	if err := l.DeleteObject("pod", "", b, WriteOptions{GracePeriodSeconds: i64(0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, l)
+	if get(b) != nil {
+		t.Errorf("pod %s still in the API after a delete with grace period 0", b)
+	}
+	dp.mu.Lock()
+	last := dp.graces[len(dp.graces)-1]
+	dp.mu.Unlock()
+	if last != 30*time.Second {
+		t.Errorf("the kubelet got %v for the force-deleted pod, want its own 30s", last)
+	}
+	if n := len(l.Pods()); n != 4 { // a (terminating), pods[2], two replacements
+		t.Errorf("%d pods after the force delete, want 4 (a replacement at once)", n)
+	}
+	for _, p := range l.Pods() {
+		if p.Status.PodIP == ip.String() {
+			t.Errorf("pod %s got %s, the address of %s, which is still stopping", p.Name, ip, b)
+		}
+	}
+	dp.ctl.PodStopped(b) // the kubelet is done: the address is free
+	waitIdle(t, l)
+	l.mu.Lock()
+	owner, held := l.ipOwner[ip]
+	l.mu.Unlock()
+	if held {
+		t.Errorf("%s still held by %q after PodStopped", ip, owner)
+	}
+	if get(a) == nil {
+		t.Errorf("PodStopped of %s deleted %s", b, a)
+	}
+	// Force-deleting the Terminating pod takes it out of the API too.
+	if err := l.DeleteObject("pod", "", a, WriteOptions{GracePeriodSeconds: i64(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if get(a) != nil {
+		t.Errorf("Terminating pod %s still in the API after --force --grace-period=0", a)
+	}
+}
+
+// TestDeploymentStatus: the Deployment controller's status, which kubectl
+// get deployments (READY, UP-TO-DATE, AVAILABLE), kubectl rollout status
+// and kubectl wait --for=condition=Available read, follows the pods: none
+// ready, then all, then a new template's rollout.
+func TestDeploymentStatus(t *testing.T) {
+	dp := &fakeDataPlane{}
+	l, _ := newLab(t, dp)
+	l.Apply("default.yaml", DefaultManifest)
+	waitIdle(t, l)
+	status := func() appsv1.DeploymentStatus {
+		o, err := l.Get("deployment", "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*appsv1.Deployment).Status
+	}
+	cond := func(st appsv1.DeploymentStatus, typ appsv1.DeploymentConditionType) string {
+		for _, c := range st.Conditions {
+			if c.Type == typ {
+				return string(c.Status) + " " + c.Reason + ": " + c.Message
+			}
+		}
+		return "none"
+	}
+	st := status()
+	hash := ComputeHash(&l.Deployments()[0].Spec.Template)
+	if st.ObservedGeneration != 1 || st.Replicas != 3 || st.UpdatedReplicas != 3 || st.ReadyReplicas != 0 || st.AvailableReplicas != 0 || st.UnavailableReplicas != 3 {
+		t.Errorf("before readiness: %+v", st)
+	}
+	if got, want := cond(st, appsv1.DeploymentAvailable), "False MinimumReplicasUnavailable: Deployment does not have minimum availability."; got != want {
+		t.Errorf("Available = %q, want %q", got, want)
+	}
+	if got, want := cond(st, appsv1.DeploymentProgressing), `True NewReplicaSetCreated: Created new replica set "web-`+hash+`"`; got != want {
+		t.Errorf("Progressing = %q, want %q", got, want)
+	}
+	for _, p := range l.Pods() {
+		dp.ctl.PodReady(p.Name, true)
+	}
+	waitIdle(t, l)
+	st = status()
+	if st.ReadyReplicas != 3 || st.AvailableReplicas != 3 || st.UnavailableReplicas != 0 {
+		t.Errorf("all ready: %+v", st)
+	}
+	if got, want := cond(st, appsv1.DeploymentAvailable), "True MinimumReplicasAvailable: Deployment has minimum availability."; got != want {
+		t.Errorf("Available = %q, want %q", got, want)
+	}
+	if got, want := cond(st, appsv1.DeploymentProgressing), `True NewReplicaSetAvailable: ReplicaSet "web-`+hash+`" has successfully progressed.`; got != want {
+		t.Errorf("Progressing = %q, want %q", got, want)
+	}
+
+	// A new template: a new ReplicaSet, old pods terminating (not counted).
+	for _, r := range l.Apply("web.yaml", []byte(strings.Replace(string(DefaultManifest), `"--udp-port=8081"]`, `"--udp-port=8081", "--delay-shutdown=1"]`, 1))) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	waitIdle(t, l)
+	st = status()
+	hash2 := ComputeHash(&l.Deployments()[0].Spec.Template)
+	if hash2 == hash {
+		t.Fatal("the template did not change")
+	}
+	if st.ObservedGeneration != 2 || st.UpdatedReplicas != 3 || st.Replicas != 3 || st.ReadyReplicas != 0 {
+		t.Errorf("after a new template: %+v", st)
+	}
+	if got, want := cond(st, appsv1.DeploymentProgressing), `True NewReplicaSetCreated: Created new replica set "web-`+hash2+`"`; got != want {
+		t.Errorf("Progressing = %q, want %q", got, want)
 	}
 }

@@ -30,6 +30,12 @@ type WriteOptions struct {
 	// validated and the result returned, but nothing is stored and nothing
 	// stays allocated. No event is emitted.
 	DryRun bool
+	// GracePeriodSeconds is a delete's gracePeriodSeconds (kubectl delete
+	// --grace-period, --now, --force): how long a pod's containers get
+	// after SIGTERM; nil for the pod's terminationGracePeriodSeconds, 0
+	// to remove it from the API at once (its kubelet still stops it, in
+	// the background). Other kinds are deleted at once whatever it is.
+	GracePeriodSeconds *int64
 }
 
 // kindOf names a typed object's kind; an object nplab does not store is a
@@ -226,7 +232,7 @@ func (l *Lab) get(kind, name string) (runtime.Object, error) {
 // the check that it exists.
 func (l *Lab) DeleteObject(kind, namespace, name string, opts WriteOptions) error {
 	if !opts.DryRun {
-		return l.Delete(kind, namespace, name)
+		return l.delete(kind, namespace, name, opts.GracePeriodSeconds)
 	}
 	if namespace != "" && namespace != Namespace {
 		return notFoundNamespace(namespace)

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -373,15 +374,44 @@ func (l *Lab) updatePod(pod *corev1.Pod) (bool, error) {
 	return out.ResourceVersion != old.ResourceVersion, nil
 }
 
-// deletePod deletes a pod: at once without a data plane, else it is marked
-// terminating and removed when the data plane reports it stopped. l.mu is held.
-func (l *Lab) deletePod(name string) error {
+// deletePod deletes a pod as the API server does (the pod strategy's
+// CheckGracefulDelete, then rest.BeforeDelete). grace is the request's
+// gracePeriodSeconds, nil for the pod's terminationGracePeriodSeconds
+// (default 30); a negative one counts as 1, and a pod that has ended
+// (Succeeded, Failed) gets 0.
+//
+// The pod leaves the API at once without a data plane, when it never got
+// a node or an IP, or when the grace period is 0 (kubectl delete --force
+// --grace-period=0): a started pod's kubelet then still stops it in the
+// background, for its own terminationGracePeriodSeconds as the kubelet
+// falls back to, and its address stays taken until it has. Otherwise the
+// pod is Terminating (deletionTimestamp = now + grace) until the data
+// plane reports it stopped. Deleting a Terminating pod again may only
+// shorten its grace period (to 0: it leaves the API at once). l.mu is
+// held.
+func (l *Lab) deletePod(name string, grace *int64) error {
 	ref := "pod/" + name
-	// No kubelet to wait for: without a data plane, or for a pod that never
-	// got a node (or an IP), the API server deletes it at once.
-	p, _ := l.reg.GetPod(Namespace, name)
+	p, ok := l.reg.GetPod(Namespace, name)
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
+	}
+	own := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
+		own = *g
+	}
+	period := own
+	if grace != nil {
+		period = max(*grace, 1)
+		if *grace == 0 {
+			period = 0
+		}
+	}
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		period = 0
+	}
 	_, started := l.podIPs[name]
-	if l.dp == nil || (p != nil && !started) {
+	if l.dp == nil || !started {
+		// No kubelet to wait for: the API server deletes it at once.
 		if err := l.reg.DeletePod(Namespace, name); err != nil {
 			return err
 		}
@@ -391,23 +421,65 @@ func (l *Lab) deletePod(name string) error {
 		l.schedulePending()
 		return nil
 	}
-	now := metav1.NewTime(l.now())
-	if _, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
-		if p.DeletionTimestamp == nil {
-			// The API server's graceful deletion: the pod's own
-			// terminationGracePeriodSeconds (defaulted to 30).
-			grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
-			if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
-				grace = *g
-			}
-			p.DeletionTimestamp = &now
-			p.DeletionGracePeriodSeconds = &grace
+	if p.DeletionTimestamp != nil {
+		// Terminating already: only a shorter grace period changes it.
+		cur := int64(0)
+		if g := p.DeletionGracePeriodSeconds; g != nil {
+			cur = *g
 		}
+		if grace == nil || period >= cur {
+			return nil
+		}
+		if period > 0 {
+			if _, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
+				ts := metav1.NewTime(p.DeletionTimestamp.Add(time.Duration(period-cur) * time.Second))
+				p.DeletionTimestamp = &ts
+				p.DeletionGracePeriodSeconds = &period
+			}); err != nil {
+				return err
+			}
+			l.emit(EventPodTerminating, ref, "pod is terminating; its grace period is now %ds", period)
+			l.enqueue(func(dp plane.DataPlane) { dp.StopPod(name, time.Duration(period)*time.Second) })
+			return nil
+		}
+		// Grace period 0: out of the API now; the stop under way goes on.
+		return l.deleteStopping(name, "")
+	}
+	if period == 0 {
+		l.enqueue(func(dp plane.DataPlane) { dp.StopPod(name, time.Duration(own)*time.Second) })
+		return l.deleteStopping(name, fmt.Sprintf("; its containers get their grace period (%ds) in the background", own))
+	}
+	if _, err := l.reg.UpdatePodStatus(Namespace, name, func(p *corev1.Pod) {
+		ts := metav1.NewTime(l.now().Add(time.Duration(period) * time.Second))
+		p.DeletionTimestamp = &ts
+		p.DeletionGracePeriodSeconds = &period
 	}); err != nil {
 		return err
 	}
-	l.emit(EventPodTerminating, ref, "pod is terminating; waiting for the data plane to stop it")
-	l.enqueue(func(dp plane.DataPlane) { dp.StopPod(name) })
+	l.emit(EventPodTerminating, ref, "pod is terminating (grace period %ds); waiting for the data plane to stop it", period)
+	l.enqueue(func(dp plane.DataPlane) { dp.StopPod(name, time.Duration(period)*time.Second) })
+	return nil
+}
+
+// deleteStopping removes from the API a pod whose kubelet still stops
+// it: its name is free at once, its address stays taken until the data
+// plane reports it stopped (podStopped). l.mu is held.
+func (l *Lab) deleteStopping(name, more string) error {
+	if err := l.reg.DeletePod(Namespace, name); err != nil {
+		return err
+	}
+	a, ok := l.podIPs[name]
+	if !ok || l.ipOwner[a] != name {
+		a = netip.Addr{} // a hostNetwork pod's address is its node's
+	}
+	l.releaseIP(name)
+	if a.IsValid() {
+		l.ipOwner[a] = name
+	}
+	l.stillStopping[name] = append(l.stillStopping[name], a)
+	l.podGone(name)
+	l.emit(EventPodDeleted, "pod/"+name, "pod deleted at once (grace period 0)%s", more)
+	l.schedulePending()
 	return nil
 }
 
@@ -455,6 +527,20 @@ func (l *Lab) setPodReady(name string, ready, report bool) error {
 // the lab removes it and frees its IP. It does not wait for the data plane.
 func (l *Lab) podStopped(name string) error {
 	l.mu.Lock()
+	if held := l.stillStopping[name]; len(held) > 0 {
+		// Deleted from the API at once, earlier: its address is free now.
+		// (The data plane stops pods of one name in order.)
+		if a := held[0]; a.IsValid() && l.ipOwner[a] == name {
+			delete(l.ipOwner, a)
+		}
+		if len(held) == 1 {
+			delete(l.stillStopping, name)
+		} else {
+			l.stillStopping[name] = held[1:]
+		}
+		l.mu.Unlock()
+		return nil
+	}
 	err := l.reg.DeletePod(Namespace, name)
 	if err == nil {
 		l.releaseIP(name)

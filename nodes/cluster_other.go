@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -40,8 +41,8 @@ func (c *Cluster) Ready(name string) (bool, error) { return false, notLinux("pod
 func (c *Cluster) StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error {
 	return notLinux("start pod")
 }
-func (c *Cluster) StopPod(name string)                    {}
-func (c *Cluster) SyncServices(ports []plane.ServicePort) {}
+func (c *Cluster) StopPod(name string, grace time.Duration) {}
+func (c *Cluster) SyncServices(ports []plane.ServicePort)   {}
 func (c *Cluster) Send(ctx context.Context, r plane.Request) (plane.Reply, error) {
 	return plane.Reply{}, notLinux("send")
 }

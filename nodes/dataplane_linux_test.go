@@ -57,7 +57,7 @@ func TestDataPlane(t *testing.T) {
 			}
 		}
 		// StopPod has no error: it warns, and reports the pod stopped.
-		c.StopPod("nope")
+		c.StopPod("nope", 30*time.Second)
 		log.wait(t, time.Second, "PodStopped nope", func(r record) bool { return r.Kind == recPodStopped && r.Pod == "nope" })
 		if !log.has(func(r record) bool { return r.Kind == recWarning && r.Pod == "nope" }) {
 			t.Errorf("StopPod of an unknown pod: no warning")
@@ -255,7 +255,7 @@ func TestDataPlane(t *testing.T) {
 		p := agnhost("dp-slow", "--delay-shutdown=10") // 0.5 s at ProbeScale 0.05
 		startPod(t, c, log, 2, 30, p, true)
 		start := time.Now()
-		c.StopPod("dp-slow")
+		c.StopPod("dp-slow", 30*time.Second)
 		if d := time.Since(start); d > 100*time.Millisecond {
 			t.Errorf("StopPod blocked for %v", d)
 		}

@@ -137,7 +137,7 @@ func fanOut(t testing.TB, c *Cluster, r plane.Request, tries, want int) map[stri
 // a warning about it fails the test.
 func stopPod(t testing.TB, c *Cluster, log *recorder, name string) {
 	t.Helper()
-	c.StopPod(name)
+	c.StopPod(name, 30*time.Second)
 	log.wait(t, 10*time.Second, "PodStopped "+name, func(r record) bool { return r.Kind == recPodStopped && r.Pod == name })
 	if log.has(func(r record) bool { return r.Kind == recWarning && r.Pod == name }) {
 		t.Errorf("StopPod %s: a warning: %+v", name, log.all())

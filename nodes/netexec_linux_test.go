@@ -133,7 +133,7 @@ func TestGracePeriodKillsDelayShutdown(t *testing.T) {
 	p.Spec.TerminationGracePeriodSeconds = &one
 	startPod(t, c, log, 1, 10, p, true)
 	start := time.Now()
-	c.StopPod("grace")
+	c.StopPod("grace", time.Second) // the pod's own, as the lab passes it
 	r := log.wait(t, 5*time.Second, "PodStopped grace", func(r record) bool { return r.Kind == recPodStopped && r.Pod == "grace" })
 	d := r.Time.Sub(start)
 	if d < 80*time.Millisecond || d > time.Second {
@@ -257,6 +257,36 @@ func TestTutorialImagesInPods(t *testing.T) {
 	}
 }
 
+// TestSecondStopShortensTheGracePeriod: a delete with a shorter
+// --grace-period while the pod terminates (StopPod again) cuts the wait
+// short; the pod is reported stopped once, without a warning.
+func TestSecondStopShortensTheGracePeriod(t *testing.T) {
+	c, log := newCluster(t, 1, plane.ProxyRandom)
+	startPod(t, c, log, 1, 10, agnhost("regrace", "--delay-shutdown=60"), true) // 3 s scaled
+	start := time.Now()
+	c.StopPod("regrace", 30*time.Second)
+	time.Sleep(50 * time.Millisecond)
+	c.StopPod("regrace", 2*time.Second)  // 100 ms scaled, from the first stop
+	c.StopPod("regrace", 20*time.Second) // longer: ignored
+	r := log.wait(t, 5*time.Second, "PodStopped regrace", func(r record) bool { return r.Kind == recPodStopped && r.Pod == "regrace" })
+	if d := r.Time.Sub(start); d > time.Second {
+		t.Errorf("PodStopped after %v; want about 2 s × 0.05 = 100 ms (the shortened grace period), not 3 s", d)
+	}
+	time.Sleep(100 * time.Millisecond)
+	stopped := 0
+	for _, r := range log.all() {
+		if r.Pod == "regrace" && r.Kind == recPodStopped {
+			stopped++
+		}
+		if r.Pod == "regrace" && r.Kind == recWarning {
+			t.Errorf("warning: %s", r.Message)
+		}
+	}
+	if stopped != 1 {
+		t.Errorf("PodStopped reported %d times, want once", stopped)
+	}
+}
+
 // TestExitWhileTerminating: an app that exits during its
 // --delay-shutdown ends the pod's termination at once, and the kubelet
 // does not restart it.
@@ -264,7 +294,7 @@ func TestExitWhileTerminating(t *testing.T) {
 	c, log := newCluster(t, 1, plane.ProxyRandom)
 	tp := startPod(t, c, log, 1, 10, agnhost("term-exit", "--delay-shutdown=60"), true) // killed after 30 s × 0.05 = 1.5 s
 	start := time.Now()
-	c.StopPod("term-exit")
+	c.StopPod("term-exit", 30*time.Second)
 	if _, err := c.Send(context.Background(), plane.Request{From: "node-1", Protocol: "TCP", Target: netip.AddrPortFrom(tp.ip, 8080), Message: "/exit"}); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,12 @@ type pod struct {
 	probe *corev1.Probe // the readiness probe, or nil
 	specs []apps.Spec   // what the containers' apps listen on (the catalog)
 	scale float64
-	grace time.Duration // terminationGracePeriodSeconds, at least 2 s (unscaled)
+	// grace is the kubelet's grace period after SIGTERM (unscaled, at
+	// least 2 s): terminationGracePeriodSeconds until StopPod sets the
+	// deletion's; a later StopPod may shorten it (under mu), and kick
+	// wakes the stop waiting on it.
+	grace time.Duration
+	kick  chan struct{}
 	// hostNet: spec.hostNetwork, the pod shares its node's namespace and
 	// IP (kubelet_linux.go).
 	hostNet bool
@@ -75,6 +80,20 @@ func gracePeriod(obj *corev1.Pod) time.Duration {
 		g = time.Duration(*obj.Spec.TerminationGracePeriodSeconds) * time.Second
 	}
 	return max(g, minGracePeriod)
+}
+
+// setGrace takes a deletion's grace period, floored as the kubelet does;
+// a pod already stopping only ever gets a shorter one. It says whether it
+// changed.
+func (p *pod) setGrace(g time.Duration, stopping bool) bool {
+	g = max(g, minGracePeriod)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g == p.grace || (stopping && g > p.grace) {
+		return false
+	}
+	p.grace = g
+	return true
 }
 
 // StartPod creates the pod's host on node with ip, links it to the node
@@ -158,7 +177,7 @@ func (c *Cluster) StartPod(ctx context.Context, nodeName string, obj *corev1.Pod
 	}
 	// A pod that has not started is invisible to Ready, StopPod, Send...
 	p := &pod{name: name, node: n, ctl: c.ctl, obj: obj, ip: ip, hname: podHostName(name), veth: veth,
-		probe: probe, specs: specs, scale: c.opts.ProbeScale, grace: gracePeriod(obj), done: make(chan struct{}), gone: make(chan struct{})}
+		probe: probe, specs: specs, scale: c.opts.ProbeScale, grace: gracePeriod(obj), kick: make(chan struct{}, 1), done: make(chan struct{}), gone: make(chan struct{})}
 	p.hostNet = hostNet
 	p.inits, p.ctrs = newContainers(obj, specs, c.opts.ProbeScale)
 	c.pods[name] = p // reserve the name and IP while building
@@ -407,16 +426,29 @@ func (c *Cluster) SetAppRunning(name string, running bool) error {
 
 // StopPod is the kubelet's SIGTERM, in the background: the apps' /readyz
 // fails at once, the servers keep running for --delay-shutdown (scaled by
-// ProbeScale), then stop; the pod's host is removed and the control plane
-// hears PodStopped (after a Warning, if removing failed or the pod was
-// not running). Close waits for it, cutting the grace period short.
-func (c *Cluster) StopPod(name string) {
+// ProbeScale) but no longer than grace, then stop; the pod's host is
+// removed and the control plane hears PodStopped (after a Warning, if
+// removing failed or the pod was not running). StopPod again while the
+// pod stops shortens its grace period, as a second delete with a shorter
+// --grace-period does, and reports nothing more. Close waits for it,
+// cutting the grace period short.
+func (c *Cluster) StopPod(name string, grace time.Duration) {
 	c.settle()
 	c.mu.Lock()
 	if c.closed {
 		// Close stops every pod.
 		c.mu.Unlock()
 		c.ctl.PodStopped(name)
+		return
+	}
+	if p := c.stopping[name]; p != nil {
+		c.mu.Unlock()
+		if p.setGrace(grace, true) {
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+		}
 		return
 	}
 	p := c.pods[name]
@@ -430,6 +462,7 @@ func (c *Cluster) StopPod(name string) {
 	c.stopping[name] = p
 	c.stops.Add(1)
 	c.mu.Unlock()
+	p.setGrace(grace, false)
 	go func() {
 		defer c.stops.Done()
 		err := c.stopPod(p)
@@ -465,17 +498,29 @@ func (c *Cluster) stopPod(p *pod) error {
 	if d > 0 {
 		ctx, cancel := context.WithCancel(c.ctx)
 		defer cancel() // ends allExited's goroutine
-		killed := d > p.grace
-		t := time.NewTimer(time.Duration(float64(min(d, p.grace)) * p.scale))
-		select {
-		case <-t.C:
-			if killed {
-				c.ctl.PodNotice(p.name, fmt.Sprintf("pod %s: its grace period (%v) ended before its app's --delay-shutdown (%v); the kubelet killed it", p.name, p.grace, d))
+		exited := allExited(running, ctx)
+		start := time.Now()
+	wait:
+		for {
+			p.mu.Lock()
+			grace := p.grace
+			p.mu.Unlock()
+			t := time.NewTimer(time.Duration(float64(min(d, grace))*p.scale) - time.Since(start))
+			select {
+			case <-t.C:
+				if d > grace {
+					c.ctl.PodNotice(p.name, fmt.Sprintf("pod %s: its grace period (%v) ended before its app's --delay-shutdown (%v); the kubelet killed it", p.name, grace, d))
+				}
+				break wait
+			case <-p.kick: // a shorter grace period
+				t.Stop()
+			case <-exited:
+				t.Stop()
+				break wait
+			case <-c.ctx.Done():
+				t.Stop()
+				break wait
 			}
-		case <-allExited(running, ctx):
-			t.Stop()
-		case <-c.ctx.Done():
-			t.Stop()
 		}
 	}
 	p.stopRunning()

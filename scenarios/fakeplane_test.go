@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -89,7 +90,7 @@ func (f *fakePlane) StartPod(ctx context.Context, node string, pod *corev1.Pod, 
 	return nil
 }
 
-func (f *fakePlane) StopPod(name string) {
+func (f *fakePlane) StopPod(name string, _ time.Duration) {
 	f.mu.Lock()
 	delete(f.pods, name)
 	f.mu.Unlock()

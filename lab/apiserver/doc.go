@@ -11,7 +11,10 @@
 // deployments take get, list, watch, create, update (PUT), patch (strategic
 // merge, JSON merge, JSON patch; server-side apply is a 415 kubectl
 // reports) and delete, with ?dryRun=All and ?fieldValidation=Strict|Warn|
-// Ignore; the others are read-only (the controllers own them). kubectl get
+// Ignore; a delete takes DeleteOptions (dryRun, gracePeriodSeconds: kubectl
+// delete --dry-run=server, --grace-period, --now, --force) in its body or
+// query, not its propagationPolicy or preconditions (a Deployment's pods
+// go with it). The others are read-only (the controllers own them). kubectl get
 // gets server-side tables, as from a real server, with the cells of
 // package lab/kubectl.
 //

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -202,6 +203,39 @@ func writeOptions(r *http.Request) (lab.WriteOptions, error) {
 	return o, nil
 }
 
+// deleteOptions reads a DELETE's options, which client-go sends as a
+// DeleteOptions body (kubectl delete --grace-period, --force, --now,
+// --dry-run=server) and others as query parameters: dryRun and
+// gracePeriodSeconds. propagationPolicy and preconditions are not
+// emulated.
+func deleteOptions(r *http.Request, o *lab.WriteOptions) error {
+	var d metav1.DeleteOptions
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return apierrors.NewBadRequest(err.Error())
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &d); err != nil {
+			return apierrors.NewBadRequest(fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml: %v", err))
+		}
+	}
+	for _, v := range d.DryRun {
+		if v != "All" {
+			return apierrors.NewBadRequest(fmt.Sprintf("Invalid dry run value: %s; supported values: [All]", v))
+		}
+		o.DryRun = true
+	}
+	if v := r.URL.Query().Get("gracePeriodSeconds"); v != "" {
+		g, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return apierrors.NewBadRequest(fmt.Sprintf("gracePeriodSeconds: %q is not a number", v))
+		}
+		d.GracePeriodSeconds = &g
+	}
+	o.GracePeriodSeconds = d.GracePeriodSeconds
+	return nil
+}
+
 func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, res *resource, name, sub string) {
 	q := r.URL.Query()
 	if sub != "" && !(sub == "scale" && res.scale) {
@@ -285,6 +319,10 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, res *reso
 	case r.Method == http.MethodPatch && name != "":
 		s.patch(w, r, res, name, opts)
 	case r.Method == http.MethodDelete && name != "":
+		if err := deleteOptions(r, &opts); err != nil {
+			writeErr(w, err)
+			return
+		}
 		obj, err := s.get(res, name)
 		if err == nil {
 			err = s.lab.DeleteObject(res.labKind, "", name, opts)

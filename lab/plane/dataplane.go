@@ -3,6 +3,7 @@ package plane
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -17,9 +18,14 @@ type DataPlane interface {
 	// apps, its readiness probes. Readiness comes back later through
 	// Control.PodReady.
 	StartPod(ctx context.Context, node string, pod *corev1.Pod, ip netip.Addr) error
-	// StopPod stops a pod in the background (its app may take its grace
-	// period) and reports Control.PodStopped when it is gone.
-	StopPod(name string)
+	// StopPod stops a pod in the background and reports
+	// Control.PodStopped when it is gone. grace is the kubelet's grace
+	// period after SIGTERM: the deletion's (deletionGracePeriodSeconds),
+	// or for a pod the API server deleted at once (--force
+	// --grace-period=0) its terminationGracePeriodSeconds, as the kubelet
+	// falls back to. StopPod again while the pod stops may only shorten
+	// it, and reports nothing more.
+	StopPod(name string, grace time.Duration)
 	// SyncServices hands over the complete set of service ports with
 	// their endpoints, after every change. It is level-triggered: only the
 	// latest set matters.
