@@ -158,6 +158,13 @@ func TestServerDryRunAllocatesNothing(t *testing.T) {
 	if out := k.ok("apply", "-f", docs("frontend-service.yaml")); out != "service/frontend-service created\n" {
 		t.Errorf("after the dry run: %q", out)
 	}
+	// kubectl delete sends its dry run in the DeleteOptions body.
+	if out := k.ok("delete", "svc", "frontend-service", "--dry-run=server"); !strings.Contains(out, "(server dry run)") {
+		t.Errorf("delete --dry-run=server: %q", out)
+	}
+	if _, err := k.l.Get("service", "frontend-service"); err != nil {
+		t.Errorf("a server dry run of delete deleted the Service: %v", err)
+	}
 }
 
 func TestScaleDeleteEdit(t *testing.T) {
