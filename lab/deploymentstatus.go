@@ -107,18 +107,21 @@ func (l *Lab) deploymentStatus(d *appsv1.Deployment) appsv1.DeploymentStatus {
 	rs := fmt.Sprintf("%s-%s", d.Name, hash)
 	cur := deploymentCondition(st, appsv1.DeploymentProgressing)
 	created := fmt.Sprintf("Created new replica set %q", rs)
-	switch {
-	case cur == nil || !progressingNames(cur, rs):
+	fresh := cur == nil || !progressingNames(cur, rs)
+	if fresh {
 		// A new template: its ReplicaSet was just created.
 		removeDeploymentCondition(&st, appsv1.DeploymentProgressing)
 		setDeploymentCondition(&st, cond(appsv1.DeploymentProgressing, true, reasonNewReplicaSetCreated, created))
+		cur = deploymentCondition(st, appsv1.DeploymentProgressing)
+	}
+	switch {
 	case replicas == updated && cur.Reason == reasonNewReplicaSetAvailable:
 		// Complete, and stays so until the next rollout.
 	case updated == want && replicas == want && available == want:
 		setDeploymentCondition(&st, cond(appsv1.DeploymentProgressing, true, reasonNewReplicaSetAvailable,
 			fmt.Sprintf("ReplicaSet %q has successfully progressed.", rs)))
-	case updated > d.Status.UpdatedReplicas || replicas-updated < d.Status.Replicas-d.Status.UpdatedReplicas ||
-		ready > d.Status.ReadyReplicas || available > d.Status.AvailableReplicas:
+	case !fresh && (updated > d.Status.UpdatedReplicas || replicas-updated < d.Status.Replicas-d.Status.UpdatedReplicas ||
+		ready > d.Status.ReadyReplicas || available > d.Status.AvailableReplicas):
 		// Progress: the condition's lastUpdateTime moves.
 		c := cond(appsv1.DeploymentProgressing, true, reasonReplicaSetUpdated, fmt.Sprintf("ReplicaSet %q is progressing.", rs))
 		if cur.Status == corev1.ConditionTrue {

@@ -984,4 +984,13 @@ func TestDeploymentStatus(t *testing.T) {
 	if got, want := cond(st, appsv1.DeploymentProgressing), `True NewReplicaSetCreated: Created new replica set "web-`+hash2+`"`; got != want {
 		t.Errorf("Progressing = %q, want %q", got, want)
 	}
+	// Two ReplicaSets while the old pods terminate: the new one with the
+	// replicas, the old one scaled to 0 (its terminating pods not counted).
+	var got []string
+	for _, rs := range l.ReplicaSets() {
+		got = append(got, fmt.Sprintf("%s %d/%d", rs.Name, rs.Status.Replicas, *rs.Spec.Replicas))
+	}
+	if want := []string{"web-" + hash + " 0/0", "web-" + hash2 + " 3/3"}; !slices.Equal(got, want) && !slices.Equal(got, []string{want[1], want[0]}) {
+		t.Errorf("ReplicaSets = %v, want %v", got, want)
+	}
 }

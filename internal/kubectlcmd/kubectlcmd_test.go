@@ -257,7 +257,7 @@ func TestEveryResourceIsServed(t *testing.T) {
 	k.l.Apply("default.yaml", lab.DefaultManifest)
 	_ = k.l.WaitIdle(t.Context())
 	out := k.ok("api-resources", "--no-headers", "-o", "name")
-	want := "namespaces\nnodes\nservices\nendpoints\npods\nevents\ndeployments.apps\nendpointslices.discovery.k8s.io\n"
+	want := "namespaces\nnodes\nservices\nendpoints\npods\nevents\ndeployments.apps\nreplicasets.apps\nendpointslices.discovery.k8s.io\n"
 	if got := strings.Join(sortedLines(out), "\n") + "\n"; got != strings.Join(sortedLines(want), "\n")+"\n" {
 		t.Errorf("api-resources:\n%s\nwant\n%s", out, want)
 	}
@@ -274,6 +274,22 @@ func TestEveryResourceIsServed(t *testing.T) {
 	}
 	if out := k.ok("get", "events", "--field-selector", "involvedObject.name=web"); !strings.Contains(out, "nodePort 30080 (TCP port 80, UDP port 80) allocated") {
 		t.Errorf("get events:\n%s", out)
+	}
+	// The Deployment's ReplicaSet, named as its pods' owner; get all lists
+	// it with the pods, Services and Deployments, as on a cluster.
+	pod := k.l.Pods()[0]
+	rs := pod.OwnerReferences[0].Name
+	if out := k.ok("get", "rs"); !regexp.MustCompile(`(?m)^NAME +DESIRED +CURRENT +READY +AGE\n` + rs + ` +3 +3 +3 +\S+\n$`).MatchString(out) {
+		t.Errorf("get rs:\n%s\nwant %s 3 3 3", out, rs)
+	}
+	all := k.ok("get", "all")
+	for _, want := range []string{"pod/" + pod.Name + " ", "service/web ", "deployment.apps/web ", "replicaset.apps/" + rs + " "} {
+		if !strings.Contains(all, want) {
+			t.Errorf("get all lacks %q:\n%s", want, all)
+		}
+	}
+	if out := k.ok("get", "deploy", "web", "--no-headers"); !regexp.MustCompile(`^web +3/3 +3 +3 `).MatchString(out) {
+		t.Errorf("get deploy: %q, want READY 3/3, UP-TO-DATE 3, AVAILABLE 3", out)
 	}
 }
 

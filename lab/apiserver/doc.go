@@ -6,8 +6,11 @@
 // /apis/discovery.k8s.io/v1, /version), OpenAPI v3 (/openapi/v3, generated
 // from the Go types, see openapi.go; no v2), and namespaces (default),
 // nodes (one per lab node, with its InternalIP), services, endpoints,
-// endpointslices, pods, deployments with their scale subresource, and
-// events (the lab's own events as v1 Events). Services, pods and
+// endpointslices, pods, deployments with their scale subresource,
+// replicasets (read-only, made from the Deployments and their pods: see
+// lab.Lab.ReplicaSets) and events (the lab's own events as v1 Events).
+// Pods, services, deployments and replicasets are in the category "all",
+// so `kubectl get all` lists them as on a cluster. Services, pods and
 // deployments take get, list, watch, create, update (PUT), patch (strategic
 // merge, JSON merge, JSON patch; server-side apply is a 415 kubectl
 // reports) and delete, with ?dryRun=All and ?fieldValidation=Strict|Warn|

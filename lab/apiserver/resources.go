@@ -35,6 +35,8 @@ type resource struct {
 	row     func(o runtime.Object, now time.Time) []any
 	// scale: the deployments' scale subresource.
 	scale bool
+	// categories: "all" for what `kubectl get all` lists, as on a cluster.
+	categories []string
 }
 
 func (r *resource) groupVersion() string {
@@ -98,6 +100,9 @@ func typed[T runtime.Object](objs []T) []runtime.Object {
 	return out
 }
 
+// all is the category of `kubectl get all`.
+var all = []string{"all"}
+
 // resources are the resources served, in discovery order.
 func resources() []*resource {
 	return []*resource{
@@ -141,7 +146,7 @@ func resources() []*resource {
 					i.OSImage, i.KernelVersion, i.ContainerRuntimeVersion}
 			},
 		},
-		{version: "v1", name: "services", singular: "service", kind: "Service", namespaced: true, short: []string{"svc"},
+		{version: "v1", name: "services", singular: "service", kind: "Service", namespaced: true, short: []string{"svc"}, categories: all,
 			labKind: "Service",
 			newObj:  func() runtime.Object { return &corev1.Service{} },
 			list:    func(s *Server) []runtime.Object { return typed(s.lab.Services()) },
@@ -158,7 +163,7 @@ func resources() []*resource {
 				return anyRow(kubectl.EndpointsRow(o.(*corev1.Endpoints), now))
 			},
 		},
-		{version: "v1", name: "pods", singular: "pod", kind: "Pod", namespaced: true, short: []string{"po"},
+		{version: "v1", name: "pods", singular: "pod", kind: "Pod", namespaced: true, short: []string{"po"}, categories: all,
 			labKind: "Pod",
 			newObj:  func() runtime.Object { return &corev1.Pod{} },
 			list:    func(s *Server) []runtime.Object { return typed(s.lab.Pods()) },
@@ -177,7 +182,7 @@ func resources() []*resource {
 				return []any{age(e.LastTimestamp, now), e.Type, e.Reason, obj, e.Message}
 			},
 		},
-		{group: "apps", version: "v1", name: "deployments", singular: "deployment", kind: "Deployment", namespaced: true,
+		{group: "apps", version: "v1", name: "deployments", singular: "deployment", kind: "Deployment", namespaced: true, categories: all,
 			short: []string{"deploy"}, labKind: "Deployment", scale: true,
 			newObj:  func() runtime.Object { return &appsv1.Deployment{} },
 			list:    func(s *Server) []runtime.Object { return typed(s.lab.Deployments()) },
@@ -202,6 +207,26 @@ func resources() []*resource {
 				return []any{d.Name, fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, want), int64(d.Status.UpdatedReplicas),
 					int64(d.Status.AvailableReplicas), age(d.CreationTimestamp, now),
 					strings.Join(names, ","), strings.Join(images, ","), sel}
+			},
+		},
+		{group: "apps", version: "v1", name: "replicasets", singular: "replicaset", kind: "ReplicaSet", namespaced: true,
+			short: []string{"rs"}, categories: all,
+			newObj:  func() runtime.Object { return &appsv1.ReplicaSet{} },
+			list:    func(s *Server) []runtime.Object { return typed(s.lab.ReplicaSets()) },
+			columns: wideCols([]string{"NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"}, 5),
+			row: func(o runtime.Object, now time.Time) []any {
+				rs := o.(*appsv1.ReplicaSet)
+				var names, images []string
+				for _, c := range rs.Spec.Template.Spec.Containers {
+					names = append(names, c.Name)
+					images = append(images, c.Image)
+				}
+				sel := "<none>"
+				if s, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector); err == nil {
+					sel = s.String()
+				}
+				return []any{rs.Name, int64(*rs.Spec.Replicas), int64(rs.Status.Replicas), int64(rs.Status.ReadyReplicas),
+					age(rs.CreationTimestamp, now), strings.Join(names, ","), strings.Join(images, ","), sel}
 			},
 		},
 		{group: "discovery.k8s.io", version: "v1", name: "endpointslices", singular: "endpointslice", kind: "EndpointSlice",

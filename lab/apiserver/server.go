@@ -178,7 +178,7 @@ func (s *Server) resourceList(gv string) *metav1.APIResourceList {
 			continue
 		}
 		out.APIResources = append(out.APIResources, metav1.APIResource{Name: r.name, SingularName: r.singular,
-			Namespaced: r.namespaced, Kind: r.kind, Verbs: r.verbs(), ShortNames: r.short})
+			Namespaced: r.namespaced, Kind: r.kind, Verbs: r.verbs(), ShortNames: r.short, Categories: r.categories})
 		if r.scale {
 			out.APIResources = append(out.APIResources, metav1.APIResource{Name: r.name + "/scale", Namespaced: true,
 				Group: "autoscaling", Version: "v1", Kind: "Scale", Verbs: metav1.Verbs{"get", "patch", "update"}})
