@@ -142,7 +142,7 @@ func printStopped(w io.Writer, running []upRecord, stored []string) {
 		return
 	}
 	fmt.Fprintf(w, "\nStopped, objects kept: %s\n", strings.Join(stopped, ", "))
-	fmt.Fprintln(w, "(nplab up --name NAME --resume brings one back; --fresh forgets it)")
+	fmt.Fprintln(w, "(nplab up --name NAME --resume brings one back; nplab clean --name NAME --forget deletes its objects)")
 }
 
 func printLabs(w io.Writer, labs []upRecord, now time.Time) {

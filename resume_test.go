@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nplab/nplab/internal/testenv"
+	"github.com/nplab/nplab/lab"
 )
 
 // TestResumeFlagErrors: --resume with --fresh is a flag error, before
@@ -274,4 +275,39 @@ func (l *rawLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestCleanForget: a stopped lab's kept objects are not something clean
+// removes by itself (a crashed lab is resumed from them), but clean says
+// where they are, and --forget deletes them without starting a lab.
+func TestCleanForget(t *testing.T) {
+	testenv.RequireRoot(t)
+	name := "forget" + randName(4)
+	cmd, log := startUp(t, name)
+	stopUp(t, cmd, log)
+	dir, err := lab.StateDir(name)
+	if err != nil || !lab.HasStoredLab(dir) {
+		t.Fatalf("after a stop, no objects kept in %s (%v)", dir, err)
+	}
+	_, stderr, code := runBinary(t, "", "clean", "--name", name)
+	if want := "error: lab \"" + name + "\" left nothing to clean: it is stopped, with its objects kept in " + dir +
+		" for nplab up --name " + name + " --resume (nplab clean --name " + name + " --forget deletes them)\n"; code != 1 || stderr != want {
+		t.Errorf("clean --name %s: exit %d %q, want exit 1 %q", name, code, stderr, want)
+	}
+	if !lab.HasStoredLab(dir) {
+		t.Fatal("clean without --forget deleted the kept objects")
+	}
+	stdout, stderr, code := runBinary(t, "", "clean", "--name", name, "--forget")
+	if code != 0 || stdout != "lab \""+name+"\": its kept objects ("+dir+") deleted\n" {
+		t.Errorf("clean --forget: exit %d %q %q", code, stdout, stderr)
+	}
+	if lab.HasStoredLab(dir) {
+		t.Error("clean --forget left the kept objects")
+	}
+	if out, _, _ := runBinary(t, "", "ls"); strings.Contains(out, name) {
+		t.Errorf("nplab ls still lists %s:\n%s", name, out)
+	}
+	if _, stderr, code := runBinary(t, "", "clean", "--name", name, "--forget"); code != 1 || !strings.Contains(stderr, "not found") {
+		t.Errorf("clean --forget of nothing: exit %d %q, want not found", code, stderr)
+	}
 }

@@ -251,9 +251,10 @@ func TestCleanAfterKill(t *testing.T) {
 	if added := newHostLinks(t, linksBefore); len(added) != 0 {
 		t.Errorf("after nplab clean, the host's own namespace has new links %v", added)
 	}
-	// Cleaning again: the lab is gone, and clean says so.
+	// Cleaning again: nothing is left but the objects kept for --resume,
+	// and clean says so.
 	out, err = nplabCmd("clean", "--name", lab).CombinedOutput()
-	if want := "error: lab \"" + lab + "\" not found"; err == nil || !strings.HasPrefix(string(out), want) {
+	if want := "error: lab \"" + lab + "\" left nothing to clean: it is stopped, with its objects kept in "; err == nil || !strings.HasPrefix(string(out), want) {
 		t.Errorf("second nplab clean: %v, printed %q; want exit 1 and %q", err, out, want)
 	}
 }
