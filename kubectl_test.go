@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -582,5 +583,121 @@ func TestKubectlDeleteGracePeriodAndForce(t *testing.T) {
 	}
 	if ips := must("get", "pods", "-l", "app=slow", "-o", "jsonpath={.items[*].status.podIP}"); strings.Contains(" "+ips+" ", " "+ip+" ") {
 		t.Errorf("a new pod got %s while the force-deleted pod still has it: %s", ip, ips)
+	}
+}
+
+// TestKubectlLogs: kubectl logs shows what the pod's app printed, in its
+// own words: netexec's start-up lines, then a line per request it
+// answered — so a student sees which pod a request through the nodePort
+// reached. The API server's errors for a wrong container or a missing
+// previous start are kubectl's, and -f streams a line as it is printed.
+func TestKubectlLogs(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Setenv("HOME", t.TempDir())
+	saved := runDir
+	t.Cleanup(func() { runDir = saved })
+	dir := t.TempDir()
+	runDir = func() string { return dir }
+	l, err := startServed(t.Context(), lab.Config{Name: "kl" + randName(4), Nodes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Apply("default.yaml", lab.DefaultManifest)
+	cfg := kubeconfigPath(l.Name())
+	kubectl := func(args ...string) (string, int) {
+		var b bytes.Buffer
+		code := runKubectl(&b, cfg, args...)
+		return raceNotice.ReplaceAllString(b.String(), ""), code
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, code := kubectl(args...)
+		if code != 0 {
+			t.Fatalf("kubectl %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+	must("rollout", "status", "deployment/web", "--timeout=60s")
+	node := netip.AddrPortFrom(l.Nodes()[0].IP, 30080)
+	rep, err := l.Send(t.Context(), plane.Request{From: "client", Protocol: "TCP", Target: node, Message: "/hostname"})
+	if err != nil || rep.Result != plane.FlowOK {
+		t.Fatalf("client → %s/hostname: %v %v", node, rep.Result, err)
+	}
+	pod := rep.Body
+	logs := must("logs", pod)
+	lines := strings.Split(strings.TrimSuffix(logs, "\n"), "\n")
+	stamp := `^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d `
+	if len(lines) < 3 || !regexp.MustCompile(stamp+`Started HTTP server on port 8080$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(stamp+`Started UDP server on port  8081$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`(?m)`+stamp+`GET /hostname$`).MatchString(logs) {
+		t.Errorf("kubectl logs %s (the pod that answered):\n%s", pod, logs)
+	}
+	udp, err := l.Send(t.Context(), plane.Request{From: pod, Protocol: "UDP", Target: netip.AddrPortFrom(netip.MustParseAddr(must("get", "pod", pod, "-o", "jsonpath={.status.podIP}")), 8081), Message: "hostname"})
+	if err != nil || udp.Body != pod {
+		t.Fatalf("UDP hostname to %s: %q %v", pod, udp.Body, err)
+	}
+	if out := must("logs", pod, "--tail=1"); !regexp.MustCompile(stamp + `Sending udp hostName response\n$`).MatchString(out) {
+		t.Errorf("kubectl logs --tail=1 after a UDP hostname: %q", out)
+	}
+	if out := must("logs", "deployment/web", "--tail=1"); out == "" {
+		t.Error("kubectl logs deployment/web printed nothing")
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"logs", pod, "-c", "nope"}, "error: container nope is not valid for pod " + pod + " out of: agnhost\n"},
+		{[]string{"logs", pod, "--previous"}, "Error from server (BadRequest): previous terminated container \"agnhost\" in pod \"" + pod + "\" not found\n"},
+		{[]string{"logs", "nosuch"}, "error: error from server (NotFound): pods \"nosuch\" not found in namespace \"default\"\n"},
+	} {
+		if out, code := kubectl(tt.args...); code != 1 || out != tt.want {
+			t.Errorf("kubectl %s: exit %d %q, want exit 1 %q", strings.Join(tt.args, " "), code, out, tt.want)
+		}
+	}
+
+	// -f: a request made while following shows up; the follow ends with
+	// the pod.
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- kubectlcmd.Run(kubectlcmd.Options{Args: []string{"logs", "-f", "--tail=0", pod}, Kubeconfig: cfg,
+			In: strings.NewReader(""), Out: pw, ErrOut: pw})
+		pw.Close()
+	}()
+	first := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if !raceNotice.MatchString(sc.Text() + "\n") {
+				first <- sc.Text()
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	// Requests until one is followed (the first may come before kubectl's
+	// request, which --tail=0 would not show).
+	podIP := netip.MustParseAddr(must("get", "pod", pod, "-o", "jsonpath={.status.podIP}"))
+	got := ""
+	for i := 0; i < 50 && got == ""; i++ {
+		if _, err := l.Send(t.Context(), plane.Request{From: "node-1", Protocol: "TCP", Target: netip.AddrPortFrom(podIP, 8080), Message: "/echo?msg=followed"}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got = <-first:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err := l.Delete("pod", "", pod); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Error("kubectl logs -f did not end when its pod went")
+	}
+	if !regexp.MustCompile(stamp + `GET /echo\?msg=followed&code=$`).MatchString(got) {
+		t.Errorf("kubectl logs -f: first line %q, want the /echo request", got)
 	}
 }

@@ -507,7 +507,13 @@ func (f *fakeDataPlane) factory(_ context.Context, _ plane.Topology, _ plane.Opt
 func (f *fakeDataPlane) Send(context.Context, plane.Request) (plane.Reply, error) {
 	return plane.Reply{}, plane.ErrNotSupported
 }
-func (f *fakeDataPlane) Command(plane.Request) string                 { return "" }
+func (f *fakeDataPlane) Command(plane.Request) string { return "" }
+func (f *fakeDataPlane) Logs(pod, container string, previous bool) ([]plane.LogLine, error) {
+	if previous {
+		return nil, fmt.Errorf("previous terminated container %q in pod %q not found", container, pod)
+	}
+	return []plane.LogLine{{Seq: 1, Time: t0, Text: "the log of " + pod + "/" + container}}, nil
+}
 func (f *fakeDataPlane) SetPodUnready(string, bool) error             { return nil }
 func (f *fakeDataPlane) SetAppRunning(string, bool) error             { return nil }
 func (f *fakeDataPlane) SetNodeLink(string, bool) error               { return nil }
@@ -992,5 +998,49 @@ func TestDeploymentStatus(t *testing.T) {
 	}
 	if want := []string{"web-" + hash + " 0/0", "web-" + hash2 + " 3/3"}; !slices.Equal(got, want) && !slices.Equal(got, []string{want[1], want[0]}) {
 		t.Errorf("ReplicaSets = %v, want %v", got, want)
+	}
+}
+
+// TestLogs: pods/log as the API server answers it: the only container by
+// default, a choice to make when there are several, the kubelet's lines.
+func TestLogs(t *testing.T) {
+	dp := &fakeDataPlane{}
+	l, _ := newLab(t, dp)
+	two := `apiVersion: v1
+kind: Pod
+metadata: {name: two}
+spec:
+  initContainers: [{name: setup, image: busybox, command: ["true"]}]
+  containers:
+  - {name: a, image: nginx}
+  - {name: b, image: nginx}
+`
+	for _, r := range l.Apply("two.yaml", []byte(two)) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	l.Apply("default.yaml", DefaultManifest)
+	waitIdle(t, l)
+	web := l.Pods()[1].Name
+	if lines, err := l.Logs(web, LogOptions{}); err != nil || len(lines) != 1 || lines[0].Text != "the log of "+web+"/agnhost" {
+		t.Errorf("Logs(%s) = %+v, %v", web, lines, err)
+	}
+	for _, tt := range []struct {
+		pod  string
+		opts LogOptions
+		want string
+	}{
+		{"two", LogOptions{}, "a container name must be specified for pod two, choose one of: [a b] or one of the init containers: [setup]"},
+		{"two", LogOptions{Container: "c"}, "container c is not valid for pod two"},
+		{"nosuch", LogOptions{}, `pods "nosuch" not found`},
+		{web, LogOptions{Previous: true}, `previous terminated container "agnhost" in pod "` + web + `" not found`},
+	} {
+		if _, err := l.Logs(tt.pod, tt.opts); err == nil || err.Error() != tt.want {
+			t.Errorf("Logs(%s, %+v) = %v, want %q", tt.pod, tt.opts, err, tt.want)
+		}
+	}
+	if lines, err := l.Logs("two", LogOptions{Container: "setup"}); err != nil || len(lines) != 1 {
+		t.Errorf("an init container's log: %+v %v", lines, err)
 	}
 }

@@ -43,6 +43,9 @@ func (c *Cluster) StartPod(ctx context.Context, node string, pod *corev1.Pod, ip
 }
 func (c *Cluster) StopPod(name string, grace time.Duration) {}
 func (c *Cluster) SyncServices(ports []plane.ServicePort)   {}
+func (c *Cluster) Logs(pod, container string, previous bool) ([]plane.LogLine, error) {
+	return nil, notLinux("logs")
+}
 func (c *Cluster) Send(ctx context.Context, r plane.Request) (plane.Reply, error) {
 	return plane.Reply{}, notLinux("send")
 }

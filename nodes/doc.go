@@ -73,12 +73,19 @@
 //
 // StopPod is the kubelet's SIGTERM and returns at once: in a goroutine the
 // Cluster owns (Close waits for it), /readyz fails, the servers keep
-// serving for --delay-shutdown, but no longer than the pod's
-// terminationGracePeriodSeconds (default 30, at least 2 s as the kubelet
-// floors it; a PodNotice says when the kill cut the delay short), then
+// serving for --delay-shutdown, but no longer than the grace period the
+// control plane gives (the deletion's: the pod's
+// terminationGracePeriodSeconds, default 30, or kubectl delete
+// --grace-period; at least 2 s as the kubelet floors it; a PodNotice says
+// when the kill cut the delay short; StopPod again may shorten it), then
 // stop, the pod's namespace is removed and PodStopped is reported (after
 // a Warning, if that failed). A new pod of the same name or IP waits for
 // it, as the kubelet does.
+//
+// Logs (kubectl logs): each start of a container has its log
+// (apps.Log: netexec's log lines, nginx's access log, the message of a
+// program that refused to start), the latest and the one before kept
+// (--previous).
 //
 // Containers (kubelet_linux.go). Each container runs its own app and has
 // the state the kubelet reports (plane.Control.PodStatus, after every

@@ -27,6 +27,9 @@ type ctr struct {
 	run         apps.InitRun // an init container's run
 	app         *apps.App    // nil while its app does not run
 	gen         int          // counts starts, so a stale restart does nothing
+	// log is the log of the container's latest start, prev the one
+	// before it (kubectl logs --previous); nil before any.
+	log, prev *apps.Log
 
 	state, last corev1.ContainerState // State and LastTerminationState
 	restarts    int32
@@ -112,6 +115,7 @@ func (p *pod) runInit(ctx context.Context, c *ctr) bool {
 	for {
 		p.mu.Lock()
 		c.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+		c.prev, c.log = c.log, apps.NewLog()
 		p.reportLocked()
 		p.mu.Unlock()
 		if !sleepCtx(ctx, p.scaledDur(c.run.Duration)) {
@@ -119,6 +123,9 @@ func (p *pod) runInit(ctx context.Context, c *ctr) bool {
 		}
 		p.mu.Lock()
 		code := c.run.Code
+		if c.run.Message != "" {
+			c.log.Print(c.run.Message)
+		}
 		term := &corev1.ContainerStateTerminated{ExitCode: code, Reason: exitReason(code), Message: c.run.Message,
 			StartedAt: c.state.Running.StartedAt, FinishedAt: metav1.Now()}
 		c.state = corev1.ContainerState{Terminated: term}
@@ -214,6 +221,15 @@ func (p *pod) startLocked(ctx context.Context, c *ctr) {
 		}
 	}
 	p.mu.Lock()
+	c.prev = c.log
+	if app != nil {
+		c.log = app.Log()
+	} else {
+		c.log = apps.NewLog()
+		if msg != "" {
+			c.log.Print(msg)
+		}
+	}
 	if app != nil {
 		c.app = app
 		c.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}
@@ -364,4 +380,47 @@ func (c *Cluster) podHost(p *pod) (netsim.Host, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// Logs returns a container's log as the kubelet serves it to `kubectl
+// logs`: the latest start's, or with previous the one before (an error
+// when there is none, or when the container has not started yet, in the
+// kubelet's words).
+func (c *Cluster) Logs(pod, container string, previous bool) ([]plane.LogLine, error) {
+	c.mu.Lock()
+	p := c.pods[pod]
+	if p == nil {
+		p = c.stopping[pod]
+	}
+	c.mu.Unlock()
+	if p == nil {
+		return nil, &plane.NotFoundError{Kind: "pod", Name: pod, Lab: c.topo.Lab}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ct := range append(append([]*ctr(nil), p.inits...), p.ctrs...) {
+		if ct.name != container {
+			continue
+		}
+		l := ct.log
+		if previous {
+			if ct.prev == nil {
+				return nil, fmt.Errorf("previous terminated container %q in pod %q not found", container, pod)
+			}
+			l = ct.prev
+		}
+		if l == nil {
+			reason := "ContainerCreating"
+			if ct.state.Waiting != nil && ct.state.Waiting.Reason != "" {
+				reason = ct.state.Waiting.Reason
+			}
+			return nil, fmt.Errorf("container %q in pod %q is waiting to start: %s", container, pod, reason)
+		}
+		var out []plane.LogLine
+		for _, ln := range l.Lines() {
+			out = append(out, plane.LogLine{Seq: ln.Seq, Time: ln.Time, Text: ln.Text})
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("container %s is not valid for pod %s", container, pod)
 }

@@ -97,6 +97,8 @@ func (f *fakePlane) StopPod(name string, _ time.Duration) {
 	f.ctl.PodStopped(name)
 }
 
+func (f *fakePlane) Logs(string, string, bool) ([]plane.LogLine, error) { return nil, nil }
+
 func (f *fakePlane) SyncServices(ports []plane.ServicePort) {
 	f.mu.Lock()
 	f.ports = ports

@@ -9,6 +9,8 @@
 // endpointslices, pods, deployments with their scale subresource,
 // replicasets (read-only, made from the Deployments and their pods: see
 // lab.Lab.ReplicaSets) and events (the lab's own events as v1 Events).
+// pods/log serves `kubectl logs` (-c, --previous, --tail, --since,
+// --timestamps, --limit-bytes, -f) from the data plane's container logs.
 // Pods, services, deployments and replicasets are in the category "all",
 // so `kubectl get all` lists them as on a cluster. Services, pods and
 // deployments take get, list, watch, create, update (PUT), patch (strategic

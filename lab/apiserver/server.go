@@ -179,6 +179,10 @@ func (s *Server) resourceList(gv string) *metav1.APIResourceList {
 		}
 		out.APIResources = append(out.APIResources, metav1.APIResource{Name: r.name, SingularName: r.singular,
 			Namespaced: r.namespaced, Kind: r.kind, Verbs: r.verbs(), ShortNames: r.short, Categories: r.categories})
+		if r.name == "pods" {
+			out.APIResources = append(out.APIResources, metav1.APIResource{Name: "pods/log", Namespaced: true,
+				Kind: "Pod", Verbs: metav1.Verbs{"get"}})
+		}
 		if r.scale {
 			out.APIResources = append(out.APIResources, metav1.APIResource{Name: r.name + "/scale", Namespaced: true,
 				Group: "autoscaling", Version: "v1", Kind: "Scale", Verbs: metav1.Verbs{"get", "patch", "update"}})
@@ -238,6 +242,10 @@ func deleteOptions(r *http.Request, o *lab.WriteOptions) error {
 
 func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, res *resource, name, sub string) {
 	q := r.URL.Query()
+	if sub == "log" && res.name == "pods" && r.Method == http.MethodGet {
+		s.logs(w, r, name)
+		return
+	}
 	if sub != "" && !(sub == "scale" && res.scale) {
 		writeErr(w, apierrors.NewMethodNotSupported(schema.GroupResource{Group: res.group, Resource: res.name + "/" + sub}, strings.ToLower(r.Method)))
 		return

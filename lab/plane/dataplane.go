@@ -31,6 +31,13 @@ type DataPlane interface {
 	// latest set matters.
 	SyncServices(ports []ServicePort)
 
+	// Logs is a container's log, as the kubelet serves `kubectl logs`:
+	// the latest start's, or with previous the one before. An error
+	// wrapping nothing is in the kubelet's words (the container is not
+	// the pod's, has not started, has no previous start); a pod the data
+	// plane does not have is a *NotFoundError.
+	Logs(pod, container string, previous bool) ([]LogLine, error)
+
 	// Send runs one request from a host of the lab.
 	Send(ctx context.Context, r Request) (Reply, error)
 	// Command is the shell command a student can type for the same request.
@@ -47,6 +54,14 @@ type DataPlane interface {
 	// Close stops every pod and proxy and removes everything the data
 	// plane created.
 	Close() error
+}
+
+// LogLine is one line a container printed. Seq counts the lines of that
+// start of the container from 1, so a follower can ask for what is new.
+type LogLine struct {
+	Seq  uint64
+	Time time.Time
+	Text string
 }
 
 // Control is the handle through which the data plane reports what happened.

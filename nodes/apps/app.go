@@ -49,6 +49,9 @@ type App struct {
 	exited   chan struct{}
 	exitCode atomic.Int32
 
+	// log is the container's log (netexec's log lines, nginx's access log).
+	log *Log
+
 	mu       sync.Mutex
 	stopped  bool
 	servers  []*http.Server
@@ -72,7 +75,7 @@ type Listening struct {
 // the container and port.
 func Start(ctx context.Context, host Host, hostname string, specs []Spec) (*App, error) {
 	a := &App{hostname: hostname, specs: specs, host: host, sctpConn: map[net.Conn]struct{}{},
-		ready: make([]atomic.Bool, len(specs)), exited: make(chan struct{})}
+		ready: make([]atomic.Bool, len(specs)), exited: make(chan struct{}), log: NewLog()}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	for i, s := range specs {
 		hosts := []string{""}
@@ -145,9 +148,25 @@ func Start(ctx context.Context, host Host, hostname string, specs []Spec) (*App,
 		if len(s.UDP) > 0 || len(s.SCTP) > 0 {
 			a.ready[i].Store(true)
 		}
+		if s.Kind == KindNetexec {
+			for _, p := range s.HTTP {
+				a.log.goLog("Started HTTP server on port %d", p)
+			}
+			for _, p := range s.UDP {
+				for _, hst := range hosts {
+					a.log.goLog("Started UDP server on port %s %d", hst, p)
+				}
+			}
+			if len(s.SCTP) > 0 {
+				a.log.goLog("Started SCTP server")
+			}
+		}
 	}
 	return a, nil
 }
+
+// Log is the container's log.
+func (a *App) Log() *Log { return a.log }
 
 // Listening lists the sockets the app opened.
 func (a *App) Listening() []Listening {
@@ -205,6 +224,7 @@ func (a *App) handler(i int, s Spec) http.Handler {
 			w.Header().Set("X-Pod-Name", a.hostname)
 			w.Header().Set("Content-Type", "text/plain")
 			fmt.Fprint(w, a.hostname)
+			a.nginxAccess(r, http.StatusOK, len(a.hostname))
 		})
 	case KindHTTPEcho:
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -219,7 +239,28 @@ func (a *App) handler(i int, s Spec) http.Handler {
 	case KindEchoserver, KindEchoServer, KindHelloApp, KindHelloGo, KindWhoami:
 		return a.tutorialHandler(s)
 	}
-	return a.netexecMux(i)
+	mux := a.netexecMux(i)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.netexecLog(r)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// nginxAccess is nginx's default access log line (log_format combined,
+// plus $http_x_forwarded_for as the image's nginx.conf has it).
+func (a *App) nginxAccess(r *http.Request, status, size int) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	a.log.Print(fmt.Sprintf("%s - - [%s] %q %d %d %q %q %q", host, time.Now().Format("02/Jan/2006:15:04:05 -0700"),
+		r.Method+" "+r.RequestURI+" "+r.Proto, status, size, dash(r.Referer()), dash(r.UserAgent()), dash(r.Header.Get("X-Forwarded-For"))))
 }
 
 // Command answers one netexec UDP/SCTP command: "hostname", "echo <text>",
@@ -248,6 +289,7 @@ func (a *App) serveUDP(pc net.PacketConn) {
 			}
 			continue
 		}
+		a.logCommand("UDP", string(buf[:n]), from.String())
 		if reply, ok := Command(a.hostname, string(buf[:n]), from.String()); ok {
 			_, _ = pc.WriteTo([]byte(reply), from)
 		}
@@ -292,9 +334,29 @@ func (a *App) serveSCTP(l net.Listener) {
 			if err != nil {
 				return
 			}
+			a.logCommand("SCTP", string(buf[:n]), c.RemoteAddr().String())
 			if reply, ok := Command(a.hostname, string(buf[:n]), c.RemoteAddr().String()); ok {
 				_, _ = c.Write([]byte(reply))
 			}
 		})
+	}
+}
+
+// logCommand logs a UDP or SCTP command as netexec does.
+func (a *App) logCommand(proto, text, client string) {
+	t := strings.ToLower(strings.TrimSpace(text))
+	lower := strings.ToLower(proto)
+	if proto == "SCTP" {
+		lower = proto
+	}
+	switch {
+	case t == "hostname":
+		a.log.goLog("Sending %s hostName response", lower)
+	case strings.HasPrefix(t, "echo "):
+		a.log.goLog("Echoing %v to %s client %s", strings.SplitN(t, " ", 2)[1], proto, client)
+	case t == "clientip":
+		a.log.goLog("Sending clientip back to %s client %s", proto, client)
+	case t != "":
+		a.log.goLog("Unknown %s command received from %s: %v", proto, client, t)
 	}
 }

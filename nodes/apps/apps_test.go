@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,5 +230,93 @@ func TestUnknownImageWithoutPortWarns(t *testing.T) {
 	s, notices = FromContainer(corev1.Container{Name: "x", Image: "example.com/team/app:v1", Ports: []corev1.ContainerPort{{ContainerPort: 80}}})
 	if len(s.Warnings) != 0 || len(notices) != 1 {
 		t.Errorf("with a port: warnings %q notices %q", s.Warnings, notices)
+	}
+}
+
+// TestLogs: what kubectl logs shows of an app: netexec's start-up lines
+// and a line per request in its own words (Go's log format), nginx's
+// access log.
+func TestLogs(t *testing.T) {
+	stamp := `^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d `
+	spec, _ := FromContainer(corev1.Container{Name: "c", Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"netexec"}})
+	a, err := Start(context.Background(), loopback{}, "web-abc", []Spec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	var httpAddr, udpAddr net.Addr
+	for _, l := range a.Listening() {
+		switch l.Protocol {
+		case "TCP":
+			httpAddr = l.Addr
+		case "UDP":
+			udpAddr = l.Addr
+		}
+	}
+	get(t, httpAddr, "/hostname")
+	get(t, httpAddr, "/echo?msg=hi&code=201")
+	get(t, httpAddr, "/readyz") // the kubelet's probe: not logged
+	get(t, httpAddr, "/nope")
+	c, err := net.Dial("udp", udpAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, cmd := range []string{"hostname", "echo Hello", "bogus"} {
+		if _, err := c.Write([]byte(cmd)); err != nil {
+			t.Fatal(err)
+		}
+		if cmd != "bogus" {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, _ = c.Read(make([]byte, 64))
+		}
+	}
+	client := c.LocalAddr().String()
+	want := []string{
+		"Started HTTP server on port 8080",
+		"Started UDP server on port  8081",
+		"GET /hostname",
+		"GET /echo?msg=hi&code=201",
+		"GET /",
+		"Sending udp hostName response",
+		"Echoing hello to UDP client " + client,
+		"Unknown UDP command received from " + client + ": bogus",
+	}
+	var lines []LogLine
+	for i := 0; i < 100; i++ { // the last UDP line has no reply to wait for
+		if lines = a.Log().Lines(); len(lines) >= len(want) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d: %+v", len(lines), len(want), lines)
+	}
+	for i, w := range want {
+		if !regexp.MustCompile(stamp+regexp.QuoteMeta(w)+"$").MatchString(lines[i].Text) || lines[i].Seq != uint64(i+1) {
+			t.Errorf("line %d = %d %q, want %q", i, lines[i].Seq, lines[i].Text, w)
+		}
+	}
+
+	ng, _ := FromContainer(corev1.Container{Name: "n", Image: "nginx"})
+	n, err := Start(context.Background(), loopback{}, "ng", []Spec{ng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	get(t, n.Listening()[0].Addr, "/index.html")
+	if l := n.Log().Lines(); len(l) != 1 || !regexp.MustCompile(`^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [-+]\d{4}\] "GET /index\.html HTTP/1\.1" 200 2 "-" "Go-http-client/1\.1" "-"$`).MatchString(l[0].Text) {
+		t.Errorf("nginx log = %+v", l)
+	}
+}
+
+func TestLogKeepsTheLastLines(t *testing.T) {
+	l := NewLog()
+	for i := range MaxLogLines + 10 {
+		l.Print(strconv.Itoa(i))
+	}
+	lines := l.Lines()
+	if len(lines) != MaxLogLines || lines[0].Text != "10" || lines[0].Seq != 11 || lines[len(lines)-1].Seq != MaxLogLines+10 {
+		t.Errorf("kept %d lines, first %+v, last %+v", len(lines), lines[0], lines[len(lines)-1])
 	}
 }

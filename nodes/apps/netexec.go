@@ -55,6 +55,28 @@ func dropConnection(w http.ResponseWriter) {
 	}
 }
 
+// netexecLog logs a request as netexec's handlers do; /readyz and
+// /header are not logged.
+func (a *App) netexecLog(r *http.Request) {
+	q := r.URL.Query()
+	switch p := r.URL.Path; p {
+	case "/readyz", "/header":
+	case "/hostname", "/hostName", "/clientip", "/healthz", "/shutdown":
+		a.log.goLog("GET %s", p)
+	case "/echo":
+		a.log.goLog("GET /echo?msg=%s&code=%s", q.Get("msg"), q.Get("code"))
+	case "/exit":
+		a.log.goLog("GET /exit?code=%s&timeout=%s&wait=%s", q.Get("code"), q.Get("timeout"), q.Get("wait"))
+	case "/dial":
+		a.log.goLog("GET /dial?host=%s&protocol=%s&port=%s&request=%s&tries=%s", q.Get("host"), q.Get("protocol"), q.Get("port"), q.Get("request"), q.Get("tries"))
+	case "/redirect":
+		a.log.goLog("%s /redirect?msg=%s&code=%s", r.Method, q.Get("location"), q.Get("code"))
+	default: // the root handler answers every other path (/shell and
+		// /upload included: nplab's pods have no shell or disk)
+		a.log.goLog("GET /")
+	}
+}
+
 // netexecMux answers as agnhost netexec's HTTP server does (container i).
 func (a *App) netexecMux(i int) http.Handler {
 	mux := http.NewServeMux()
