@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/netip"
@@ -699,5 +701,91 @@ func TestKubectlLogs(t *testing.T) {
 	}
 	if !regexp.MustCompile(stamp + `GET /echo\?msg=followed&code=$`).MatchString(got) {
 		t.Errorf("kubectl logs -f: first line %q, want the /echo request", got)
+	}
+}
+
+// TestRollingUpdateKeepsServing: kubectl rollout restart replaces every
+// pod while requests through the nodePort keep being answered — by old
+// pods, then new ones — as a rolling update with readiness probes does on
+// a cluster (the pods serve on for their --delay-shutdown after SIGTERM,
+// while the proxies stop sending them new connections).
+func TestRollingUpdateKeepsServing(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Setenv("HOME", t.TempDir())
+	saved := runDir
+	t.Cleanup(func() { runDir = saved })
+	dir := t.TempDir()
+	runDir = func() string { return dir }
+	l, err := startServed(t.Context(), lab.Config{Name: "ru" + randName(4), Nodes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	m := strings.Replace(string(lab.DefaultManifest), `"--udp-port=8081"]`, `"--udp-port=8081", "--delay-shutdown=3"]`, 1)
+	for _, r := range l.Apply("web.yaml", []byte(m)) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	cfg := kubeconfigPath(l.Name())
+	must := func(args ...string) string {
+		t.Helper()
+		var b bytes.Buffer
+		if code := runKubectl(&b, cfg, args...); code != 0 {
+			t.Fatalf("kubectl %s: exit %d\n%s", strings.Join(args, " "), code, b.String())
+		}
+		return raceNotice.ReplaceAllString(b.String(), "")
+	}
+	must("rollout", "status", "deployment/web", "--timeout=60s")
+	before := map[string]bool{}
+	for _, p := range l.Pods() {
+		before[p.Name] = true
+	}
+
+	stop := make(chan struct{})
+	type result struct {
+		answered map[string]int
+		failed   []string
+	}
+	res := make(chan result, 1)
+	go func() {
+		r := result{answered: map[string]int{}}
+		target := netip.AddrPortFrom(l.Nodes()[1].IP, 30080)
+		for i := 0; i < 5000; i++ { // bounded; ends when told
+			select {
+			case <-stop:
+				res <- r
+				return
+			default:
+			}
+			rep, err := l.Send(context.Background(), plane.Request{From: "client", Protocol: "TCP", Target: target, Message: "/hostname", Timeout: 2 * time.Second})
+			if err != nil || rep.Result != plane.FlowOK {
+				r.failed = append(r.failed, fmt.Sprintf("%v %v", rep.Result, err))
+				continue
+			}
+			r.answered[rep.Body]++
+			time.Sleep(5 * time.Millisecond)
+		}
+		res <- r
+	}()
+	must("rollout", "restart", "deployment/web")
+	must("rollout", "status", "deployment/web", "--timeout=90s")
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	r := <-res
+	t.Logf("during the rollout: answered by %v, %d failed", r.answered, len(r.failed))
+	newPods := 0
+	for name := range r.answered {
+		if !before[name] {
+			newPods++
+		}
+	}
+	if len(r.failed) > 0 || newPods == 0 {
+		t.Errorf("during the rollout: %d requests failed (%v); answered by %v (%d new pods)", len(r.failed), r.failed, r.answered, newPods)
+	}
+	for _, p := range l.Pods() {
+		if before[p.Name] && p.DeletionTimestamp == nil {
+			t.Errorf("old pod %s still runs after the rollout", p.Name)
+		}
 	}
 }

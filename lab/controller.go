@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // BurstReplicas is kube-controller-manager's burstReplicas: one sync of a
@@ -302,13 +303,19 @@ func (l *Lab) SyncOnce() int {
 
 // syncDeployment is one sync of the Deployment and ReplicaSet controllers
 // together (nplab stores no ReplicaSets): the pods of the current template
-// are brought towards spec.replicas, then pods of an older template are
-// deleted. As the ReplicaSet controller's manageReplicas, one sync creates
-// at most BurstReplicas pods, in slow-start batches (1, 2, 4, ...; a batch
-// with a failure ends the sync), and deletes at most BurstReplicas pods
-// (surplus ones first, then old ones). It reports whether work is left for
-// another sync. A failed creation is a Failed event and is not retried on
-// its own (kube retries with a growing backoff): the next change to the
+// are brought towards spec.replicas, and pods of an older template are
+// replaced as spec.strategy says. With RollingUpdate (the default) a
+// rollout keeps at most replicas+maxSurge pods and at least
+// replicas-maxUnavailable ready ones, as the Deployment controller's
+// reconcileNewReplicaSet and reconcileOldReplicaSets do (unready old pods
+// go first); with Recreate the old pods go first and the new ones come
+// once they are gone. As the ReplicaSet controller's manageReplicas, one
+// sync creates at most BurstReplicas pods, in slow-start batches (1, 2, 4,
+// ...; a batch with a failure ends the sync), and deletes at most
+// BurstReplicas pods. It reports whether work is left for another sync
+// (a pod's readiness or end queues the Deployment again, as the informers
+// do). A failed creation is a Failed event and is not retried on its own
+// (kube retries with a growing backoff): the next change to the
 // Deployment or to its pods retries. l.mu is held; it costs O(pods).
 func (l *Lab) syncDeployment(name string) (more bool) {
 	d, ok := l.reg.GetDeployment(Namespace, name)
@@ -323,8 +330,10 @@ func (l *Lab) syncDeployment(name string) (more bool) {
 		want = int(*d.Spec.Replicas)
 	}
 	var current, old []*corev1.Pod
+	oldTerminating := false
 	for _, p := range l.ownedPods(d) {
 		if p.DeletionTimestamp != nil {
+			oldTerminating = oldTerminating || p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != hash
 			continue
 		}
 		if p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash {
@@ -333,16 +342,7 @@ func (l *Lab) syncDeployment(name string) (more bool) {
 			old = append(old, p)
 		}
 	}
-	if diff := want - len(current); diff > 0 {
-		n := min(diff, BurstReplicas)
-		more = diff > n
-		if _, err := slowStartBatch(n, slowStartInitialBatchSize, func() error {
-			return l.createPod(l.podFromTemplate(d, hash))
-		}); err != nil {
-			l.emit(EventFailed, ref, "creating pod: %v", err)
-			more = false
-		}
-	}
+	recreate := d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType
 	budget := BurstReplicas
 	del := func(pods []*corev1.Pod) {
 		n := min(len(pods), budget)
@@ -354,12 +354,102 @@ func (l *Lab) syncDeployment(name string) (more bool) {
 			}
 		}
 	}
+
+	// How many new pods this sync may add.
+	up := want - len(current)
+	switch {
+	case recreate && (len(old) > 0 || oldTerminating):
+		up = 0 // the old pods go, and are gone, first
+	case !recreate && len(old) > 0:
+		surge, _ := rollingParams(d, want)
+		up = min(up, want+surge-len(current)-len(old))
+	}
+	if up > 0 {
+		n := min(up, BurstReplicas)
+		more = up > n
+		if _, err := slowStartBatch(n, slowStartInitialBatchSize, func() error {
+			return l.createPod(l.podFromTemplate(d, hash))
+		}); err != nil {
+			l.emit(EventFailed, ref, "creating pod: %v", err)
+			more = false
+		}
+	}
 	if extra := len(current) - want; extra > 0 {
 		sortForScaleDown(current)
 		del(current[:extra])
+		current = current[extra:]
 	}
-	del(old)
-	return more
+	if len(old) == 0 {
+		return more
+	}
+	if recreate {
+		del(old)
+		return more
+	}
+	// RollingUpdate: old pods go while enough pods stay ready. (The pods
+	// just created are not ready yet, unless a lab without a kubelet made
+	// them Running and Ready at once: count them as they are now.)
+	_, unavail := rollingParams(d, want)
+	minAvailable := want - unavail
+	current = current[:0]
+	for _, p := range l.ownedPods(d) {
+		if p.DeletionTimestamp == nil && p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash {
+			current = append(current, p)
+		}
+	}
+	readyNew := 0
+	for _, p := range current {
+		if podReady(p) {
+			readyNew++
+		}
+	}
+	maxScaledDown := len(current) + len(old) - minAvailable - (len(current) - readyNew)
+	if maxScaledDown <= 0 {
+		return more
+	}
+	sortForScaleDown(old) // the unready first: they serve nobody
+	var unready, ready []*corev1.Pod
+	for _, p := range old {
+		if podReady(p) {
+			ready = append(ready, p)
+		} else {
+			unready = append(unready, p)
+		}
+	}
+	n := min(len(unready), maxScaledDown)
+	del(unready[:n])
+	maxScaledDown -= n
+	if k := min(readyNew+len(ready)-minAvailable, len(ready), maxScaledDown); k > 0 {
+		del(ready[:k])
+		n += k
+	}
+	// Old pods went: the next sync may scale the new ones up (the
+	// informers' update of the old ReplicaSet queues it on a cluster).
+	return more || n > 0
+}
+
+// rollingParams are a RollingUpdate's maxSurge and maxUnavailable for want
+// replicas (25% each by default; surge rounded up, unavailable down; both
+// 0 makes unavailable 1), as deploymentutil.ResolveFenceposts.
+func rollingParams(d *appsv1.Deployment, want int) (surge, unavail int) {
+	ms, mu := intstr.FromString("25%"), intstr.FromString("25%")
+	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
+		if ru.MaxSurge != nil {
+			ms = *ru.MaxSurge
+		}
+		if ru.MaxUnavailable != nil {
+			mu = *ru.MaxUnavailable
+		}
+	}
+	s, err1 := intstr.GetScaledValueFromIntOrPercent(&ms, want, true)
+	u, err2 := intstr.GetScaledValueFromIntOrPercent(&mu, want, false)
+	if err1 != nil || err2 != nil {
+		return 1, 0
+	}
+	if s == 0 && u == 0 {
+		u = 1
+	}
+	return s, u
 }
 
 // slowStartBatch calls fn count times in batches of initial, 2×initial,

@@ -8,7 +8,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // The Deployment controller's status, as its calculateStatus and
@@ -139,32 +138,14 @@ func progressingNames(c *appsv1.DeploymentCondition, rs string) bool {
 	return strings.Contains(c.Message, strconv.Quote(rs))
 }
 
-// maxUnavailable is the rolling update's maxUnavailable for want
-// replicas (default 25%, rounded down; 0 for Recreate), as
-// deploymentutil.MaxUnavailable.
+// maxUnavailable is the rollout's maxUnavailable for want replicas (0
+// for Recreate), as deploymentutil.MaxUnavailable.
 func maxUnavailable(d *appsv1.Deployment, want int32) int32 {
 	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType || want == 0 {
 		return 0
 	}
-	mu := intstr.FromString("25%")
-	ms := intstr.FromString("25%")
-	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
-		if ru.MaxUnavailable != nil {
-			mu = *ru.MaxUnavailable
-		}
-		if ru.MaxSurge != nil {
-			ms = *ru.MaxSurge
-		}
-	}
-	surge, err1 := intstr.GetScaledValueFromIntOrPercent(&ms, int(want), true)
-	unavail, err2 := intstr.GetScaledValueFromIntOrPercent(&mu, int(want), false)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	if surge == 0 && unavail == 0 {
-		unavail = 1 // both 0 is invalid; the controller takes 1
-	}
-	return min(int32(unavail), want)
+	_, u := rollingParams(d, int(want))
+	return min(int32(u), want)
 }
 
 func deploymentCondition(st appsv1.DeploymentStatus, typ appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {

@@ -972,32 +972,89 @@ func TestDeploymentStatus(t *testing.T) {
 		t.Errorf("Progressing = %q, want %q", got, want)
 	}
 
-	// A new template: a new ReplicaSet, old pods terminating (not counted).
+	// A new template: a rolling update. With 3 replicas, maxSurge 25%
+	// rounds up to 1 and maxUnavailable 25% down to 0: one new pod at a
+	// time, and an old one goes only once a new one is ready.
 	for _, r := range l.Apply("web.yaml", []byte(strings.Replace(string(DefaultManifest), `"--udp-port=8081"]`, `"--udp-port=8081", "--delay-shutdown=1"]`, 1))) {
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
 	}
 	waitIdle(t, l)
-	st = status()
 	hash2 := ComputeHash(&l.Deployments()[0].Spec.Template)
 	if hash2 == hash {
 		t.Fatal("the template did not change")
 	}
-	if st.ObservedGeneration != 2 || st.UpdatedReplicas != 3 || st.Replicas != 3 || st.ReadyReplicas != 0 {
-		t.Errorf("after a new template: %+v", st)
+	rsets := func() []string {
+		var got []string
+		for _, rs := range l.ReplicaSets() {
+			got = append(got, fmt.Sprintf("%s %d/%d", rs.Name, rs.Status.Replicas, *rs.Spec.Replicas))
+		}
+		return got
+	}
+	st = status()
+	if st.ObservedGeneration != 2 || st.Replicas != 4 || st.UpdatedReplicas != 1 || st.ReadyReplicas != 3 {
+		t.Errorf("after a new template: %+v, want 4 pods, 1 updated, 3 ready", st)
 	}
 	if got, want := cond(st, appsv1.DeploymentProgressing), `True NewReplicaSetCreated: Created new replica set "web-`+hash2+`"`; got != want {
 		t.Errorf("Progressing = %q, want %q", got, want)
 	}
-	// Two ReplicaSets while the old pods terminate: the new one with the
-	// replicas, the old one scaled to 0 (its terminating pods not counted).
-	var got []string
-	for _, rs := range l.ReplicaSets() {
-		got = append(got, fmt.Sprintf("%s %d/%d", rs.Name, rs.Status.Replicas, *rs.Spec.Replicas))
-	}
-	if want := []string{"web-" + hash + " 0/0", "web-" + hash2 + " 3/3"}; !slices.Equal(got, want) && !slices.Equal(got, []string{want[1], want[0]}) {
+	if got, want := rsets(), []string{"web-" + hash2 + " 1/1", "web-" + hash + " 3/3"}; !slices.Equal(got, want) && !slices.Equal(got, []string{want[1], want[0]}) {
 		t.Errorf("ReplicaSets = %v, want %v", got, want)
+	}
+	for step := 0; st.UpdatedReplicas < 3 || st.Replicas > 3; step++ {
+		if step == 10 {
+			t.Fatalf("the rollout did not finish: %+v", st)
+		}
+		for _, p := range l.Pods() { // the kubelet: the new pods pass their probe
+			if p.DeletionTimestamp == nil && !podReady(p) {
+				dp.ctl.PodReady(p.Name, true)
+			}
+		}
+		waitIdle(t, l)
+		st = status()
+		if st.ReadyReplicas < 3 || st.Replicas > 4 {
+			t.Errorf("step %d: %d ready of %d pods; a rolling update keeps 3 ready and at most 4", step, st.ReadyReplicas, st.Replicas)
+		}
+	}
+	if got, want := cond(st, appsv1.DeploymentProgressing), `True NewReplicaSetAvailable: ReplicaSet "web-`+hash2+`" has successfully progressed.`; got != want {
+		t.Errorf("after the rollout, Progressing = %q, want %q", got, want)
+	}
+	// The old ReplicaSet stays, at 0, while its pods terminate.
+	if got, want := rsets(), []string{"web-" + hash2 + " 3/3", "web-" + hash + " 0/0"}; !slices.Equal(got, want) && !slices.Equal(got, []string{want[1], want[0]}) {
+		t.Errorf("after the rollout, ReplicaSets = %v, want %v", got, want)
+	}
+}
+
+// TestRecreate: strategy Recreate stops every old pod, and starts the new
+// ones only once the old are gone.
+func TestRecreate(t *testing.T) {
+	dp := &fakeDataPlane{}
+	l, _ := newLab(t, dp)
+	m := strings.Replace(string(DefaultManifest), "replicas: 3", "replicas: 3\n  strategy: {type: Recreate}", 1)
+	if !strings.Contains(m, "Recreate") {
+		t.Fatal("no strategy in the manifest")
+	}
+	l.Apply("web.yaml", []byte(m))
+	waitIdle(t, l)
+	old := l.Pods()
+	for _, p := range old {
+		dp.ctl.PodReady(p.Name, true)
+	}
+	waitIdle(t, l)
+	l.Apply("web.yaml", []byte(strings.Replace(m, `"--udp-port=8081"]`, `"--udp-port=8081", "--delay-shutdown=1"]`, 1)))
+	waitIdle(t, l)
+	for _, p := range l.Pods() {
+		if p.DeletionTimestamp == nil {
+			t.Errorf("pod %s runs while the old pods terminate", p.Name)
+		}
+	}
+	for _, p := range old { // the kubelet is done with them
+		dp.ctl.PodStopped(p.Name)
+	}
+	waitIdle(t, l)
+	if n := len(l.Pods()); n != 3 {
+		t.Errorf("%d pods once the old ones are gone, want the 3 new", n)
 	}
 }
 

@@ -513,6 +513,12 @@ func (l *Lab) setPodReady(name string, ready, report bool) error {
 		} else {
 			l.emit(EventPodUnready, "pod/"+name, "pod is not ready")
 		}
+		// A rollout waits on its pods' readiness.
+		if p, ok := l.reg.PeekPod(Namespace, name); ok {
+			if owner := ownerDeploymentName(p); owner != "" {
+				l.enqueueDeployment(owner)
+			}
+		}
 		if report {
 			l.endpointsSoon() // the worker runs afterChange (controller.go)
 		} else {
@@ -541,8 +547,15 @@ func (l *Lab) podStopped(name string) error {
 		l.mu.Unlock()
 		return nil
 	}
+	owner := ""
+	if p, ok := l.reg.PeekPod(Namespace, name); ok {
+		owner = ownerDeploymentName(p)
+	}
 	err := l.reg.DeletePod(Namespace, name)
 	if err == nil {
+		if owner != "" {
+			l.enqueueDeployment(owner) // Recreate waits for its old pods to go
+		}
 		l.releaseIP(name)
 		l.podGone(name)
 		l.emit(EventPodDeleted, "pod/"+name, "pod deleted")

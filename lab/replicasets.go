@@ -28,8 +28,12 @@ func (l *Lab) ReplicaSets() []*appsv1.ReplicaSet {
 			h := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 			groups[h] = append(groups[h], p)
 		}
+		rolling := false // old pods still run: the new set is scaled up step by step
 		for h, pods := range groups {
-			out = append(out, replicaSet(d, h, h == hash, pods))
+			rolling = rolling || (h != hash && active(pods) > 0)
+		}
+		for h, pods := range groups {
+			out = append(out, replicaSet(d, h, h == hash, rolling, pods))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -38,15 +42,19 @@ func (l *Lab) ReplicaSets() []*appsv1.ReplicaSet {
 
 // replicaSet is the ReplicaSet of Deployment d for template hash h, with
 // its pods.
-func replicaSet(d *appsv1.Deployment, h string, current bool, pods []*corev1.Pod) *appsv1.ReplicaSet {
+func replicaSet(d *appsv1.Deployment, h string, current, rolling bool, pods []*corev1.Pod) *appsv1.ReplicaSet {
 	var tmpl corev1.PodTemplateSpec
-	want := int32(0)
+	// During a rollout each set is scaled to the pods the controller let
+	// it have; after it, the new one to spec.replicas and old ones to 0.
+	want := active(pods)
 	created := d.CreationTimestamp
 	if current {
 		tmpl = *d.Spec.Template.DeepCopy()
-		want = 1
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
+		if !rolling {
+			want = 1
+			if d.Spec.Replicas != nil {
+				want = *d.Spec.Replicas
+			}
 		}
 	} else if len(pods) > 0 {
 		// An old template survives in its pods.
@@ -106,4 +114,15 @@ func copyLabels(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// active counts the pods a ReplicaSet counts: not terminating, not ended.
+func active(pods []*corev1.Pod) int32 {
+	var n int32
+	for _, p := range pods {
+		if p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			n++
+		}
+	}
+	return n
 }

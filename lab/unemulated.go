@@ -53,9 +53,13 @@ var podSpecFields = fields{
 	"hostNetwork":                   nil,
 }
 
+// deploymentSpecFields: a rollout follows strategy (RollingUpdate's
+// maxSurge and maxUnavailable, or Recreate); minReadySeconds,
+// progressDeadlineSeconds and revisionHistoryLimit are not emulated.
 var deploymentSpecFields = fields{
 	"replicas": nil,
 	"selector": nil,
+	"strategy": nil,
 	"template": {"metadata": nil, "spec": podSpecFields},
 }
 

@@ -96,7 +96,7 @@ spec:
 	}
 	got := warnings()
 	want := map[string]string{
-		"deployment.apps/web": "nplab does not emulate spec.strategy, spec.template.spec.containers[0].env[1].valueFrom, spec.template.spec.containers[0].imagePullPolicy, " +
+		"deployment.apps/web": "nplab does not emulate spec.template.spec.containers[0].env[1].valueFrom, spec.template.spec.containers[0].imagePullPolicy, " +
 			"spec.template.spec.containers[0].livenessProbe, spec.template.spec.containers[0].resources, spec.template.spec.dnsPolicy: accepted and stored, but with no effect in the lab (the README lists what nplab emulates)\n",
 		"service/web": "nplab does not emulate spec.externalIPs, spec.internalTrafficPolicy: accepted and stored, but with no effect in the lab (the README lists what nplab emulates)\n",
 	}
