@@ -15,10 +15,10 @@ import (
 func TestTUIServesKubectl(t *testing.T) {
 	lab := "k" + randName(5)
 	u := startTmux(t, lab, "tui", "free")
-	s := u.waitScreen("every pod ready", 90*time.Second, screenAllReady)
-	if !strings.Contains(s, "nplab kubectl get svc") {
-		t.Errorf("the UI shows no kubectl hint:\n%s", s)
-	}
+	// One capture can catch a frame half drawn: wait for a whole one.
+	s := u.waitScreen("every pod ready and the kubectl hint", 90*time.Second, func(s string) bool {
+		return screenAllReady(s) && strings.Contains(s, "nplab kubectl get svc")
+	})
 	kubectl := func(args ...string) string {
 		t.Helper()
 		c := nplabCmd(append([]string{"kubectl"}, args...)...)
