@@ -758,7 +758,7 @@ func TestRollingUpdateKeepsServing(t *testing.T) {
 				return
 			default:
 			}
-			rep, err := l.Send(context.Background(), plane.Request{From: "client", Protocol: "TCP", Target: target, Message: "/hostname", Timeout: 2 * time.Second})
+			rep, err := l.Send(context.Background(), plane.Request{From: "client", Protocol: "TCP", Target: target, Message: "/hostname", Timeout: 10 * time.Second})
 			if err != nil || rep.Result != plane.FlowOK {
 				r.failed = append(r.failed, fmt.Sprintf("%v %v", rep.Result, err))
 				continue
