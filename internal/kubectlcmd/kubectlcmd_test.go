@@ -298,3 +298,25 @@ func sortedLines(s string) []string {
 	sort.Strings(lines)
 	return lines
 }
+
+// TestExecSaysWhatToUse: kubectl exec, attach and port-forward cannot
+// work on nplab's pods (no container processes, nothing forwarded to the
+// host); the error says so and names the command that does the job.
+func TestExecSaysWhatToUse(t *testing.T) {
+	k := newLab(t)
+	k.l.Apply("default.yaml", lab.DefaultManifest)
+	_ = k.l.WaitIdle(t.Context())
+	p := k.l.Pods()[0].Name
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"exec", p, "--", "hostname"}, "error: unable to upgrade connection: nplab's pods run no container processes to exec into: for a shell or a command in pod " + p + "'s network namespace, use nplab exec " + p + " -- COMMAND\n"},
+		{[]string{"port-forward", p, "8080:8080"}, "nplab does not forward ports from a pod to this host"},
+	} {
+		_, errOut, code := k.run("", tt.args...)
+		if code != 1 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("kubectl %s: exit %d %q, want exit 1 and %q", strings.Join(tt.args, " "), code, errOut, tt.want)
+		}
+	}
+}

@@ -10,7 +10,9 @@
 // replicasets (read-only, made from the Deployments and their pods: see
 // lab.Lab.ReplicaSets) and events (the lab's own events as v1 Events).
 // pods/log serves `kubectl logs` (-c, --previous, --tail, --since,
-// --timestamps, --limit-bytes, -f) from the data plane's container logs.
+// --timestamps, --limit-bytes, -f) from the data plane's container logs;
+// pods/exec, attach and portforward answer 400 naming what to use instead
+// (nplab exec), since nplab's pods have no container processes.
 // Pods, services, deployments and replicasets are in the category "all",
 // so `kubectl get all` lists them as on a cluster. Services, pods and
 // deployments take get, list, watch, create, update (PUT), patch (strategic

@@ -246,6 +246,17 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, res *reso
 		s.logs(w, r, name)
 		return
 	}
+	if res.name == "pods" && (sub == "exec" || sub == "attach" || sub == "portforward") {
+		// kubectl exec, attach, port-forward: nplab's pods are network
+		// namespaces with an emulated app, not containers to enter.
+		msg := fmt.Sprintf("nplab's pods run no container processes to %s: for a shell or a command in pod %s's network namespace, use nplab exec %s -- COMMAND",
+			map[string]string{"exec": "exec into", "attach": "attach to"}[sub], name, name)
+		if sub == "portforward" {
+			msg = fmt.Sprintf("nplab does not forward ports from a pod to this host: reach pod %s from inside the lab, e.g. nplab exec client -- curl http://NODE_IP:NODE_PORT/ through a NodePort Service, or nplab exec %s -- COMMAND", name, name)
+		}
+		writeErr(w, apierrors.NewBadRequest(msg))
+		return
+	}
 	if sub != "" && !(sub == "scale" && res.scale) {
 		writeErr(w, apierrors.NewMethodNotSupported(schema.GroupResource{Group: res.group, Resource: res.name + "/" + sub}, strings.ToLower(r.Method)))
 		return
