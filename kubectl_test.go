@@ -659,7 +659,9 @@ func TestKubectlLogs(t *testing.T) {
 	}
 
 	// -f: a request made while following shows up; the follow ends with
-	// the pod.
+	// the pod. (kubectlcmd.Run runs one kubectl at a time: nothing else
+	// may run kubectl until the follow ends.)
+	podIP := netip.MustParseAddr(must("get", "pod", pod, "-o", "jsonpath={.status.podIP}"))
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
@@ -680,7 +682,6 @@ func TestKubectlLogs(t *testing.T) {
 	}()
 	// Requests until one is followed (the first may come before kubectl's
 	// request, which --tail=0 would not show).
-	podIP := netip.MustParseAddr(must("get", "pod", pod, "-o", "jsonpath={.status.podIP}"))
 	got := ""
 	for i := 0; i < 50 && got == ""; i++ {
 		if _, err := l.Send(t.Context(), plane.Request{From: "node-1", Protocol: "TCP", Target: netip.AddrPortFrom(podIP, 8080), Message: "/echo?msg=followed"}); err != nil {
