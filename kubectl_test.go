@@ -514,31 +514,8 @@ func TestTUIHintSaysWhyKubectlCannotReachTheLab(t *testing.T) {
 // its address — which no new pod gets until its kubelet is done; kubectl
 // rollout status and get deployments see the Deployment whole again.
 func TestKubectlDeleteGracePeriodAndForce(t *testing.T) {
-	testenv.RequireRoot(t)
-	t.Setenv("HOME", t.TempDir()) // kubectl's discovery cache
-	saved := runDir
-	t.Cleanup(func() { runDir = saved })
-	dir := t.TempDir()
-	runDir = func() string { return dir }
-	l, err := startServed(t.Context(), lab.Config{Name: "kg" + randName(4), Nodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	cfg := kubeconfigPath(l.Name())
-	kubectl := func(args ...string) (string, int) {
-		var b bytes.Buffer
-		code := runKubectl(&b, cfg, args...)
-		return raceNotice.ReplaceAllString(b.String(), ""), code
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, code := kubectl(args...)
-		if code != 0 {
-			t.Fatalf("kubectl %s: exit %d\n%s", strings.Join(args, " "), code, out)
-		}
-		return out
-	}
+	sl := startServedLab(t, "kg", 1)
+	l, kubectl, must := sl.Lab, sl.kubectl, sl.must
 	must("create", "deployment", "slow", "--replicas=3", "--image=registry.k8s.io/e2e-test-images/agnhost:2.53",
 		"--", "/agnhost", "netexec", "--http-port=8080", "--delay-shutdown=60")
 	must("wait", "--for=condition=Ready", "pod", "-l", "app=slow", "--timeout=60s")
@@ -594,32 +571,9 @@ func TestKubectlDeleteGracePeriodAndForce(t *testing.T) {
 // reached. The API server's errors for a wrong container or a missing
 // previous start are kubectl's, and -f streams a line as it is printed.
 func TestKubectlLogs(t *testing.T) {
-	testenv.RequireRoot(t)
-	t.Setenv("HOME", t.TempDir())
-	saved := runDir
-	t.Cleanup(func() { runDir = saved })
-	dir := t.TempDir()
-	runDir = func() string { return dir }
-	l, err := startServed(t.Context(), lab.Config{Name: "kl" + randName(4), Nodes: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	sl := startServedLab(t, "kl", 2)
+	l, kubectl, must, cfg := sl.Lab, sl.kubectl, sl.must, sl.cfg
 	l.Apply("default.yaml", lab.DefaultManifest)
-	cfg := kubeconfigPath(l.Name())
-	kubectl := func(args ...string) (string, int) {
-		var b bytes.Buffer
-		code := runKubectl(&b, cfg, args...)
-		return raceNotice.ReplaceAllString(b.String(), ""), code
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, code := kubectl(args...)
-		if code != 0 {
-			t.Fatalf("kubectl %s: exit %d\n%s", strings.Join(args, " "), code, out)
-		}
-		return out
-	}
 	must("rollout", "status", "deployment/web", "--timeout=60s")
 	node := netip.AddrPortFrom(l.Nodes()[0].IP, 30080)
 	rep, err := l.Send(t.Context(), plane.Request{From: "client", Protocol: "TCP", Target: node, Message: "/hostname"})
@@ -711,31 +665,13 @@ func TestKubectlLogs(t *testing.T) {
 // a cluster (the pods serve on for their --delay-shutdown after SIGTERM,
 // while the proxies stop sending them new connections).
 func TestRollingUpdateKeepsServing(t *testing.T) {
-	testenv.RequireRoot(t)
-	t.Setenv("HOME", t.TempDir())
-	saved := runDir
-	t.Cleanup(func() { runDir = saved })
-	dir := t.TempDir()
-	runDir = func() string { return dir }
-	l, err := startServed(t.Context(), lab.Config{Name: "ru" + randName(4), Nodes: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	sl := startServedLab(t, "ru", 2)
+	l, must := sl.Lab, sl.must
 	m := strings.Replace(string(lab.DefaultManifest), `"--udp-port=8081"]`, `"--udp-port=8081", "--delay-shutdown=3"]`, 1)
 	for _, r := range l.Apply("web.yaml", []byte(m)) {
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
-	}
-	cfg := kubeconfigPath(l.Name())
-	must := func(args ...string) string {
-		t.Helper()
-		var b bytes.Buffer
-		if code := runKubectl(&b, cfg, args...); code != 0 {
-			t.Fatalf("kubectl %s: exit %d\n%s", strings.Join(args, " "), code, b.String())
-		}
-		return raceNotice.ReplaceAllString(b.String(), "")
 	}
 	must("rollout", "status", "deployment/web", "--timeout=60s")
 	before := map[string]bool{}
@@ -789,4 +725,45 @@ func TestRollingUpdateKeepsServing(t *testing.T) {
 			t.Errorf("old pod %s still runs after the rollout", p.Name)
 		}
 	}
+}
+
+// servedLab starts a lab with its API served, as the terminal UI does
+// (records and kubeconfig in a directory of the test's), closed when the
+// test ends, and the embedded kubectl against it: kubectl returns what it
+// printed and its exit status, must fails the test on an error.
+type servedLab struct {
+	*lab.Lab
+	t   *testing.T
+	cfg string
+}
+
+func startServedLab(t *testing.T, name string, nodes int) servedLab {
+	t.Helper()
+	testenv.RequireRoot(t)
+	t.Setenv("HOME", t.TempDir()) // kubectl's discovery cache
+	saved := runDir
+	t.Cleanup(func() { runDir = saved })
+	dir := t.TempDir()
+	runDir = func() string { return dir }
+	l, err := startServed(t.Context(), lab.Config{Name: name + randName(4), Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return servedLab{Lab: l, t: t, cfg: kubeconfigPath(l.Name())}
+}
+
+func (s servedLab) kubectl(args ...string) (string, int) {
+	var b bytes.Buffer
+	code := runKubectl(&b, s.cfg, args...)
+	return raceNotice.ReplaceAllString(b.String(), ""), code
+}
+
+func (s servedLab) must(args ...string) string {
+	s.t.Helper()
+	out, code := s.kubectl(args...)
+	if code != 0 {
+		s.t.Fatalf("kubectl %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
 }

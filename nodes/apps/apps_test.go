@@ -150,15 +150,7 @@ func TestNetexecServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Stop()
-	var httpAddr, udpAddr net.Addr
-	for _, l := range a.Listening() {
-		switch l.Protocol {
-		case "TCP":
-			httpAddr = l.Addr
-		case "UDP":
-			udpAddr = l.Addr
-		}
-	}
+	httpAddr, udpAddr := tcpUDP(a)
 	if _, _, body := get(t, httpAddr, "/hostname"); body != "web-abc" {
 		t.Errorf("/hostname = %q", body)
 	}
@@ -244,15 +236,7 @@ func TestLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Stop()
-	var httpAddr, udpAddr net.Addr
-	for _, l := range a.Listening() {
-		switch l.Protocol {
-		case "TCP":
-			httpAddr = l.Addr
-		case "UDP":
-			udpAddr = l.Addr
-		}
-	}
+	httpAddr, udpAddr := tcpUDP(a)
 	get(t, httpAddr, "/hostname")
 	get(t, httpAddr, "/echo?msg=hi&code=201")
 	get(t, httpAddr, "/readyz") // the kubelet's probe: not logged
@@ -319,4 +303,17 @@ func TestLogKeepsTheLastLines(t *testing.T) {
 	if len(lines) != MaxLogLines || lines[0].Text != "10" || lines[0].Seq != 11 || lines[len(lines)-1].Seq != MaxLogLines+10 {
 		t.Errorf("kept %d lines, first %+v, last %+v", len(lines), lines[0], lines[len(lines)-1])
 	}
+}
+
+// tcpUDP are the addresses an app's TCP and UDP servers listen on.
+func tcpUDP(a *App) (tcp, udp net.Addr) {
+	for _, l := range a.Listening() {
+		switch l.Protocol {
+		case "TCP":
+			tcp = l.Addr
+		case "UDP":
+			udp = l.Addr
+		}
+	}
+	return tcp, udp
 }

@@ -22,15 +22,7 @@ func startNetexec(t *testing.T, hostname string, args ...string) (*App, net.Addr
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Stop)
-	var httpAddr, udpAddr net.Addr
-	for _, l := range a.Listening() {
-		switch l.Protocol {
-		case "TCP":
-			httpAddr = l.Addr
-		case "UDP":
-			udpAddr = l.Addr
-		}
-	}
+	httpAddr, udpAddr := tcpUDP(a)
 	return a, httpAddr, udpAddr
 }
 
