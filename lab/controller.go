@@ -377,7 +377,6 @@ func (l *Lab) syncDeployment(name string) (more bool) {
 	if extra := len(current) - want; extra > 0 {
 		sortForScaleDown(current)
 		del(current[:extra])
-		current = current[extra:]
 	}
 	if len(old) == 0 {
 		return more
@@ -391,19 +390,14 @@ func (l *Lab) syncDeployment(name string) (more bool) {
 	// them Running and Ready at once: count them as they are now.)
 	_, unavail := rollingParams(d, want)
 	minAvailable := want - unavail
-	current = current[:0]
-	for _, p := range l.ownedPods(d) {
-		if p.DeletionTimestamp == nil && p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash {
-			current = append(current, p)
-		}
-	}
 	readyNew := 0
-	for _, p := range current {
-		if podReady(p) {
+	for _, p := range l.ownedPods(d) {
+		if p.DeletionTimestamp == nil && p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash && podReady(p) {
 			readyNew++
 		}
 	}
-	maxScaledDown := len(current) + len(old) - minAvailable - (len(current) - readyNew)
+	// All pods, less the minimum available, less the new ones not ready.
+	maxScaledDown := len(old) + readyNew - minAvailable
 	if maxScaledDown <= 0 {
 		return more
 	}
