@@ -36,11 +36,11 @@ func startTmux(t *testing.T, lab string, args ...string) *tmuxUI {
 		t.Skip("tmux is not installed (apt-get install tmux)")
 	}
 	u := &tmuxUI{t: t, socket: "nplab-test-" + randName(8), lab: lab}
-	// In the tests' user namespace root's /tmp/tmux-0 is not ours: tmux
-	// refuses it ("unsafe permissions"). A directory of the test's own.
-	if testenv.InUserNamespace() {
-		t.Setenv("TMUX_TMPDIR", t.TempDir())
-	}
+	// tmux's socket in a directory of the test's own, removed with it (in
+	// /tmp/tmux-0 it outlived the test; and in the tests' user namespace
+	// root's /tmp/tmux-0 is not ours: tmux refuses it, "unsafe
+	// permissions").
+	t.Setenv("TMUX_TMPDIR", t.TempDir())
 	// exec, so the pane's process is nplab itself and a signal to it
 	// reaches the UI.
 	cmdline := fmt.Sprintf("exec env NPLAB_TEST_MAIN=1 GOTRACEBACK=all TERM=xterm-256color %s %s --name %s",
